@@ -1,0 +1,28 @@
+//! The sensor pipeline's message contract (version 1) and its pure processing logic.
+//!
+//! Nothing here does I/O; the services wrap it with Kafka.
+//!
+//! - [`reading`]: the input record, and decoding raw Kafka records into validated [`Reading`]s
+//!   with a precise reason for each unusable one.
+//! - [`event`]: the output records, [`Alert`] and [`Average`], and their JSON encoding.
+//! - [`window`]: one sensor's sliding window of the last `window_size` temperatures.
+//! - [`state`]: every sensor's window and the rule that turns a reading into events.
+//! - [`reference`]: a deliberately naive model of the processing semantics, used by tests and
+//!   audits to check the real code.
+
+pub mod event;
+pub mod reading;
+pub mod reference;
+pub mod state;
+pub mod window;
+
+pub use event::{Alert, Average, Event};
+pub use reading::{DecodeError, DecodeOptions, RawRecord, Reading};
+pub use state::{ProcessingRules, SensorWindows};
+pub use window::Window;
+
+/// Longest accepted sensor id, in bytes.
+pub const MAX_SENSOR_ID_BYTES: usize = 128;
+
+/// Absolute zero in °C: no real temperature is below it.
+pub const ABSOLUTE_ZERO_C: f64 = -273.15;

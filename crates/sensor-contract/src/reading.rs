@@ -1,0 +1,358 @@
+//! Input records: the version-1 reading and its validation from raw Kafka records.
+//!
+//! Decoding never panics and never guesses: a record is either a [`Reading`] or a
+//! [`DecodeError`] whose message says what was wrong, for the dead-letter topic.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::{ABSOLUTE_ZERO_C, MAX_SENSOR_ID_BYTES};
+
+/// A validated temperature reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Which sensor took it: 1..=128 bytes of UTF-8.
+    pub sensor_id: String,
+    /// Per-sensor sequence number. Records without one (the original Python producer's) get
+    /// their Kafka offset, which is unique and increasing within a partition.
+    pub seq: u64,
+    /// The temperature in °C: finite and not below absolute zero.
+    pub temperature: f64,
+    /// When the reading was taken, RFC 3339 in UTC. Records without one get the Kafka record
+    /// timestamp.
+    pub timestamp: String,
+}
+
+/// A Kafka record as the decoder sees it: borrowed bytes plus the coordinates it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    /// The record key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The record value; `None` for a null value.
+    pub payload: Option<&'a [u8]>,
+    /// The Kafka record timestamp in milliseconds since the epoch, if the record has one.
+    pub timestamp_ms: Option<i64>,
+    /// The record's offset in its partition.
+    pub offset: i64,
+}
+
+/// What decoding needs to know beyond the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeOptions {
+    /// Sensor id for records with neither a `sensor_id` field nor a key.
+    pub default_sensor_id: String,
+    /// Largest accepted value, in bytes.
+    pub max_record_bytes: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            default_sensor_id: "default".to_owned(),
+            max_record_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Why a record is not a usable reading. The `Display` text is the dead letter's `error` header.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The record has a null or empty value.
+    #[error("record has no value")]
+    Empty,
+    /// The value is larger than the configured limit.
+    #[error("record value is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the value.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The value is not UTF-8 text.
+    #[error("record value is not valid UTF-8 (invalid byte at position {position})")]
+    NotUtf8 {
+        /// Byte offset of the first invalid byte.
+        position: usize,
+    },
+    /// The value is not JSON.
+    #[error("record value is not valid JSON: {0}")]
+    NotJson(String),
+    /// The value is JSON but not an object.
+    #[error("record value is JSON {found}, not an object")]
+    NotObject {
+        /// What kind of JSON value it is.
+        found: &'static str,
+    },
+    /// The object repeats a field or is otherwise malformed for the contract.
+    #[error("record value is not a valid reading: {0}")]
+    Malformed(String),
+    /// No `temperature` field.
+    #[error("field `temperature` is missing")]
+    MissingTemperature,
+    /// A known field has the wrong JSON type.
+    #[error("field `{field}` must be {expected}, found {found}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// The type the contract says.
+        expected: &'static str,
+        /// What the record has.
+        found: String,
+    },
+    /// Temperature is not a finite number.
+    #[error("field `temperature` is not a finite number")]
+    NotFinite,
+    /// Temperature below -273.15 °C.
+    #[error("field `temperature` is {0} °C, below absolute zero (-273.15 °C)")]
+    BelowAbsoluteZero(f64),
+    /// The sensor id is empty.
+    #[error("sensor id is empty")]
+    EmptySensorId,
+    /// The sensor id is longer than 128 bytes.
+    #[error("sensor id is {0} bytes long, over the limit of 128 bytes")]
+    SensorIdTooLong(usize),
+    /// The record key, needed as the sensor id, is not UTF-8.
+    #[error("record key is not valid UTF-8 and the value has no `sensor_id`")]
+    KeyNotUtf8,
+    /// The `sensor_id` field and the record key disagree.
+    #[error("field `sensor_id` is {sensor_id:?} but the record key is {key:?}")]
+    KeyMismatch {
+        /// The record key.
+        key: String,
+        /// The `sensor_id` field.
+        sensor_id: String,
+    },
+    /// The `timestamp` field is not RFC 3339.
+    #[error("field `timestamp` is not an RFC 3339 date-time: {0:?}")]
+    BadTimestamp(String),
+    /// Neither a `timestamp` field nor a Kafka record timestamp.
+    #[error("record has no `timestamp` field and no Kafka timestamp")]
+    NoTimestamp,
+}
+
+impl DecodeError {
+    /// A short, stable name for the kind of error, for metrics and the `error.kind` header.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty",
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::NotUtf8 { .. } => "not_utf8",
+            DecodeError::NotJson(_) => "not_json",
+            DecodeError::NotObject { .. } => "not_object",
+            DecodeError::Malformed(_) => "malformed",
+            DecodeError::MissingTemperature => "missing_temperature",
+            DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::NotFinite => "not_finite",
+            DecodeError::BelowAbsoluteZero(_) => "below_absolute_zero",
+            DecodeError::EmptySensorId => "empty_sensor_id",
+            DecodeError::SensorIdTooLong(_) => "sensor_id_too_long",
+            DecodeError::KeyNotUtf8 => "key_not_utf8",
+            DecodeError::KeyMismatch { .. } => "key_mismatch",
+            DecodeError::BadTimestamp(_) => "bad_timestamp",
+            DecodeError::NoTimestamp => "no_timestamp",
+        }
+    }
+}
+
+/// The record's fields, still undecoded, so each can be checked with its own message.
+/// `None` means absent; a JSON `null` arrives as the raw value `null`.
+#[derive(Deserialize)]
+struct WireReading<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    sensor_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    seq: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    timestamp: Option<&'a RawValue>,
+}
+
+/// Keeps `null` as a value instead of letting serde fold it into `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+impl Reading {
+    /// Validates a raw record against the version-1 contract (and the original producer's
+    /// bare `{"temperature": t}` form).
+    pub fn decode(record: &RawRecord<'_>, options: &DecodeOptions) -> Result<Reading, DecodeError> {
+        let payload = match record.payload {
+            Some(p) if !p.is_empty() => p,
+            _ => return Err(DecodeError::Empty),
+        };
+        if payload.len() > options.max_record_bytes {
+            return Err(DecodeError::TooLarge {
+                size: payload.len(),
+                limit: options.max_record_bytes,
+            });
+        }
+        let text = std::str::from_utf8(payload).map_err(|e| DecodeError::NotUtf8 {
+            position: e.valid_up_to(),
+        })?;
+        if !text.trim_start().starts_with('{') {
+            // Tell "some other JSON value" apart from "not JSON at all".
+            return Err(match serde_json::from_str::<&RawValue>(text) {
+                Ok(value) => DecodeError::NotObject {
+                    found: json_kind(value),
+                },
+                Err(e) => DecodeError::NotJson(e.to_string()),
+            });
+        }
+        let wire: WireReading<'_> = serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                DecodeError::Malformed(e.to_string())
+            } else {
+                DecodeError::NotJson(e.to_string())
+            }
+        })?;
+
+        let temperature = match non_null(wire.temperature) {
+            None if wire.temperature.is_none() => return Err(DecodeError::MissingTemperature),
+            None => return Err(wrong_type("temperature", "a number", wire.temperature)),
+            Some(raw) => {
+                let t: f64 = serde_json::from_str(raw.get()).map_err(|_| {
+                    // A JSON number that does not fit an f64 (such as 1e999) is infinite.
+                    if json_kind(raw) == "a number" {
+                        DecodeError::NotFinite
+                    } else {
+                        wrong_type("temperature", "a number", Some(raw))
+                    }
+                })?;
+                if !t.is_finite() {
+                    return Err(DecodeError::NotFinite);
+                }
+                if t < ABSOLUTE_ZERO_C {
+                    return Err(DecodeError::BelowAbsoluteZero(t));
+                }
+                t
+            }
+        };
+
+        let field_id = match non_null(wire.sensor_id) {
+            None => None,
+            Some(raw) => Some(
+                serde_json::from_str::<String>(raw.get())
+                    .map_err(|_| wrong_type("sensor_id", "a string", Some(raw)))?,
+            ),
+        };
+        let sensor_id = match (field_id, record.key) {
+            (Some(id), Some(key)) => {
+                if key != id.as_bytes() {
+                    return Err(DecodeError::KeyMismatch {
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        sensor_id: id,
+                    });
+                }
+                id
+            }
+            (Some(id), None) => id,
+            (None, Some(key)) => std::str::from_utf8(key)
+                .map_err(|_| DecodeError::KeyNotUtf8)?
+                .to_owned(),
+            (None, None) => options.default_sensor_id.clone(),
+        };
+        if sensor_id.is_empty() {
+            return Err(DecodeError::EmptySensorId);
+        }
+        if sensor_id.len() > MAX_SENSOR_ID_BYTES {
+            return Err(DecodeError::SensorIdTooLong(sensor_id.len()));
+        }
+
+        let seq = match non_null(wire.seq) {
+            None => u64::try_from(record.offset).unwrap_or(0),
+            Some(raw) => serde_json::from_str::<u64>(raw.get())
+                .map_err(|_| wrong_type("seq", "an unsigned integer", Some(raw)))?,
+        };
+
+        let timestamp = match non_null(wire.timestamp) {
+            Some(raw) => {
+                let text: String = serde_json::from_str(raw.get())
+                    .map_err(|_| wrong_type("timestamp", "an RFC 3339 string", Some(raw)))?;
+                normalize_timestamp(&text).ok_or(DecodeError::BadTimestamp(text))?
+            }
+            None => match record.timestamp_ms {
+                Some(ms) if ms >= 0 => format_millis(ms).ok_or(DecodeError::NoTimestamp)?,
+                _ => return Err(DecodeError::NoTimestamp),
+            },
+        };
+
+        Ok(Reading {
+            sensor_id,
+            seq,
+            temperature,
+            timestamp,
+        })
+    }
+
+    /// The reading as a version-1 JSON value, as the simulator publishes it.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "sensor_id": self.sensor_id,
+            "seq": self.seq,
+            "temperature": self.temperature,
+            "timestamp": self.timestamp,
+        }))
+        .unwrap_or_default()
+    }
+}
+
+/// An optional field that is absent or JSON `null` counts as absent.
+fn non_null(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
+fn wrong_type(field: &'static str, expected: &'static str, raw: Option<&RawValue>) -> DecodeError {
+    let found = match raw {
+        None => "nothing".to_owned(),
+        Some(raw) => {
+            let text = raw.get();
+            let kind = json_kind(raw);
+            if text.len() <= 40 {
+                format!("{kind} {text}")
+            } else {
+                kind.to_owned()
+            }
+        }
+    };
+    DecodeError::WrongType {
+        field,
+        expected,
+        found,
+    }
+}
+
+fn json_kind(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Parses an RFC 3339 date-time and returns it in UTC. A UTC value ending in `Z` is kept as
+/// written; others are converted.
+fn normalize_timestamp(text: &str) -> Option<String> {
+    let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    if text.ends_with('Z') {
+        return Some(text.to_owned());
+    }
+    parsed.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 in UTC with millisecond precision.
+pub fn format_millis(ms: i64) -> Option<String> {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).ok()
+}
+
+#[cfg(test)]
+mod tests;

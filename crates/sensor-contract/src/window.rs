@@ -1,0 +1,109 @@
+//! One sensor's sliding window: the last `capacity` temperatures, oldest first.
+
+/// A fixed-capacity ring of the most recent temperatures of one sensor.
+///
+/// Appending to a full window drops the oldest reading, like Python's `deque(maxlen=n)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    values: Box<[f64]>,
+    /// Index of the oldest value.
+    head: usize,
+    len: usize,
+}
+
+impl Window {
+    /// An empty window holding at most `capacity` readings (`capacity` ≥ 1).
+    pub fn new(capacity: usize) -> Self {
+        assert!(capacity >= 1, "a window holds at least one reading");
+        Self {
+            values: vec![0.0; capacity].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// Appends a temperature, dropping the oldest one when the window is full.
+    pub fn push(&mut self, value: f64) {
+        let capacity = self.values.len();
+        if self.len < capacity {
+            self.values[(self.head + self.len) % capacity] = value;
+            self.len += 1;
+        } else {
+            self.values[self.head] = value;
+            self.head = (self.head + 1) % capacity;
+        }
+    }
+
+    /// How many readings the window holds now.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the window holds no reading.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The most readings the window holds.
+    pub fn capacity(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether the window holds `capacity` readings.
+    pub fn is_full(&self) -> bool {
+        self.len == self.values.len()
+    }
+
+    /// The readings, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        let capacity = self.values.len();
+        (0..self.len).map(move |i| self.values[(self.head + i) % capacity])
+    }
+
+    /// The arithmetic mean of the readings, summed oldest first; `None` when empty.
+    ///
+    /// The sum is recomputed rather than kept running so that the result is bit-for-bit the
+    /// mean of exactly these readings, with no drift from values that already left the window.
+    pub fn mean(&self) -> Option<f64> {
+        if self.len == 0 {
+            return None;
+        }
+        Some(self.iter().sum::<f64>() / self.len as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_capacity_values_oldest_first() {
+        let mut w = Window::new(3);
+        assert!(w.is_empty());
+        for v in [1.0, 2.0, 3.0, 4.0, 5.0] {
+            w.push(v);
+        }
+        assert_eq!(w.iter().collect::<Vec<_>>(), vec![3.0, 4.0, 5.0]);
+        assert!(w.is_full());
+        assert_eq!(w.mean(), Some(4.0));
+    }
+
+    #[test]
+    fn partial_window_mean_and_len() {
+        let mut w = Window::new(10);
+        w.push(1.5);
+        w.push(2.5);
+        assert_eq!(w.len(), 2);
+        assert!(!w.is_full());
+        assert_eq!(w.mean(), Some(2.0));
+        assert_eq!(Window::new(2).mean(), None);
+    }
+
+    #[test]
+    fn capacity_one_holds_only_the_newest() {
+        let mut w = Window::new(1);
+        w.push(7.0);
+        w.push(8.0);
+        assert_eq!(w.iter().collect::<Vec<_>>(), vec![8.0]);
+    }
+}

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Runs a real, single-node Apache Kafka broker (KRaft) from Maven Central jars, without Docker,
+# and gives access to Kafka's console tools.
+#
+#   scripts/kafka.sh fetch                       resolve the jars once (cached in ~/.m2)
+#   scripts/kafka.sh start [--dir D] [--port P]  start a broker in the background, print its address
+#   scripts/kafka.sh stop  [--dir D]             stop it (by pid) and wait until it is gone
+#   scripts/kafka.sh status [--dir D]            print the address if it runs, exit 1 if not
+#   scripts/kafka.sh bootstrap [--dir D]         print the address of a started broker
+#   scripts/kafka.sh topics ...                  kafka-topics       (org.apache.kafka.tools.TopicCommand)
+#   scripts/kafka.sh console-consumer ...        kafka-console-consumer
+#   scripts/kafka.sh console-producer ...        kafka-console-producer
+#   scripts/kafka.sh consumer-groups ...         kafka-consumer-groups
+#
+# A broker's state lives in a directory (default: $KAFKA_STATE_DIR or <repo>/.kafka/default):
+# server.properties, data/, broker.log, pid and bootstrap. Starting again on an existing directory
+# reuses its storage and ports, so a broker can be restarted with its data.
+set -euo pipefail
+
+KAFKA_VERSION=4.3.1
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/sensor-pipeline/kafka-$KAFKA_VERSION"
+CLASSPATH_FILE="$CACHE/classpath.txt"
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+
+log() { echo "kafka.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Resolves the broker and tools jars with Maven and records their classpath. Later calls are
+# offline: the classpath is reused while every jar on it is still in the local repository.
+fetch() {
+  if [[ -s "$CLASSPATH_FILE" ]] && classpath_complete; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Apache Kafka $KAFKA_VERSION"
+  command -v java >/dev/null || die "Java 17 or newer is needed to run Apache Kafka $KAFKA_VERSION"
+  mkdir -p "$CACHE"
+  log "resolving Apache Kafka $KAFKA_VERSION from Maven Central (first run only)"
+  mvn -B -q -f "$ROOT/scripts/kafka/pom.xml" dependency:build-classpath \
+    -Dkafka.version="$KAFKA_VERSION" -Dmdep.outputFile="$CLASSPATH_FILE.tmp" >&2 \
+    || die "Maven could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION"
+  mv "$CLASSPATH_FILE.tmp" "$CLASSPATH_FILE"
+  classpath_complete || die "resolved classpath lists missing jars: $CLASSPATH_FILE"
+  log "Apache Kafka $KAFKA_VERSION ready ($(tr ':' '\n' <"$CLASSPATH_FILE" | wc -l) jars)"
+}
+
+classpath_complete() {
+  local jar
+  while IFS= read -r jar; do
+    [[ -f "$jar" ]] || return 1
+  done < <(tr ':' '\n' <"$CLASSPATH_FILE")
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Options shared by the state-directory commands.
+DIR="${KAFKA_STATE_DIR:-$ROOT/.kafka/default}"
+PORT=""
+CONTROLLER_PORT=""
+parse_dir_opts() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --dir) DIR="$2"; shift 2 ;;
+      --port) PORT="$2"; shift 2 ;;
+      --controller-port) CONTROLLER_PORT="$2"; shift 2 ;;
+      *) die "unknown option: $1" ;;
+    esac
+  done
+  mkdir -p "$DIR"
+  DIR="$(cd "$DIR" && pwd)"
+}
+
+running_pid() {
+  [[ -f "$DIR/pid" ]] || return 1
+  local pid
+  pid="$(cat "$DIR/pid")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+write_config() {
+  [[ -n "$PORT" && "$PORT" != 0 ]] || PORT="$(free_port)"
+  [[ -n "$CONTROLLER_PORT" && "$CONTROLLER_PORT" != 0 ]] || CONTROLLER_PORT="$(free_port)"
+  cat >"$DIR/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DIR/data
+num.partitions=6
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=1048577
+auto.create.topics.enable=false
+EOF
+  cat >"$DIR/log4j2.properties" <<EOF
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $DIR/broker.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.state.name = state.change.logger
+logger.state.level = warn
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+EOF
+  echo "127.0.0.1:$PORT" >"$DIR/bootstrap"
+}
+
+# The broker's JVM: about 512 MB of heap is plenty for a single-node test broker.
+broker_java() {
+  BROKER_JAVA=(java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$DIR/log4j2.properties" -cp "$(cat "$CLASSPATH_FILE")")
+}
+
+start() {
+  parse_dir_opts "$@"
+  if pid="$(running_pid)"; then
+    log "already running (pid $pid) in $DIR"
+    cat "$DIR/bootstrap"
+    return 0
+  fi
+  fetch
+  if [[ ! -f "$DIR/server.properties" ]]; then
+    write_config
+  elif [[ -n "$PORT" ]] && ! grep -q "PLAINTEXT://127.0.0.1:$PORT," "$DIR/server.properties"; then
+    die "$DIR was set up for another port ($(cat "$DIR/bootstrap")); use a new --dir"
+  fi
+  local port
+  port="$(cut -d: -f2 <"$DIR/bootstrap")"
+  broker_java
+  if [[ ! -f "$DIR/data/meta.properties" ]]; then
+    log "formatting storage in $DIR/data"
+    # 22 characters of URL-safe base64, as Kafka's cluster ids are.
+    local cluster_id
+    cluster_id="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')"
+    "${BROKER_JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$DIR/server.properties" \
+      >"$DIR/format.log" 2>&1 || { cat "$DIR/format.log" >&2; die "storage format failed"; }
+  fi
+  log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port (logs: $DIR/broker.log)"
+  # setsid: the broker must not receive the terminal's Ctrl-C meant for a foreground command.
+  setsid "${BROKER_JAVA[@]}" kafka.Kafka "$DIR/server.properties" \
+    >"$DIR/stdout.log" 2>&1 </dev/null &
+  echo $! >"$DIR/pid"
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until port_open "$port" && grep -q "Kafka Server started" "$DIR/broker.log" 2>/dev/null; do
+    if ! kill -0 "$(cat "$DIR/pid")" 2>/dev/null; then
+      tail -20 "$DIR/stdout.log" "$DIR/broker.log" >&2 2>/dev/null || true
+      die "the broker exited during start-up"
+    fi
+    if ((SECONDS > deadline)); then
+      stop_dir
+      die "the broker did not answer within ${START_TIMEOUT}s"
+    fi
+    sleep 0.3
+  done
+  log "broker up (pid $(cat "$DIR/pid"))"
+  cat "$DIR/bootstrap"
+}
+
+stop_dir() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$DIR/pid"
+    return 0
+  fi
+  log "stopping broker pid $pid"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$DIR/pid"; return 0; }
+    sleep 0.2
+  done
+  log "broker did not stop within 30s, killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$DIR/pid"
+}
+
+stop() {
+  parse_dir_opts "$@"
+  stop_dir
+}
+
+status() {
+  parse_dir_opts "$@"
+  if pid="$(running_pid)"; then
+    echo "$(cat "$DIR/bootstrap") (pid $pid)"
+  else
+    echo "not running ($DIR)"
+    return 1
+  fi
+}
+
+bootstrap() {
+  parse_dir_opts "$@"
+  running_pid >/dev/null || die "no broker running in $DIR; start one with: scripts/kafka.sh start"
+  cat "$DIR/bootstrap"
+}
+
+# Console tools start a fresh JVM each time: the client flags keep that start short.
+tool() {
+  local class="$1"
+  shift
+  fetch
+  java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.level=WARN -cp "$(cat "$CLASSPATH_FILE")" "$class" "$@"
+}
+
+cmd="${1:-}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  fetch) fetch ;;
+  start) start "$@" ;;
+  stop) stop "$@" ;;
+  status) status "$@" ;;
+  bootstrap) bootstrap "$@" ;;
+  topics) tool org.apache.kafka.tools.TopicCommand "$@" ;;
+  console-consumer) tool org.apache.kafka.tools.consumer.ConsoleConsumer "$@" ;;
+  console-producer) tool org.apache.kafka.tools.ConsoleProducer "$@" ;;
+  consumer-groups) tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
+  *)
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    [[ -z "$cmd" || "$cmd" == help || "$cmd" == --help ]] || exit 2
+    ;;
+esac
