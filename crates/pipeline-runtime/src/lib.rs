@@ -1,1 +1,16 @@
-//! placeholder
+//! What both services share, written once.
+//!
+//! - [`settings`]: layered configuration (file, `PIPELINE__` environment, flags) with errors
+//!   that name the key at fault, and the shared `[kafka]` and `[telemetry]` sections.
+//! - [`telemetry`]: the `tracing` subscriber (text or JSON), set up once per process.
+//! - [`kafka`]: client configuration and the client context that routes librdkafka's own
+//!   logs into `tracing`.
+//! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
+
+pub mod kafka;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+/// Exit code for bad configuration or bad command-line arguments (as `clap` uses).
+pub const EXIT_BAD_CONFIG: i32 = 2;

@@ -1,1 +1,13 @@
-//! placeholder
+//! The sensor simulator: publishes seeded, realistic temperature readings to Kafka.
+//!
+//! - [`settings`]: the `[simulator]` settings and the command line.
+//! - [`generator`]: the pure, seeded stream of readings (realistic or uniform).
+//! - [`publisher`]: the idempotent Kafka producer loop with pacing, progress and summary.
+
+pub mod generator;
+pub mod publisher;
+pub mod settings;
+
+pub use generator::{Generator, Profile};
+pub use publisher::{Summary, run};
+pub use settings::{Cli, Config, SimulatorSettings};

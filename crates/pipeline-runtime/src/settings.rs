@@ -1,0 +1,252 @@
+//! Layered settings: compiled defaults, then an optional TOML file, then `PIPELINE__`
+//! environment variables, then command-line flags. Later layers win.
+//!
+//! A file holds sections: `[kafka]` and `[telemetry]` for both services, `[simulator]` and
+//! `[processor]` for each. Environment variables name a key with `__` between the parts:
+//! `PIPELINE__PROCESSOR__WINDOW_SIZE=5`, `PIPELINE__KAFKA__BROKERS=kafka:9092`. Unknown keys
+//! and bad values are errors that name the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Prefix of the environment variables that set configuration keys.
+pub const ENV_PREFIX: &str = "PIPELINE";
+
+/// Why settings could not be loaded. Every variant names the key or the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The configuration file is missing, unreadable or not TOML.
+    #[error("configuration file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A key is unknown or its value has the wrong type.
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// A value has the right type but is not allowed.
+    #[error("configuration key `{key}`: {message}")]
+    Invalid {
+        /// The dotted key, such as `processor.window_size`.
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
+}
+
+impl SettingsError {
+    /// An error about the value of one key.
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        SettingsError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Overrides from command-line flags, as dotted keys and values.
+#[derive(Debug, Default)]
+pub struct Overrides(Vec<(String, config::Value)>);
+
+impl Overrides {
+    /// Sets `key` to `value` when the flag was given.
+    pub fn set<V: Into<config::Value>>(mut self, key: &str, value: Option<V>) -> Self {
+        if let Some(value) = value {
+            self.0.push((key.to_owned(), value.into()));
+        }
+        self
+    }
+}
+
+/// Loads settings of type `T` from the layers. `file` is the optional TOML file.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: Overrides) -> Result<T, SettingsError> {
+    load_with_env(file, overrides, std::env::vars())
+}
+
+/// As [`load`], with the environment given explicitly (for tests).
+pub fn load_with_env<T: DeserializeOwned>(
+    file: Option<&Path>,
+    overrides: Overrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, SettingsError> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    }
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env)),
+    );
+    for (key, value) in overrides.0 {
+        builder = builder
+            .set_override(key.as_str(), value)
+            .map_err(|e| SettingsError::Parse(e.to_string()))?;
+    }
+    let merged = builder.build().map_err(|e| match (file, e) {
+        (Some(path), config::ConfigError::FileParse { cause, .. }) => SettingsError::File {
+            path: path.to_owned(),
+            message: cause.to_string(),
+        },
+        (_, e) => SettingsError::Parse(e.to_string()),
+    })?;
+    merged
+        .try_deserialize()
+        .map_err(|e| SettingsError::Parse(e.to_string()))
+}
+
+/// The `[kafka]` section: how to reach the cluster.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma-separated `host:port` pairs.
+    pub brokers: String,
+    /// Extra librdkafka properties passed to every client as they are (security settings,
+    /// tuning). See librdkafka's CONFIGURATION.md.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".to_owned(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// Checks the values that deserialization cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.brokers.split(',').any(|b| b.trim().is_empty()) {
+            return Err(SettingsError::invalid(
+                "kafka.brokers",
+                "must list one or more host:port pairs, separated by commas",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The `[telemetry]` section. The log level comes from `RUST_LOG` (default `info`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `text` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct Section {
+        window_size: usize,
+        name: String,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct Root {
+        kafka: KafkaSettings,
+        processor: Section,
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_file_env_and_flags_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"file:1\"\n[processor]\nwindow_size = 3\nname = \"file\"\n",
+        )
+        .unwrap();
+        let root: Root = load_with_env(
+            Some(&path),
+            Overrides::default().set("processor.name", Some("flag")),
+            env(&[("PIPELINE__PROCESSOR__WINDOW_SIZE", "7"), ("PIPELINE__PROCESSOR__NAME", "env"), ("OTHER", "x")]),
+        )
+        .unwrap();
+        assert_eq!(root.kafka.brokers, "file:1");
+        assert_eq!(root.processor.window_size, 7);
+        assert_eq!(root.processor.name, "flag");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = load_with_env::<Root>(None, Overrides::default(), env(&[("PIPELINE__PROCESSOR__WINDOWSIZE", "7")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("windowsize"), "{err}");
+        let err = load_with_env::<Root>(None, Overrides::default(), env(&[("PIPELINE__PROCESSOR__WINDOW_SIZE", "ten")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processor.window_size"), "{err}");
+        let err = load_with_env::<Root>(None, Overrides::default(), env(&[("PIPELINE__KAFKA__BROKER", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("broker"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_broken_file_names_the_file() {
+        let err = load_with_env::<Root>(Some(Path::new("/nonexistent.toml")), Overrides::default(), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("configuration file /nonexistent.toml:"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[processor\n").unwrap();
+        let err = load_with_env::<Root>(Some(&path), Overrides::default(), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+    }
+
+    #[test]
+    fn empty_broker_list_is_invalid() {
+        let kafka = KafkaSettings {
+            brokers: "a:1,,b:2".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            kafka.validate().unwrap_err().to_string(),
+            "configuration key `kafka.brokers`: must list one or more host:port pairs, separated by commas"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! `sensor-simulator`: parse flags, load settings, publish until done or stopped.
+
+use clap::Parser;
+use pipeline_runtime::{EXIT_BAD_CONFIG, shutdown, telemetry};
+use sensor_simulator::Cli;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let config = match cli.load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sensor-simulator: {error}");
+            std::process::exit(EXIT_BAD_CONFIG);
+        }
+    };
+    telemetry::init(&config.telemetry);
+    match sensor_simulator::run(&config, shutdown::on_signals()).await {
+        Ok(summary) => {
+            let rate = summary.delivered as f64 / summary.elapsed_secs.max(1e-9);
+            tracing::info!(
+                delivered = summary.delivered,
+                failed = summary.failed,
+                seed = summary.seed,
+                "done: {} readings delivered to {} in {:.1}s ({rate:.0}/s), {} failed",
+                summary.delivered,
+                config.simulator.topic,
+                summary.elapsed_secs,
+                summary.failed
+            );
+            if summary.failed > 0 {
+                std::process::exit(1);
+            }
+        }
+        Err(error) => {
+            tracing::error!("sensor-simulator failed: {error:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Publishes the generator's readings with an idempotent producer, paced to the target rate.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use pipeline_runtime::kafka::{TracingContext, client_config, wait_for_topics};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use sensor_contract::reading::format_millis;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Config, Generator};
+
+/// Most deliveries awaited at once before sending waits for acknowledgements.
+const MAX_IN_FLIGHT: usize = 200_000;
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    /// Readings the broker acknowledged.
+    pub delivered: u64,
+    /// Readings whose delivery failed after librdkafka's retries.
+    pub failed: u64,
+    /// Seconds from the first send to the last acknowledgement.
+    pub elapsed_secs: f64,
+    /// The seed used.
+    pub seed: u64,
+}
+
+/// Publishes readings until `count` is reached or `shutdown` fires, then waits for every
+/// outstanding delivery. Delivery failures are counted, logged and returned, never dropped.
+pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Summary> {
+    let settings = &config.simulator;
+    let seed = settings.seed.unwrap_or_else(rand::random);
+    let producer: FutureProducer<TracingContext> = client_config(
+        &config.kafka,
+        "sensor-simulator",
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("compression.type", "lz4"),
+            ("message.timeout.ms", "60000"),
+        ],
+    )
+    .create_with_context(TracingContext)
+    .context("creating the Kafka producer")?;
+
+    tracing::info!(
+        brokers = %config.kafka.brokers,
+        topic = %settings.topic,
+        sensors = settings.sensors,
+        rate = settings.rate,
+        count = settings.count,
+        seed,
+        profile = ?settings.profile,
+        "sensor simulator starting"
+    );
+    if !wait_for_topics(producer.client(), &[settings.topic.as_str()], &shutdown).await {
+        return Ok(Summary { delivered: 0, failed: 0, elapsed_secs: 0.0, seed });
+    }
+
+    let mut generator = Generator::new(settings.sensors, seed, settings.profile);
+    let mut in_flight: FuturesUnordered<DeliveryFuture> = FuturesUnordered::new();
+    let mut progress = Progress::new(Duration::from_secs_f64(settings.progress_interval_secs));
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+
+    while settings.count == 0 || sent < settings.count {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if settings.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(sent as f64 / settings.rate);
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        }
+        let reading = generator.next_reading(now_rfc3339());
+        let payload = reading.to_json();
+        let mut record = FutureRecord::to(&settings.topic)
+            .key(reading.sensor_id.as_bytes())
+            .payload(&payload);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    in_flight.push(delivery);
+                    break;
+                }
+                // The local queue is full: let deliveries drain, then try the same record again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    drain_one(&mut in_flight, &mut progress).await;
+                    if in_flight.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                Err((error, _)) => {
+                    progress.failed += 1;
+                    tracing::error!(%error, sensor_id = %reading.sensor_id, "could not enqueue reading");
+                    break;
+                }
+            }
+        }
+        sent += 1;
+        while let Some(Some(result)) = futures::FutureExt::now_or_never(in_flight.next()) {
+            progress.record(result);
+        }
+        if in_flight.len() >= MAX_IN_FLIGHT {
+            drain_one(&mut in_flight, &mut progress).await;
+        }
+        progress.maybe_report(sent);
+    }
+
+    tracing::info!(outstanding = in_flight.len(), "waiting for outstanding deliveries");
+    while let Some(result) = in_flight.next().await {
+        progress.record(result);
+    }
+    let _ = producer.flush(Timeout::After(Duration::from_secs(10)));
+    Ok(Summary {
+        delivered: progress.delivered,
+        failed: progress.failed,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        seed,
+    })
+}
+
+async fn drain_one(in_flight: &mut FuturesUnordered<DeliveryFuture>, progress: &mut Progress) {
+    if let Some(result) = in_flight.next().await {
+        progress.record(result);
+    }
+}
+
+fn now_rfc3339() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    format_millis(ms).unwrap_or_default()
+}
+
+/// Delivery counts and the rate-limited progress line.
+struct Progress {
+    interval: Duration,
+    last_report: Instant,
+    sent_at_last_report: u64,
+    delivered: u64,
+    failed: u64,
+    failures_logged: u64,
+}
+
+impl Progress {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last_report: Instant::now(),
+            sent_at_last_report: 0,
+            delivered: 0,
+            failed: 0,
+            failures_logged: 0,
+        }
+    }
+
+    fn record(&mut self, result: <DeliveryFuture as std::future::Future>::Output) {
+        match result {
+            Ok(Ok(_)) => self.delivered += 1,
+            Ok(Err((error, _))) => {
+                self.failed += 1;
+                // The first few failures in full, then only the count in progress lines.
+                if self.failures_logged < 10 {
+                    self.failures_logged += 1;
+                    tracing::error!(%error, "reading not delivered after retries");
+                }
+            }
+            Err(_canceled) => {
+                self.failed += 1;
+                tracing::error!("delivery report lost: producer closed");
+            }
+        }
+    }
+
+    fn maybe_report(&mut self, sent: u64) {
+        let elapsed = self.last_report.elapsed();
+        if elapsed < self.interval {
+            return;
+        }
+        let rate = (sent - self.sent_at_last_report) as f64 / elapsed.as_secs_f64();
+        tracing::info!(
+            sent,
+            delivered = self.delivered,
+            errors = self.failed,
+            rate = format!("{rate:.0}/s"),
+            "progress"
+        );
+        self.last_report = Instant::now();
+        self.sent_at_last_report = sent;
+    }
+}

@@ -1,0 +1,164 @@
+//! The simulator's settings: `[simulator]`, plus the shared `[kafka]` and `[telemetry]`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use pipeline_runtime::settings::{self, KafkaSettings, Overrides, SettingsError, TelemetrySettings};
+use serde::Deserialize;
+
+use crate::Profile;
+
+/// Everything the simulator reads from a configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How to reach Kafka.
+    pub kafka: KafkaSettings,
+    /// Logging.
+    pub telemetry: TelemetrySettings,
+    /// The simulator itself.
+    pub simulator: SimulatorSettings,
+    /// The processor's section, which a shared file may hold; not read here.
+    #[serde(skip_serializing)]
+    processor: serde::de::IgnoredAny,
+}
+
+/// The `[simulator]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// Topic the readings are published to.
+    pub topic: String,
+    /// Number of sensors, with ids `sensor-0000`, `sensor-0001`, ...
+    pub sensors: u32,
+    /// Readings per second, all sensors together; 0 sends as fast as the broker takes them.
+    pub rate: f64,
+    /// Stop after this many readings; 0 runs until stopped.
+    pub count: u64,
+    /// Seed of the random stream: the same seed gives the same readings in the same order.
+    /// Unset picks a random seed and logs it.
+    pub seed: Option<u64>,
+    /// `realistic` (each sensor wanders around its own base with noise and rare spikes over
+    /// 40 °C) or `uniform` (the original example: uniform 0–50 °C).
+    pub profile: Profile,
+    /// Seconds between progress lines.
+    pub progress_interval_secs: f64,
+}
+
+impl Default for SimulatorSettings {
+    fn default() -> Self {
+        Self {
+            topic: "temperature-readings".to_owned(),
+            sensors: 100,
+            rate: 10.0,
+            count: 0,
+            seed: None,
+            profile: Profile::Realistic,
+            progress_interval_secs: 5.0,
+        }
+    }
+}
+
+/// Publishes JSON temperature readings (message contract v1) to Kafka.
+///
+/// Settings come from, in increasing priority: built-in defaults, the file given by
+/// --config, PIPELINE__* environment variables (PIPELINE__SIMULATOR__RATE=100,
+/// PIPELINE__KAFKA__BROKERS=kafka:9092), and these flags.
+#[derive(Debug, Parser, Default)]
+#[command(name = "sensor-simulator", version)]
+pub struct Cli {
+    /// TOML configuration file (see config/default.toml).
+    #[arg(long, env = "PIPELINE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port...]. [default: localhost:9092]
+    #[arg(long, value_name = "LIST")]
+    pub brokers: Option<String>,
+    /// Topic to publish to. [default: temperature-readings]
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Number of sensors (ids sensor-0000, sensor-0001, ...). [default: 100]
+    #[arg(long, value_name = "N")]
+    pub sensors: Option<u32>,
+    /// Readings per second in total; 0 = as fast as the broker takes them. [default: 10]
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Stop after C readings; 0 = run until stopped. [default: 0]
+    #[arg(long, value_name = "C")]
+    pub count: Option<u64>,
+    /// Seed: the same seed publishes the same readings in the same order. [default: random]
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// realistic, or uniform (the original 0–50 °C generator). [default: realistic]
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Seconds between progress lines. [default: 5]
+    #[arg(long, value_name = "SECS")]
+    pub progress_interval: Option<f64>,
+}
+
+impl Cli {
+    /// Loads and checks the settings: defaults, file, environment, then these flags.
+    pub fn load(&self) -> Result<Config, SettingsError> {
+        let overrides = Overrides::default()
+            .set("kafka.brokers", self.brokers.clone())
+            .set("simulator.topic", self.topic.clone())
+            .set("simulator.sensors", self.sensors.map(u64::from))
+            .set("simulator.rate", self.rate)
+            .set("simulator.count", self.count)
+            .set("simulator.seed", self.seed)
+            .set("simulator.profile", self.profile.clone())
+            .set("simulator.progress_interval_secs", self.progress_interval);
+        let config: Config = settings::load(self.config.as_deref(), overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// Checks the values that deserialization cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.kafka.validate()?;
+        let s = &self.simulator;
+        if s.topic.is_empty() {
+            return Err(SettingsError::invalid("simulator.topic", "must not be empty"));
+        }
+        if s.sensors == 0 || s.sensors > 10_000_000 {
+            return Err(SettingsError::invalid("simulator.sensors", "must be between 1 and 10000000"));
+        }
+        if !s.rate.is_finite() || s.rate < 0.0 {
+            return Err(SettingsError::invalid("simulator.rate", "must be a number ≥ 0 (0 = unlimited)"));
+        }
+        if !s.progress_interval_secs.is_finite() || s.progress_interval_secs <= 0.0 {
+            return Err(SettingsError::invalid("simulator.progress_interval_secs", "must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_checked_and_name_the_key() {
+        let cli = Cli::parse_from(["sensor-simulator", "--rate=-1"]);
+        assert_eq!(
+            cli.load().unwrap_err().to_string(),
+            "configuration key `simulator.rate`: must be a number ≥ 0 (0 = unlimited)"
+        );
+        let cli = Cli::parse_from(["sensor-simulator", "--profile", "gaussian"]);
+        let err = cli.load().unwrap_err().to_string();
+        assert!(err.contains("gaussian"), "{err}");
+        assert!(err.contains("simulator.profile"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_default_file_equals_the_built_in_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/default.toml");
+        let cli = Cli {
+            config: Some(path.into()),
+            ..Cli::default()
+        };
+        assert_eq!(cli.load().unwrap(), Config::default());
+    }
+}
