@@ -1,0 +1,81 @@
+//! The consumer context: logs librdkafka, and reports assignment changes to the loop.
+//!
+//! Rebalance callbacks run inside the consumer's poll, on the loop's own task, so the loop
+//! sees each change before it handles any record fetched after it.
+
+use std::sync::{Arc, Mutex};
+
+use pipeline_runtime::kafka::{error_to_tracing, log_to_tracing};
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::TopicPartitionList;
+
+/// A change of this replica's assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssignmentChange {
+    /// These partitions were added.
+    Assigned(Vec<i32>),
+    /// These partitions were taken away.
+    Revoked(Vec<i32>),
+}
+
+/// Consumer context of the processor.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessorContext {
+    changes: Arc<Mutex<Vec<AssignmentChange>>>,
+}
+
+impl ProcessorContext {
+    /// Takes the changes reported since the last call, oldest first.
+    pub fn take_changes(&self) -> Vec<AssignmentChange> {
+        match self.changes.lock() {
+            Ok(mut changes) => std::mem::take(&mut *changes),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    fn push(&self, change: AssignmentChange) {
+        match self.changes.lock() {
+            Ok(mut changes) => changes.push(change),
+            Err(poisoned) => poisoned.into_inner().push(change),
+        }
+    }
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ClientContext for ProcessorContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_to_tracing(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        error_to_tracing(&error, reason);
+    }
+}
+
+impl ConsumerContext for ProcessorContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked = partitions(list);
+            tracing::info!(partitions = ?revoked, "partitions revoked");
+            self.push(AssignmentChange::Revoked(revoked));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let assigned = partitions(list);
+                tracing::info!(partitions = ?assigned, "partitions assigned");
+                self.push(AssignmentChange::Assigned(assigned));
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The processor's settings: `[processor]`, plus the shared `[kafka]` and `[telemetry]`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use pipeline_runtime::settings::{self, KafkaSettings, Overrides, SettingsError, TelemetrySettings};
+use sensor_contract::{DecodeOptions, MAX_SENSOR_ID_BYTES, ProcessingRules};
+use serde::Deserialize;
+
+/// Everything the processor reads from a configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How to reach Kafka.
+    pub kafka: KafkaSettings,
+    /// Logging.
+    pub telemetry: TelemetrySettings,
+    /// The processor itself.
+    pub processor: ProcessorSettings,
+    /// The simulator's section, which a shared file may hold; not read here.
+    #[serde(skip_serializing)]
+    simulator: serde::de::IgnoredAny,
+}
+
+/// The `[processor]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorSettings {
+    /// Consumer group; replicas with the same group share the input partitions.
+    pub group_id: String,
+    /// Topic the readings are consumed from.
+    pub input_topic: String,
+    /// Topic alerts and averages are written to.
+    pub output_topic: String,
+    /// Topic unusable input records are written to, with the reason in headers.
+    pub dlq_topic: String,
+    /// Readings per sensor window; an average is emitted for each full window.
+    pub window_size: usize,
+    /// Readings strictly above this temperature (°C) raise an alert.
+    pub threshold: f64,
+    /// Sensor id for records with neither a `sensor_id` field nor a key (the original Python
+    /// producer's records).
+    pub default_sensor_id: String,
+    /// Largest accepted record value in bytes; larger ones go to the dead-letter topic.
+    pub max_record_bytes: usize,
+    /// Most records processed and committed together.
+    pub batch_max_records: usize,
+    /// Longest a batch collects records before it is processed and committed, in ms.
+    pub commit_interval_ms: u64,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "temperature-processor".to_owned(),
+            input_topic: "temperature-readings".to_owned(),
+            output_topic: "temperature-events".to_owned(),
+            dlq_topic: "temperature-readings-dlq".to_owned(),
+            window_size: 10,
+            threshold: 40.0,
+            default_sensor_id: "default".to_owned(),
+            max_record_bytes: 64 * 1024,
+            batch_max_records: 10_000,
+            commit_interval_ms: 100,
+        }
+    }
+}
+
+impl ProcessorSettings {
+    /// The window and threshold as the pure logic takes them.
+    pub fn rules(&self) -> ProcessingRules {
+        ProcessingRules {
+            window_size: self.window_size,
+            threshold: self.threshold,
+        }
+    }
+
+    /// How input records are decoded.
+    pub fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            default_sensor_id: self.default_sensor_id.clone(),
+            max_record_bytes: self.max_record_bytes,
+        }
+    }
+}
+
+/// Consumes temperature readings in a consumer group, keeps a sliding window per sensor and
+/// writes averages and alerts to the output topic, unusable records to the dead-letter topic.
+///
+/// Settings come from, in increasing priority: built-in defaults, the file given by
+/// --config, PIPELINE__* environment variables (PIPELINE__PROCESSOR__THRESHOLD=45,
+/// PIPELINE__KAFKA__BROKERS=kafka:9092), and these flags.
+#[derive(Debug, Parser, Default)]
+#[command(name = "processor", version)]
+pub struct Cli {
+    /// TOML configuration file (see config/default.toml).
+    #[arg(long, env = "PIPELINE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port...]. [default: localhost:9092]
+    #[arg(long, value_name = "LIST")]
+    pub brokers: Option<String>,
+    /// Consumer group of the replicas. [default: temperature-processor]
+    #[arg(long)]
+    pub group_id: Option<String>,
+    /// Topic to consume readings from. [default: temperature-readings]
+    #[arg(long)]
+    pub input_topic: Option<String>,
+    /// Topic for alerts and averages. [default: temperature-events]
+    #[arg(long)]
+    pub output_topic: Option<String>,
+    /// Topic for unusable input records. [default: temperature-readings-dlq]
+    #[arg(long)]
+    pub dlq_topic: Option<String>,
+    /// Readings per sensor window. [default: 10]
+    #[arg(long, value_name = "N")]
+    pub window_size: Option<u64>,
+    /// Alert when a temperature is strictly above this (°C). [default: 40.0]
+    #[arg(long, value_name = "CELSIUS", allow_negative_numbers = true)]
+    pub threshold: Option<f64>,
+    /// Sensor id for records without sensor_id and key. [default: default]
+    #[arg(long, value_name = "ID")]
+    pub default_sensor_id: Option<String>,
+    /// Largest accepted record value in bytes. [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    pub max_record_bytes: Option<u64>,
+    /// Most records per processed and committed batch. [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub batch_max_records: Option<u64>,
+    /// Longest a batch collects records before it is committed, ms. [default: 100]
+    #[arg(long, value_name = "MS")]
+    pub commit_interval_ms: Option<u64>,
+}
+
+impl Cli {
+    /// Loads and checks the settings: defaults, file, environment, then these flags.
+    pub fn load(&self) -> Result<Config, SettingsError> {
+        let overrides = Overrides::default()
+            .set("kafka.brokers", self.brokers.clone())
+            .set("processor.group_id", self.group_id.clone())
+            .set("processor.input_topic", self.input_topic.clone())
+            .set("processor.output_topic", self.output_topic.clone())
+            .set("processor.dlq_topic", self.dlq_topic.clone())
+            .set("processor.window_size", self.window_size)
+            .set("processor.threshold", self.threshold)
+            .set("processor.default_sensor_id", self.default_sensor_id.clone())
+            .set("processor.max_record_bytes", self.max_record_bytes)
+            .set("processor.batch_max_records", self.batch_max_records)
+            .set("processor.commit_interval_ms", self.commit_interval_ms);
+        let config: Config = settings::load(self.config.as_deref(), overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// Checks the values that deserialization cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.kafka.validate()?;
+        let p = &self.processor;
+        for (key, value) in [
+            ("processor.group_id", &p.group_id),
+            ("processor.input_topic", &p.input_topic),
+            ("processor.output_topic", &p.output_topic),
+            ("processor.dlq_topic", &p.dlq_topic),
+        ] {
+            if value.is_empty() {
+                return Err(SettingsError::invalid(key, "must not be empty"));
+            }
+        }
+        if p.input_topic == p.output_topic || p.input_topic == p.dlq_topic {
+            return Err(SettingsError::invalid(
+                "processor.input_topic",
+                "must differ from processor.output_topic and processor.dlq_topic",
+            ));
+        }
+        if p.window_size == 0 || p.window_size > 100_000 {
+            return Err(SettingsError::invalid("processor.window_size", "must be between 1 and 100000"));
+        }
+        if !p.threshold.is_finite() {
+            return Err(SettingsError::invalid("processor.threshold", "must be a finite number"));
+        }
+        if p.default_sensor_id.is_empty() || p.default_sensor_id.len() > MAX_SENSOR_ID_BYTES {
+            return Err(SettingsError::invalid("processor.default_sensor_id", "must be 1 to 128 bytes long"));
+        }
+        if p.max_record_bytes == 0 {
+            return Err(SettingsError::invalid("processor.max_record_bytes", "must be > 0"));
+        }
+        if p.batch_max_records == 0 {
+            return Err(SettingsError::invalid("processor.batch_max_records", "must be > 0"));
+        }
+        if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
+            return Err(SettingsError::invalid("processor.commit_interval_ms", "must be between 1 and 60000"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            (vec!["--window-size", "0"], "configuration key `processor.window_size`: must be between 1 and 100000"),
+            (vec!["--brokers", ""], "configuration key `kafka.brokers`: must list one or more host:port pairs, separated by commas"),
+            (vec!["--output-topic", "temperature-readings"], "configuration key `processor.input_topic`: must differ from processor.output_topic and processor.dlq_topic"),
+            (vec!["--commit-interval-ms", "0"], "configuration key `processor.commit_interval_ms`: must be between 1 and 60000"),
+        ];
+        for (args, message) in cases {
+            let cli = Cli::parse_from(std::iter::once("processor").chain(args));
+            assert_eq!(cli.load().unwrap_err().to_string(), message);
+        }
+    }
+
+    #[test]
+    fn negative_thresholds_are_accepted() {
+        let cli = Cli::parse_from(["processor", "--threshold", "-5.5"]);
+        assert_eq!(cli.load().unwrap().processor.threshold, -5.5);
+    }
+
+    #[test]
+    fn the_shipped_files_load() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
+        let default = Cli { config: Some(format!("{dir}/default.toml").into()), ..Cli::default() };
+        assert_eq!(default.load().unwrap(), Config::default());
+        let docker = Cli { config: Some(format!("{dir}/docker.toml").into()), ..Cli::default() };
+        let docker = docker.load().unwrap();
+        assert_eq!(docker.kafka.brokers, "kafka:9092");
+        assert_eq!(docker.processor, ProcessorSettings::default());
+    }
+}
