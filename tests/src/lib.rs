@@ -1,1 +1,28 @@
-//! placeholder
+//! Test harness for the end-to-end tests: the real broker, the real binaries, the real topics.
+//!
+//! - [`broker`]: the shared broker started by `scripts/test.sh`, or a private one per test.
+//! - [`topics`]: unique topic names, created with `scripts/create-topics.sh` (as compose does).
+//! - [`service`]: the simulator and processor binaries as child processes.
+//! - [`kafka_io`]: producing test records and reading whole topics back.
+//! - [`expect`]: what the reference semantics says a topic's output must be, and the comparison.
+
+pub mod broker;
+pub mod expect;
+pub mod kafka_io;
+pub mod service;
+pub mod topics;
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// A random lowercase suffix for names that must not collide between tests.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}

@@ -13,7 +13,11 @@ use crate::settings::KafkaSettings;
 /// A librdkafka configuration for `settings`, named `client_id` in broker logs.
 ///
 /// `defaults` are the service's own choices; the user's `kafka.properties` come last and win.
-pub fn client_config(settings: &KafkaSettings, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
+pub fn client_config(
+    settings: &KafkaSettings,
+    client_id: &str,
+    defaults: &[(&str, &str)],
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.brokers)
@@ -67,7 +71,10 @@ pub async fn wait_for_topics<C: ClientContext>(
     }
 }
 
-fn missing_topics<C: ClientContext>(client: &Client<C>, topics: &[&str]) -> KafkaResult<Vec<String>> {
+fn missing_topics<C: ClientContext>(
+    client: &Client<C>,
+    topics: &[&str],
+) -> KafkaResult<Vec<String>> {
     let metadata = client.fetch_metadata(None, Duration::from_secs(3))?;
     Ok(topics
         .iter()

@@ -64,7 +64,10 @@ impl Overrides {
 }
 
 /// Loads settings of type `T` from the layers. `file` is the optional TOML file.
-pub fn load<T: DeserializeOwned>(file: Option<&Path>, overrides: Overrides) -> Result<T, SettingsError> {
+pub fn load<T: DeserializeOwned>(
+    file: Option<&Path>,
+    overrides: Overrides,
+) -> Result<T, SettingsError> {
     load_with_env(file, overrides, std::env::vars())
 }
 
@@ -199,7 +202,11 @@ mod tests {
         let root: Root = load_with_env(
             Some(&path),
             Overrides::default().set("processor.name", Some("flag")),
-            env(&[("PIPELINE__PROCESSOR__WINDOW_SIZE", "7"), ("PIPELINE__PROCESSOR__NAME", "env"), ("OTHER", "x")]),
+            env(&[
+                ("PIPELINE__PROCESSOR__WINDOW_SIZE", "7"),
+                ("PIPELINE__PROCESSOR__NAME", "env"),
+                ("OTHER", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(root.kafka.brokers, "file:1");
@@ -209,26 +216,45 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let err = load_with_env::<Root>(None, Overrides::default(), env(&[("PIPELINE__PROCESSOR__WINDOWSIZE", "7")]))
-            .unwrap_err()
-            .to_string();
+        let err = load_with_env::<Root>(
+            None,
+            Overrides::default(),
+            env(&[("PIPELINE__PROCESSOR__WINDOWSIZE", "7")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("windowsize"), "{err}");
-        let err = load_with_env::<Root>(None, Overrides::default(), env(&[("PIPELINE__PROCESSOR__WINDOW_SIZE", "ten")]))
-            .unwrap_err()
-            .to_string();
+        let err = load_with_env::<Root>(
+            None,
+            Overrides::default(),
+            env(&[("PIPELINE__PROCESSOR__WINDOW_SIZE", "ten")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("processor.window_size"), "{err}");
-        let err = load_with_env::<Root>(None, Overrides::default(), env(&[("PIPELINE__KAFKA__BROKER", "x")]))
-            .unwrap_err()
-            .to_string();
+        let err = load_with_env::<Root>(
+            None,
+            Overrides::default(),
+            env(&[("PIPELINE__KAFKA__BROKER", "x")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("broker"), "{err}");
     }
 
     #[test]
     fn a_missing_or_broken_file_names_the_file() {
-        let err = load_with_env::<Root>(Some(Path::new("/nonexistent.toml")), Overrides::default(), env(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("configuration file /nonexistent.toml:"), "{err}");
+        let err = load_with_env::<Root>(
+            Some(Path::new("/nonexistent.toml")),
+            Overrides::default(),
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("configuration file /nonexistent.toml:"),
+            "{err}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[processor\n").unwrap();

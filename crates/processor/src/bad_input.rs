@@ -29,7 +29,13 @@ impl BadInputLog {
         self.roll(Instant::now());
         if self.logged < self.burst {
             self.logged += 1;
-            tracing::warn!(partition, offset, kind, reason, "unusable record sent to the dead-letter topic");
+            tracing::warn!(
+                partition,
+                offset,
+                kind,
+                reason,
+                "unusable record sent to the dead-letter topic"
+            );
         } else {
             self.suppressed += 1;
         }

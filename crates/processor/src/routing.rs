@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use sensor_contract::{DecodeError, DecodeOptions, Event, ProcessingRules, RawRecord, Reading, SensorWindows};
+use sensor_contract::{
+    DecodeError, DecodeOptions, Event, ProcessingRules, RawRecord, Reading, SensorWindows,
+};
 
 /// Header naming the event type on the output topic (`alert` or `average`).
 pub const EVENT_TYPE_HEADER: &str = "event-type";
@@ -30,7 +32,12 @@ impl Router {
 
     /// Decodes a record of `partition` and applies it to its sensor's window, pushing the
     /// events it causes onto `out`; an unusable record is returned as the error.
-    pub fn route(&mut self, partition: i32, record: &RawRecord<'_>, out: &mut Vec<Event>) -> Result<(), DecodeError> {
+    pub fn route(
+        &mut self,
+        partition: i32,
+        record: &RawRecord<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<(), DecodeError> {
         let reading = Reading::decode(record, &self.options)?;
         let rules = self.rules;
         self.partitions
@@ -52,7 +59,12 @@ impl Router {
 }
 
 /// The headers of a dead letter: the reason and where the record came from.
-pub fn dead_letter_headers(error: &DecodeError, topic: &str, partition: i32, offset: i64) -> [(&'static str, String); 5] {
+pub fn dead_letter_headers(
+    error: &DecodeError,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> [(&'static str, String); 5] {
     [
         ("error", error.to_string()),
         ("error.kind", error.kind().to_owned()),
@@ -77,23 +89,37 @@ mod tests {
 
     #[test]
     fn windows_are_kept_per_partition_and_dropped_with_it() {
-        let rules = ProcessingRules { window_size: 2, threshold: 40.0 };
+        let rules = ProcessingRules {
+            window_size: 2,
+            threshold: 40.0,
+        };
         let mut router = Router::new(rules, DecodeOptions::default());
         let mut out = Vec::new();
-        router.route(0, &record(br#"{"temperature":1}"#), &mut out).unwrap();
-        router.route(1, &record(br#"{"temperature":2}"#), &mut out).unwrap();
+        router
+            .route(0, &record(br#"{"temperature":1}"#), &mut out)
+            .unwrap();
+        router
+            .route(1, &record(br#"{"temperature":2}"#), &mut out)
+            .unwrap();
         assert!(out.is_empty(), "one reading per partition fills no window");
         assert_eq!(router.sensors(), 2);
         router.drop_partition(0);
         assert_eq!(router.sensors(), 1);
-        router.route(1, &record(br#"{"temperature":41}"#), &mut out).unwrap();
-        assert_eq!(out.iter().map(Event::kind).collect::<Vec<_>>(), ["alert", "average"]);
+        router
+            .route(1, &record(br#"{"temperature":41}"#), &mut out)
+            .unwrap();
+        assert_eq!(
+            out.iter().map(Event::kind).collect::<Vec<_>>(),
+            ["alert", "average"]
+        );
     }
 
     #[test]
     fn dead_letters_carry_reason_and_source() {
         let mut router = Router::new(ProcessingRules::default(), DecodeOptions::default());
-        let err = router.route(3, &record(b"nope"), &mut Vec::new()).unwrap_err();
+        let err = router
+            .route(3, &record(b"nope"), &mut Vec::new())
+            .unwrap_err();
         let headers = dead_letter_headers(&err, "in", 3, 5);
         assert_eq!(
             headers.map(|(k, v)| format!("{k}={v}")),

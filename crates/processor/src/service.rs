@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use sensor_contract::RawRecord;
 use tokio_util::sync::CancellationToken;
 
@@ -159,7 +159,11 @@ impl<'a> Worker<'a> {
         batch
     }
 
-    async fn accept(&mut self, batch: &mut Vec<BorrowedMessage<'a>>, message: Result<BorrowedMessage<'a>, KafkaError>) {
+    async fn accept(
+        &mut self,
+        batch: &mut Vec<BorrowedMessage<'a>>,
+        message: Result<BorrowedMessage<'a>, KafkaError>,
+    ) {
         // A rebalance reported during this poll applies to what was collected before it.
         self.apply_assignment_changes(batch);
         match message {
@@ -216,15 +220,19 @@ impl<'a> Worker<'a> {
                 Err(error) => {
                     self.stats.dead_letters += 1;
                     let reason = error.to_string();
-                    self.bad_input.record(partition, offset, error.kind(), &reason);
+                    self.bad_input
+                        .record(partition, offset, error.kind(), &reason);
                     let mut headers = OwnedHeaders::new();
-                    for (key, value) in dead_letter_headers(&error, &settings.input_topic, partition, offset) {
+                    for (key, value) in
+                        dead_letter_headers(&error, &settings.input_topic, partition, offset)
+                    {
                         headers = headers.insert(Header {
                             key,
                             value: Some(value.as_str()),
                         });
                     }
-                    let mut record = FutureRecord::<[u8], [u8]>::to(&settings.dlq_topic).headers(headers);
+                    let mut record =
+                        FutureRecord::<[u8], [u8]>::to(&settings.dlq_topic).headers(headers);
                     if let Some(key) = record_key(message) {
                         record = record.key(key);
                     }
@@ -239,14 +247,29 @@ impl<'a> Worker<'a> {
         for delivery in futures::future::join_all(deliveries).await {
             match delivery {
                 Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => bail!("an output was not delivered, stopping so its input is processed again: {error}"),
+                Ok(Err((error, _))) => bail!(
+                    "an output was not delivered, stopping so its input is processed again: {error}"
+                ),
                 Err(_) => bail!("the producer closed before an output was acknowledged"),
             }
         }
-        for (partition, offset) in next_offsets {
+        self.store_offsets(&next_offsets)
+    }
+
+    /// Stores, for commit, the offset each partition resumes from.
+    ///
+    /// `store_offsets` takes the offsets to resume from as they are. (The single-partition
+    /// `store_offset` is librdkafka's legacy call that stores offset + 1, which would skip a
+    /// record per partition on restart.)
+    fn store_offsets(&self, next_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
+        let topic = self.settings.input_topic.as_str();
+        for (&partition, &offset) in next_offsets {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .context("building the offset list")?;
             // Fails only for a partition revoked meanwhile; its new owner processes it again.
-            if let Err(error) = self.consumer.store_offset(&settings.input_topic, partition, offset) {
-                tracing::debug!(partition, offset, %error, "offset not stored");
+            if let Err(error) = self.consumer.store_offsets(&list) {
+                tracing::debug!(partition, offset, %error, "offset not stored: partition no longer assigned");
             }
         }
         Ok(())
@@ -258,7 +281,10 @@ fn record_key<'m>(message: &'m BorrowedMessage<'_>) -> Option<&'m [u8]> {
 }
 
 /// Enqueues a record, waiting while librdkafka's local queue is full.
-async fn send<K, P>(producer: &FutureProducer<TracingContext>, mut record: FutureRecord<'_, K, P>) -> anyhow::Result<DeliveryFuture>
+async fn send<K, P>(
+    producer: &FutureProducer<TracingContext>,
+    mut record: FutureRecord<'_, K, P>,
+) -> anyhow::Result<DeliveryFuture>
 where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use pipeline_runtime::settings::{self, KafkaSettings, Overrides, SettingsError, TelemetrySettings};
+use pipeline_runtime::settings::{
+    self, KafkaSettings, Overrides, SettingsError, TelemetrySettings,
+};
 use sensor_contract::{DecodeOptions, MAX_SENSOR_ID_BYTES, ProcessingRules};
 use serde::Deserialize;
 
@@ -142,7 +144,10 @@ impl Cli {
             .set("processor.dlq_topic", self.dlq_topic.clone())
             .set("processor.window_size", self.window_size)
             .set("processor.threshold", self.threshold)
-            .set("processor.default_sensor_id", self.default_sensor_id.clone())
+            .set(
+                "processor.default_sensor_id",
+                self.default_sensor_id.clone(),
+            )
             .set("processor.max_record_bytes", self.max_record_bytes)
             .set("processor.batch_max_records", self.batch_max_records)
             .set("processor.commit_interval_ms", self.commit_interval_ms);
@@ -174,22 +179,40 @@ impl Config {
             ));
         }
         if p.window_size == 0 || p.window_size > 100_000 {
-            return Err(SettingsError::invalid("processor.window_size", "must be between 1 and 100000"));
+            return Err(SettingsError::invalid(
+                "processor.window_size",
+                "must be between 1 and 100000",
+            ));
         }
         if !p.threshold.is_finite() {
-            return Err(SettingsError::invalid("processor.threshold", "must be a finite number"));
+            return Err(SettingsError::invalid(
+                "processor.threshold",
+                "must be a finite number",
+            ));
         }
         if p.default_sensor_id.is_empty() || p.default_sensor_id.len() > MAX_SENSOR_ID_BYTES {
-            return Err(SettingsError::invalid("processor.default_sensor_id", "must be 1 to 128 bytes long"));
+            return Err(SettingsError::invalid(
+                "processor.default_sensor_id",
+                "must be 1 to 128 bytes long",
+            ));
         }
         if p.max_record_bytes == 0 {
-            return Err(SettingsError::invalid("processor.max_record_bytes", "must be > 0"));
+            return Err(SettingsError::invalid(
+                "processor.max_record_bytes",
+                "must be > 0",
+            ));
         }
         if p.batch_max_records == 0 {
-            return Err(SettingsError::invalid("processor.batch_max_records", "must be > 0"));
+            return Err(SettingsError::invalid(
+                "processor.batch_max_records",
+                "must be > 0",
+            ));
         }
         if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
-            return Err(SettingsError::invalid("processor.commit_interval_ms", "must be between 1 and 60000"));
+            return Err(SettingsError::invalid(
+                "processor.commit_interval_ms",
+                "must be between 1 and 60000",
+            ));
         }
         Ok(())
     }
@@ -202,10 +225,22 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let cases = [
-            (vec!["--window-size", "0"], "configuration key `processor.window_size`: must be between 1 and 100000"),
-            (vec!["--brokers", ""], "configuration key `kafka.brokers`: must list one or more host:port pairs, separated by commas"),
-            (vec!["--output-topic", "temperature-readings"], "configuration key `processor.input_topic`: must differ from processor.output_topic and processor.dlq_topic"),
-            (vec!["--commit-interval-ms", "0"], "configuration key `processor.commit_interval_ms`: must be between 1 and 60000"),
+            (
+                vec!["--window-size", "0"],
+                "configuration key `processor.window_size`: must be between 1 and 100000",
+            ),
+            (
+                vec!["--brokers", ""],
+                "configuration key `kafka.brokers`: must list one or more host:port pairs, separated by commas",
+            ),
+            (
+                vec!["--output-topic", "temperature-readings"],
+                "configuration key `processor.input_topic`: must differ from processor.output_topic and processor.dlq_topic",
+            ),
+            (
+                vec!["--commit-interval-ms", "0"],
+                "configuration key `processor.commit_interval_ms`: must be between 1 and 60000",
+            ),
         ];
         for (args, message) in cases {
             let cli = Cli::parse_from(std::iter::once("processor").chain(args));
@@ -222,9 +257,15 @@ mod tests {
     #[test]
     fn the_shipped_files_load() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
-        let default = Cli { config: Some(format!("{dir}/default.toml").into()), ..Cli::default() };
+        let default = Cli {
+            config: Some(format!("{dir}/default.toml").into()),
+            ..Cli::default()
+        };
         assert_eq!(default.load().unwrap(), Config::default());
-        let docker = Cli { config: Some(format!("{dir}/docker.toml").into()), ..Cli::default() };
+        let docker = Cli {
+            config: Some(format!("{dir}/docker.toml").into()),
+            ..Cli::default()
+        };
         let docker = docker.load().unwrap();
         assert_eq!(docker.kafka.brokers, "kafka:9092");
         assert_eq!(docker.processor, ProcessorSettings::default());

@@ -120,7 +120,9 @@ mod tests {
     #[test]
     fn the_original_example_one_sensor() {
         // The Python blog's processor: window 10, threshold 40, strictly greater.
-        let temps = [10.0, 20.0, 30.0, 40.0, 50.0, 10.0, 20.0, 30.0, 40.0, 45.0, 5.0];
+        let temps = [
+            10.0, 20.0, 30.0, 40.0, 50.0, 10.0, 20.0, 30.0, 40.0, 45.0, 5.0,
+        ];
         let readings: Vec<_> = temps
             .iter()
             .enumerate()

@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn round_robin_ids_and_per_sensor_sequence_numbers() {
         let readings = take(&mut Generator::new(3, 1, Profile::Uniform), 7);
-        let ids: Vec<_> = readings.iter().map(|r| (r.sensor_id.as_str(), r.seq)).collect();
+        let ids: Vec<_> = readings
+            .iter()
+            .map(|r| (r.sensor_id.as_str(), r.seq))
+            .collect();
         assert_eq!(
             ids,
             vec![
@@ -135,14 +138,25 @@ mod tests {
     #[test]
     fn uniform_stays_in_range_and_realistic_spikes_over_40() {
         let uniform = take(&mut Generator::new(10, 3, Profile::Uniform), 10_000);
-        assert!(uniform.iter().all(|r| (0.0..=50.0).contains(&r.temperature)));
+        assert!(
+            uniform
+                .iter()
+                .all(|r| (0.0..=50.0).contains(&r.temperature))
+        );
         let over = uniform.iter().filter(|r| r.temperature > 40.0).count();
-        assert!((1_700..2_300).contains(&over), "uniform: {over} of 10000 over 40");
+        assert!(
+            (1_700..2_300).contains(&over),
+            "uniform: {over} of 10000 over 40"
+        );
 
         let realistic = take(&mut Generator::new(10, 3, Profile::Realistic), 10_000);
         let spikes = realistic.iter().filter(|r| r.temperature > 40.0).count();
         // About 1 % spikes, and the rest near the 15–30 °C bases.
         assert!((50..200).contains(&spikes), "realistic: {spikes} spikes");
-        assert!(realistic.iter().all(|r| (5.0..=55.0).contains(&r.temperature)));
+        assert!(
+            realistic
+                .iter()
+                .all(|r| (5.0..=55.0).contains(&r.temperature))
+        );
     }
 }

@@ -60,7 +60,12 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         "sensor simulator starting"
     );
     if !wait_for_topics(producer.client(), &[settings.topic.as_str()], &shutdown).await {
-        return Ok(Summary { delivered: 0, failed: 0, elapsed_secs: 0.0, seed });
+        return Ok(Summary {
+            delivered: 0,
+            failed: 0,
+            elapsed_secs: 0.0,
+            seed,
+        });
     }
 
     let mut generator = Generator::new(settings.sensors, seed, settings.profile);
@@ -118,7 +123,10 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         progress.maybe_report(sent);
     }
 
-    tracing::info!(outstanding = in_flight.len(), "waiting for outstanding deliveries");
+    tracing::info!(
+        outstanding = in_flight.len(),
+        "waiting for outstanding deliveries"
+    );
     while let Some(result) = in_flight.next().await {
         progress.record(result);
     }

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use pipeline_runtime::settings::{self, KafkaSettings, Overrides, SettingsError, TelemetrySettings};
+use pipeline_runtime::settings::{
+    self, KafkaSettings, Overrides, SettingsError, TelemetrySettings,
+};
 use serde::Deserialize;
 
 use crate::Profile;
@@ -120,16 +122,28 @@ impl Config {
         self.kafka.validate()?;
         let s = &self.simulator;
         if s.topic.is_empty() {
-            return Err(SettingsError::invalid("simulator.topic", "must not be empty"));
+            return Err(SettingsError::invalid(
+                "simulator.topic",
+                "must not be empty",
+            ));
         }
         if s.sensors == 0 || s.sensors > 10_000_000 {
-            return Err(SettingsError::invalid("simulator.sensors", "must be between 1 and 10000000"));
+            return Err(SettingsError::invalid(
+                "simulator.sensors",
+                "must be between 1 and 10000000",
+            ));
         }
         if !s.rate.is_finite() || s.rate < 0.0 {
-            return Err(SettingsError::invalid("simulator.rate", "must be a number ≥ 0 (0 = unlimited)"));
+            return Err(SettingsError::invalid(
+                "simulator.rate",
+                "must be a number ≥ 0 (0 = unlimited)",
+            ));
         }
         if !s.progress_interval_secs.is_finite() || s.progress_interval_secs <= 0.0 {
-            return Err(SettingsError::invalid("simulator.progress_interval_secs", "must be > 0"));
+            return Err(SettingsError::invalid(
+                "simulator.progress_interval_secs",
+                "must be > 0",
+            ));
         }
         Ok(())
     }

@@ -57,6 +57,9 @@ fn converts_other_offsets_to_utc_and_treats_null_optionals_as_absent() {
     assert_eq!(r.seq, 42);
 }
 
+/// (key, value, expected kind, expected message)
+type Case<'a> = (Option<&'a [u8]>, &'a [u8], &'a str, &'a str);
+
 /// Every kind of unusable record the design lists, and more, with the exact reason.
 #[test]
 fn rejects_each_kind_of_bad_record_with_its_reason() {
@@ -64,7 +67,7 @@ fn rejects_each_kind_of_bad_record_with_its_reason() {
     let long_id_json = format!(r#"{{"sensor_id":"{long_id}","temperature":1}}"#);
     let big = format!(r#"{{"temperature":1,"pad":"{}"}}"#, "p".repeat(70_000));
     #[rustfmt::skip]
-    let cases: Vec<(Option<&[u8]>, &[u8], &str, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (None, b"", "empty", "record has no value"),
         (None, big.as_bytes(), "too_large", "record value is 70026 bytes, over the limit of 65536 bytes"),
         (None, b"{\"temperature\":\xff1}", "not_utf8", "record value is not valid UTF-8 (invalid byte at position 15)"),

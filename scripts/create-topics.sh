@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Creates the pipeline's topics if they do not exist. The single source of the topic layout:
+# docker compose's `topics` service runs it with the image's kafka-topics.sh, and the native
+# end-to-end tests run it with scripts/kafka.sh's.
+#
+#   create-topics.sh BOOTSTRAP
+#
+# Environment (defaults in brackets):
+#   KAFKA_TOPICS_CMD   kafka-topics command   [/opt/kafka/bin/kafka-topics.sh]
+#   INPUT_TOPIC        readings               [temperature-readings]
+#   OUTPUT_TOPIC       alerts and averages    [temperature-events]
+#   DLQ_TOPIC          dead letters           [temperature-readings-dlq]
+#   PARTITIONS         partitions of the input and output topics [6]
+#   REPLICATION        replication factor     [1]
+set -euo pipefail
+
+BOOTSTRAP="${1:?usage: create-topics.sh BOOTSTRAP}"
+read -r -a TOPICS_CMD <<<"${KAFKA_TOPICS_CMD:-/opt/kafka/bin/kafka-topics.sh}"
+INPUT_TOPIC="${INPUT_TOPIC:-temperature-readings}"
+OUTPUT_TOPIC="${OUTPUT_TOPIC:-temperature-events}"
+DLQ_TOPIC="${DLQ_TOPIC:-temperature-readings-dlq}"
+PARTITIONS="${PARTITIONS:-6}"
+REPLICATION="${REPLICATION:-1}"
+
+create() {
+  local topic="$1" partitions="$2"
+  shift 2
+  echo "create-topics: $topic ($partitions partitions)" >&2
+  "${TOPICS_CMD[@]}" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
+    --topic "$topic" --partitions "$partitions" --replication-factor "$REPLICATION" "$@" >&2
+}
+
+# Each kafka-topics call starts a JVM: run them side by side.
+pids=()
+create "$INPUT_TOPIC" "$PARTITIONS" & pids+=($!)
+create "$OUTPUT_TOPIC" "$PARTITIONS" & pids+=($!)
+# Dead letters are rare and need no ordering: fewer partitions, kept longer (30 days).
+create "$DLQ_TOPIC" 3 --config retention.ms=2592000000 & pids+=($!)
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+[[ $status -eq 0 ]] || { echo "create-topics: failed" >&2; exit 1; }
+echo "create-topics: done" >&2

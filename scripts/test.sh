@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one command that runs every test: formatting and lints, unit and property tests, and the
+# end-to-end tests against a real Apache Kafka broker that this script starts and stops.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -- NAME    only tests whose name contains NAME (passed to cargo test)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+step() { echo "==> $*" >&2; }
+
+step "checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building the services"
+cargo build --workspace --bins --locked
+
+step "validating docker-compose.yml"
+docker-compose -f docker-compose.yml config -q
+
+step "starting a Kafka broker for the tests"
+KAFKA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sensor-pipeline-test-kafka.XXXXXX")"
+cleanup() {
+  scripts/kafka.sh stop --dir "$KAFKA_DIR" || true
+  rm -rf "$KAFKA_DIR"
+}
+trap cleanup EXIT
+KAFKA_BOOTSTRAP="$(scripts/kafka.sh start --dir "$KAFKA_DIR")"
+export KAFKA_BOOTSTRAP
+step "broker at $KAFKA_BOOTSTRAP"
+
+step "running the tests"
+[[ "${1:-}" == "--" ]] && shift
+cargo test --workspace --locked -- "$@"

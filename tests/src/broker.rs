@@ -1,0 +1,87 @@
+//! Real Apache Kafka brokers, run by `scripts/kafka.sh`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::repo_root;
+
+/// The broker `scripts/test.sh` started, from `KAFKA_BOOTSTRAP`. Tests that need Kafka fail
+/// here, loudly, when there is none: they never pass without a broker.
+pub fn shared_bootstrap() -> String {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(bootstrap) if !bootstrap.is_empty() => bootstrap,
+        _ => panic!(
+            "KAFKA_BOOTSTRAP is not set: these tests need a real Kafka broker. \
+             Run them with scripts/test.sh, which starts one, or start one with \
+             `scripts/kafka.sh start` and export KAFKA_BOOTSTRAP=<the address it prints>"
+        ),
+    }
+}
+
+/// A broker of the test's own, in a temporary directory, stopped when dropped.
+pub struct PrivateBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateBroker {
+    /// Sets up a broker for `port` without starting it.
+    pub fn new(port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("private-kafka")
+            .tempdir()
+            .expect("temporary directory for a broker");
+        Self { dir, port }
+    }
+
+    /// The address clients use.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (or restarts, keeping its data) the broker and waits until it answers.
+    pub fn start(&self) {
+        let output = self
+            .script("start")
+            .output()
+            .expect("running scripts/kafka.sh start");
+        assert!(
+            output.status.success(),
+            "scripts/kafka.sh start failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Stops the broker and waits until it is gone.
+    pub fn stop(&self) {
+        let _ = self.script("stop").output();
+    }
+
+    fn script(&self, command: &str) -> Command {
+        let mut cmd = Command::new(repo_root().join("scripts/kafka.sh"));
+        cmd.arg(command).arg("--dir").arg(self.dir.path());
+        if command == "start" {
+            cmd.arg("--port").arg(self.port.to_string());
+        }
+        cmd
+    }
+
+    /// The directory holding the broker's data and logs.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A loopback port that is free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -1,0 +1,237 @@
+//! Producing test records and reading topics back, with plain rdkafka clients.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// One record read back from a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub payload: Option<Vec<u8>>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Kafka timestamp, ms.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Record {
+    /// The value of header `name` as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+fn consumer(bootstrap: &str, group: Option<&str>) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("group.id", group.unwrap_or("e2e-reader"));
+    config.create().expect("test consumer")
+}
+
+/// The topic's partitions and high watermarks.
+pub fn high_watermarks(bootstrap: &str, topic: &str) -> HashMap<i32, i64> {
+    let consumer = consumer(bootstrap, None);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    partitions
+        .into_iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            (p, high)
+        })
+        .collect()
+}
+
+/// Every committed record of `topic`, ordered by partition then offset.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let ends = high_watermarks(bootstrap, topic);
+    let consumer = consumer(bootstrap, None);
+    let mut list = TopicPartitionList::new();
+    for p in ends.keys() {
+        list.add_partition_offset(topic, *p, Offset::Beginning)
+            .expect("partition offset");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = ends.iter().all(|(p, end)| {
+            *end == 0
+                || matches!(
+                    consumer.position().ok().and_then(|pos| pos.find_partition(topic, *p).map(|e| e.offset())),
+                    Some(Offset::Offset(o)) if o >= *end
+                )
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} did not reach its end within 60 s"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => records.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp_ms: m.timestamp().to_millis(),
+            }),
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    records.retain(|r| r.offset < ends[&r.partition]);
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
+
+/// The group's committed offsets on `topic` (partitions without a commit are absent).
+pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str) -> HashMap<i32, i64> {
+    let consumer = consumer(bootstrap, Some(group));
+    let ends = high_watermarks(bootstrap, topic);
+    let mut list = TopicPartitionList::new();
+    for p in ends.keys() {
+        list.add_partition(topic, *p);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until `group` has committed every record of `topic` that exists now, that is until
+/// the processors have processed it all and the broker has acknowledged all of its outputs.
+pub fn wait_until_consumed(bootstrap: &str, group: &str, topic: &str, timeout: Duration) {
+    let ends = high_watermarks(bootstrap, topic);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let committed = committed_offsets(bootstrap, group, topic);
+        let behind: i64 = ends
+            .iter()
+            .map(|(p, end)| end - committed.get(p).copied().unwrap_or(0))
+            .filter(|lag| *lag > 0)
+            .sum();
+        if behind == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group} still has {behind} records of {topic} to process after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Number of members of `group` (0 when it does not exist or is empty).
+pub fn group_members(bootstrap: &str, group: &str) -> usize {
+    let consumer = consumer(bootstrap, None);
+    consumer
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .map(|list| {
+            list.groups()
+                .iter()
+                .filter(|g| g.name() == group && g.state() == "Stable")
+                .map(|g| g.members().len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `group` is stable with `members` members.
+pub fn wait_for_group(bootstrap: &str, group: &str, members: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while group_members(bootstrap, group) != members {
+        assert!(
+            Instant::now() < deadline,
+            "group {group} did not reach {members} stable members"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A producer for test input.
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0")
+        .create()
+        .expect("test producer")
+}
+
+/// Produces one record and waits for its acknowledgement; returns (partition, offset).
+pub fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) -> (i32, i64) {
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    let delivery = producer
+        .send_result(record)
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    let delivered = futures::executor::block_on(delivery)
+        .expect("delivery report")
+        .map_err(|(e, _)| e)
+        .expect("delivered");
+    (delivered.partition, delivered.offset)
+}

@@ -1,0 +1,148 @@
+//! The service binaries as child processes, with their logs captured to a file.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::repo_root;
+
+/// A running service binary. Killed when dropped.
+pub struct Service {
+    name: String,
+    child: Child,
+    log_path: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+/// Where cargo put the binaries: next to this test executable's `deps` directory.
+pub fn binary(name: &str) -> PathBuf {
+    let path = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|dir| dir.join(name)))
+        .unwrap_or_default();
+    assert!(
+        path.is_file(),
+        "{} is not built; run the tests with scripts/test.sh (it runs `cargo build --workspace --bins` first)",
+        path.display()
+    );
+    path
+}
+
+impl Service {
+    /// Starts the processor with the docker profile (as compose does) and `args`.
+    pub fn processor(args: &[String]) -> Self {
+        Self::start("processor", args)
+    }
+
+    /// Starts the simulator with the docker profile and `args`.
+    pub fn simulator(args: &[String]) -> Self {
+        Self::start("sensor-simulator", args)
+    }
+
+    fn start(name: &str, args: &[String]) -> Self {
+        let log_dir = tempfile::Builder::new()
+            .prefix(name)
+            .tempdir()
+            .expect("log directory");
+        let log_path = log_dir.path().join("service.log");
+        let log = File::create(&log_path).expect("log file");
+        let child = Command::new(binary(name))
+            .arg("--config")
+            .arg(repo_root().join("config/docker.toml"))
+            .args(args)
+            .env_remove("PIPELINE_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log_path,
+            _log_dir: log_dir,
+        }
+    }
+
+    /// Everything the service has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The JSON log lines whose message is `message`.
+    pub fn log_events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|v| v["message"] == message)
+            .collect()
+    }
+
+    /// Waits until a log line contains `needle`; false after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal (SIGTERM for a graceful stop, SIGKILL for a crash).
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit, returning it and the time taken.
+    pub fn terminate(&mut self, timeout: Duration) -> (Option<ExitStatus>, Duration) {
+        let started = Instant::now();
+        self.signal(Signal::SIGTERM);
+        let status = self.wait(timeout);
+        (status, started.elapsed())
+    }
+
+    /// The last lines of the log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let start = lines.len().saturating_sub(40);
+        format!(
+            "--- last lines of {} log ---\n{}",
+            self.name,
+            lines[start..].join("\n")
+        )
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,67 @@
+//! The pipeline's topics, named uniquely per test and created by the same script compose runs.
+
+use std::process::Command;
+
+use crate::{repo_root, unique};
+
+/// The topic and group names of one pipeline under test.
+#[derive(Debug, Clone)]
+pub struct PipelineTopics {
+    /// Readings.
+    pub input: String,
+    /// Alerts and averages.
+    pub output: String,
+    /// Dead letters.
+    pub dlq: String,
+    /// The processors' consumer group.
+    pub group: String,
+}
+
+impl PipelineTopics {
+    /// Fresh names for a test called `test`.
+    pub fn unique(test: &str) -> Self {
+        let id = unique(test);
+        Self {
+            input: format!("{id}-readings"),
+            output: format!("{id}-events"),
+            dlq: format!("{id}-dlq"),
+            group: format!("{id}-processor"),
+        }
+    }
+
+    /// Creates the topics on `bootstrap` with `scripts/create-topics.sh`.
+    pub fn create(&self, bootstrap: &str, partitions: u32) {
+        let root = repo_root();
+        let output = Command::new(root.join("scripts/create-topics.sh"))
+            .arg(bootstrap)
+            .env(
+                "KAFKA_TOPICS_CMD",
+                format!("{} topics", root.join("scripts/kafka.sh").display()),
+            )
+            .env("INPUT_TOPIC", &self.input)
+            .env("OUTPUT_TOPIC", &self.output)
+            .env("DLQ_TOPIC", &self.dlq)
+            .env("PARTITIONS", partitions.to_string())
+            .output()
+            .expect("running scripts/create-topics.sh");
+        assert!(
+            output.status.success(),
+            "scripts/create-topics.sh failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Command-line flags that point a processor at these topics.
+    pub fn processor_args(&self, bootstrap: &str) -> Vec<String> {
+        [
+            ("--brokers", bootstrap),
+            ("--input-topic", &self.input),
+            ("--output-topic", &self.output),
+            ("--dlq-topic", &self.dlq),
+            ("--group-id", &self.group),
+        ]
+        .iter()
+        .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+        .collect()
+    }
+}

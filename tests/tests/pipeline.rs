@@ -1,0 +1,282 @@
+//! The whole pipeline on a real broker: simulator → processor replicas → events, compared event
+//! for event with the reference semantics computed from the input topic.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use e2e_tests::broker::{PrivateBroker, free_port, shared_bootstrap};
+use e2e_tests::expect::{actual_events, assert_same_events, expected_events};
+use e2e_tests::kafka_io::{committed_offsets, read_topic, wait_for_group, wait_until_consumed};
+use e2e_tests::service::Service;
+use e2e_tests::topics::PipelineTopics;
+use sensor_contract::{Event, ProcessingRules};
+
+fn simulator_args(bootstrap: &str, topic: &str, extra: &[&str]) -> Vec<String> {
+    ["--brokers", bootstrap, "--topic", topic]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// The partitions a replica holds at the end, from its JSON log's assignment lines.
+fn final_assignment(service: &Service) -> BTreeSet<i32> {
+    let mut held = BTreeSet::new();
+    for line in service.log().lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let parse = |v: &serde_json::Value| -> Vec<i32> {
+            v["partitions"]
+                .as_str()
+                .unwrap_or("")
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect()
+        };
+        match v["message"].as_str() {
+            Some("partitions assigned") => held.extend(parse(&v)),
+            Some("partitions revoked") => {
+                for p in parse(&v) {
+                    held.remove(&p);
+                }
+            }
+            _ => {}
+        }
+    }
+    held
+}
+
+#[test]
+fn two_replicas_process_a_seeded_run_exactly_as_the_reference_says() {
+    let bootstrap = shared_bootstrap();
+    let topics = PipelineTopics::unique("two-replicas");
+    topics.create(&bootstrap, 6);
+    let mut replicas = [
+        Service::processor(&topics.processor_args(&bootstrap)),
+        Service::processor(&topics.processor_args(&bootstrap)),
+    ];
+    wait_for_group(&bootstrap, &topics.group, 2, Duration::from_secs(60));
+
+    let mut simulator = Service::simulator(&simulator_args(
+        &bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            "6000",
+            "--sensors",
+            "40",
+            "--seed",
+            "7",
+            "--rate",
+            "0",
+        ],
+    ));
+    let status = simulator.wait(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "simulator failed\n{}",
+        simulator.log_tail()
+    );
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(90),
+    );
+
+    let input = read_topic(&bootstrap, &topics.input);
+    assert_eq!(input.len(), 6000);
+    let partitions_used: BTreeSet<i32> = input.iter().map(|r| r.partition).collect();
+    assert_eq!(
+        partitions_used.len(),
+        6,
+        "40 sensors spread over all 6 partitions"
+    );
+
+    let expected = expected_events(&input, ProcessingRules::default(), &HashMap::new());
+    let actual = actual_events(&read_topic(&bootstrap, &topics.output));
+    let comparison = assert_same_events(&expected, &actual);
+    // 150 readings per sensor: 141 full windows each, plus the realistic profile's spikes.
+    let averages = actual
+        .values()
+        .flatten()
+        .filter(|e| matches!(e, Event::Average(_)))
+        .count();
+    let alerts = comparison.actual - averages;
+    assert_eq!(averages, 40 * 141);
+    assert!(alerts > 0, "the realistic profile produces alerts");
+    assert!(
+        read_topic(&bootstrap, &topics.dlq).is_empty(),
+        "no dead letters from valid input"
+    );
+    println!(
+        "two replicas: {} readings, {averages} averages, {alerts} alerts, all equal to the reference",
+        input.len()
+    );
+
+    // Each replica holds a disjoint, non-empty share of the partitions: a sensor's window
+    // lives on exactly one replica.
+    let [a, b] = [
+        final_assignment(&replicas[0]),
+        final_assignment(&replicas[1]),
+    ];
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both replicas got partitions: {a:?} {b:?}"
+    );
+    assert!(a.is_disjoint(&b), "assignments overlap: {a:?} {b:?}");
+    assert_eq!(
+        a.union(&b).copied().collect::<Vec<_>>(),
+        (0..6).collect::<Vec<_>>()
+    );
+
+    for replica in &mut replicas {
+        let (status, took) = replica.terminate(Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "replica did not stop cleanly\n{}",
+            replica.log_tail()
+        );
+        assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    }
+}
+
+#[test]
+fn sigterm_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
+    let bootstrap = shared_bootstrap();
+    let topics = PipelineTopics::unique("sigterm");
+    topics.create(&bootstrap, 6);
+    let mut first = Service::processor(&topics.processor_args(&bootstrap));
+    wait_for_group(&bootstrap, &topics.group, 1, Duration::from_secs(60));
+
+    let mut simulator = Service::simulator(&simulator_args(
+        &bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            "8000",
+            "--sensors",
+            "30",
+            "--seed",
+            "11",
+            "--rate",
+            "2000",
+        ],
+    ));
+    assert!(simulator.wait_for_log("Kafka is reachable", Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, took) = first.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM must exit 0\n{}",
+        first.log_tail()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "graceful stop took {took:?}"
+    );
+
+    // What the first replica committed is where the second resumes, with empty windows
+    // (durable window state is the exactly-once issue's work).
+    let committed = committed_offsets(&bootstrap, &topics.group, &topics.input);
+    let processed: i64 = committed.values().sum();
+    assert!(
+        processed > 0 && processed < 8000,
+        "stopped mid-stream: {processed} of 8000 processed"
+    );
+
+    let mut second = Service::processor(&topics.processor_args(&bootstrap));
+    let status = simulator.wait(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "simulator failed\n{}",
+        simulator.log_tail()
+    );
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(90),
+    );
+
+    let input = read_topic(&bootstrap, &topics.input);
+    assert_eq!(input.len(), 8000);
+    let expected = expected_events(&input, ProcessingRules::default(), &committed);
+    let actual = actual_events(&read_topic(&bootstrap, &topics.output));
+    let comparison = assert_same_events(&expected, &actual);
+    println!(
+        "sigterm: stopped after {processed} of 8000 readings in {took:?}; {} events after restart, none missing or repeated",
+        comparison.actual
+    );
+    let (status, _) = second.terminate(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()));
+}
+
+#[test]
+fn a_processor_started_before_the_broker_waits_then_works() {
+    let broker = PrivateBroker::new(free_port());
+    let bootstrap = broker.bootstrap();
+    let topics = PipelineTopics::unique("early");
+    let mut processor = Service::processor(&topics.processor_args(&bootstrap));
+    assert!(
+        processor.wait_for_log(
+            "waiting for Kafka to become reachable",
+            Duration::from_secs(20)
+        ),
+        "no clear log line while the broker is down\n{}",
+        processor.log_tail()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        processor.is_running(),
+        "the processor gave up\n{}",
+        processor.log_tail()
+    );
+
+    broker.start();
+    topics.create(&bootstrap, 6);
+    let mut simulator = Service::simulator(&simulator_args(
+        &bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            "2000",
+            "--sensors",
+            "20",
+            "--seed",
+            "5",
+            "--rate",
+            "0",
+        ],
+    ));
+    let status = simulator.wait(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "simulator failed\n{}",
+        simulator.log_tail()
+    );
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(90),
+    );
+
+    let input = read_topic(&bootstrap, &topics.input);
+    let expected = expected_events(&input, ProcessingRules::default(), &HashMap::new());
+    let actual = actual_events(&read_topic(&bootstrap, &topics.output));
+    let comparison = assert_same_events(&expected, &actual);
+    assert_eq!(input.len(), 2000);
+    assert!(
+        comparison.actual >= 20 * 91,
+        "every sensor's windows filled"
+    );
+    let (status, _) = processor.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}",
+        processor.log_tail()
+    );
+}
