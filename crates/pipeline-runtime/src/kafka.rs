@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult};
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +112,8 @@ pub fn error_to_tracing(error: &KafkaError, reason: &str) {
     tracing::warn!(target: "librdkafka", %error, "{reason}");
 }
 
-/// A client context that only routes librdkafka's logs and errors into `tracing`.
+/// A client context that only routes librdkafka's logs and errors into `tracing`; for
+/// producers and for consumers that need no rebalance hooks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingContext;
 
@@ -124,3 +126,5 @@ impl ClientContext for TracingContext {
         error_to_tracing(&error, reason);
     }
 }
+
+impl ConsumerContext for TracingContext {}

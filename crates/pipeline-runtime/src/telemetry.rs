@@ -4,9 +4,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, TelemetrySettings};
 
-/// Installs the subscriber. Call once, first thing in `main`; later calls do nothing.
+/// Installs the subscriber at level `info` unless `RUST_LOG` says otherwise. Call once, first
+/// thing in `main`; later calls do nothing.
 pub fn init(settings: &TelemetrySettings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(settings, "info");
+}
+
+/// As [`init`], with another filter when `RUST_LOG` is unset.
+pub fn init_with_default(settings: &TelemetrySettings, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -101,10 +101,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
 
     // Commit what was processed and acknowledged, then leave the group so the partitions move
     // to the other replicas at once instead of after the session timeout.
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(error) => tracing::warn!(%error, "final offset commit failed"),
-    }
+    final_commit(&consumer).await;
     consumer.unsubscribe();
     drop(worker);
     drop(consumer);
@@ -273,6 +270,30 @@ impl<'a> Worker<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Commits the stored offsets before leaving the group. A rebalance under way (several
+/// replicas stopping at once) makes the commit fail until the consumer has served it, so it is
+/// retried while polling for up to five seconds. Records polled meanwhile are not processed
+/// and their offsets are not stored: the next owner processes them.
+async fn final_commit(consumer: &Processor) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return,
+            Err(KafkaError::ConsumerCommit(
+                code
+                @ (RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::IllegalGeneration),
+            )) if Instant::now() < deadline => {
+                tracing::debug!(?code, "final commit waits for the rebalance");
+                let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "final offset commit failed; the next owner may repeat some outputs");
+                return;
+            }
+        }
     }
 }
 

@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# One image for both services: `processor` (default) and `sensor-simulator`.
+
+FROM rust:1.88-bookworm AS build
+WORKDIR /src
+# librdkafka is built from the source bundled in rdkafka-sys: it needs a C toolchain, which this
+# image has, and nothing else.
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p processor -p sensor-simulator \
+    && mkdir -p /out \
+    && cp target/release/processor target/release/sensor-simulator /out/
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home pipeline
+COPY --from=build /out/processor /out/sensor-simulator /usr/local/bin/
+COPY config /app/config
+WORKDIR /app
+ENV PIPELINE_CONFIG=/app/config/docker.toml
+USER 10001
+CMD ["processor"]
