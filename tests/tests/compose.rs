@@ -1,0 +1,120 @@
+//! docker-compose.yml is valid and runs the topology the native tests run: the same Kafka
+//! version, the same topic script and partition count, the same config profile, and a
+//! processor that can be scaled.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use e2e_tests::repo_root;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The text of each service in `services:`, by name (two-space indented keys).
+fn services(compose: &str) -> BTreeMap<String, String> {
+    let mut services = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut in_services = false;
+    for line in compose.lines() {
+        if line == "services:" {
+            in_services = true;
+            continue;
+        }
+        if !in_services || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line
+            .strip_prefix("  ")
+            .and_then(|l| l.strip_suffix(':'))
+            .filter(|n| !n.starts_with(' '))
+        {
+            current = Some(name.to_owned());
+            services.insert(name.to_owned(), String::new());
+        } else if let Some(name) = &current {
+            services.get_mut(name).map(|s| {
+                s.push_str(line);
+                s.push('\n')
+            });
+        }
+    }
+    services
+}
+
+#[test]
+fn docker_compose_validates_offline() {
+    let output = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .current_dir(repo_root())
+        .output()
+        .expect(
+            "docker-compose must be installed (Debian package docker-compose; .ci/run installs it)",
+        );
+    assert!(
+        output.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn compose_runs_what_the_native_tests_run() {
+    let compose = read("docker-compose.yml");
+    let services = services(&compose);
+    assert_eq!(
+        services.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["kafka", "processor", "simulator", "topics"]
+    );
+
+    let kafka_version = read("scripts/kafka.sh")
+        .lines()
+        .find_map(|l| l.strip_prefix("KAFKA_VERSION="))
+        .expect("KAFKA_VERSION in scripts/kafka.sh")
+        .to_owned();
+    for name in ["kafka", "topics"] {
+        assert!(
+            services[name].contains(&format!("image: apache/kafka:{kafka_version}")),
+            "{name} must use apache/kafka:{kafka_version}, the version the tests run"
+        );
+    }
+    assert!(services["kafka"].contains("healthcheck:"));
+
+    let topics = &services["topics"];
+    assert!(topics.contains("./scripts/create-topics.sh:/create-topics.sh:ro"));
+    assert!(topics.contains(r#"entrypoint: ["/bin/bash", "/create-topics.sh", "kafka:9092"]"#));
+    assert!(
+        topics.contains("PARTITIONS: 6"),
+        "compose and the tests both use 6 partitions"
+    );
+    assert!(topics.contains("condition: service_healthy"));
+
+    // Both services use the docker profile the tests start the binaries with.
+    assert!(compose.contains("PIPELINE_CONFIG: /app/config/docker.toml"));
+    assert!(read("Dockerfile").contains("COPY config /app/config"));
+    assert!(read("config/docker.toml").contains(r#"brokers = "kafka:9092""#));
+    for name in ["processor", "simulator"] {
+        assert!(
+            services[name].contains("<<: *pipeline-image"),
+            "{name} is built from the project's image"
+        );
+    }
+    assert!(compose.contains("condition: service_completed_successfully"));
+
+    // Scaling: no fixed name or host port on the processor.
+    let processor = &services["processor"];
+    assert!(
+        !processor.contains("container_name"),
+        "--scale needs no container_name"
+    );
+    assert!(!processor.contains("ports:"), "--scale needs no host ports");
+    assert!(processor.contains(r#"command: ["processor"]"#));
+    assert!(services["simulator"].contains(r#"command: ["sensor-simulator"]"#));
+}
+
+#[test]
+fn the_image_runs_as_a_non_root_user_from_a_slim_runtime() {
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains("AS build"), "multi-stage");
+    assert!(dockerfile.contains("FROM debian:bookworm-slim"));
+    assert!(dockerfile.contains("USER 10001"));
+}
