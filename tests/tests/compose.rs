@@ -31,11 +31,9 @@ fn services(compose: &str) -> BTreeMap<String, String> {
         {
             current = Some(name.to_owned());
             services.insert(name.to_owned(), String::new());
-        } else if let Some(name) = &current {
-            services.get_mut(name).map(|s| {
-                s.push_str(line);
-                s.push('\n')
-            });
+        } else if let Some(service) = current.as_ref().and_then(|name| services.get_mut(name)) {
+            service.push_str(line);
+            service.push('\n');
         }
     }
     services
