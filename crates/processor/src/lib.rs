@@ -2,16 +2,21 @@
 //! and writes alerts and averages (and dead letters for unusable input) back to Kafka.
 //!
 //! - [`settings`]: the `[processor]` settings and the command line.
-//! - [`routing`]: pure: what one consumed record becomes (events, or a dead letter).
+//! - [`windows`]: pure: per-partition sensor state, what one record does to it, the undo log
+//!   and the changelog encoding.
+//! - [`changelog`]: the compacted window-state topic: creating it, restoring a partition.
 //! - [`rebalance`]: the consumer context that reports partition assignments to the loop.
 //! - [`bad_input`]: rate-limited logging of unusable records.
-//! - [`service`]: the consume → process → produce → commit loop.
+//! - [`transactions`]: the transactional producer calls and their error classes.
+//! - [`service`]: the consume → process → produce → commit loop, in transactions or not.
 
 pub mod bad_input;
+pub mod changelog;
 pub mod rebalance;
-pub mod routing;
 pub mod service;
 pub mod settings;
+pub mod transactions;
+pub mod windows;
 
 pub use service::run;
-pub use settings::{Cli, Config, ProcessorSettings};
+pub use settings::{Cli, Config, Guarantee, ProcessorSettings};

@@ -5,10 +5,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 use pipeline_runtime::kafka::{error_to_tracing, log_to_tracing};
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
@@ -25,9 +27,16 @@ pub enum AssignmentChange {
 #[derive(Debug, Clone, Default)]
 pub struct ProcessorContext {
     changes: Arc<Mutex<Vec<AssignmentChange>>>,
+    changed: Arc<Notify>,
 }
 
 impl ProcessorContext {
+    /// Completes when a change has been reported since the last wait. The loop needs this
+    /// besides the records: newly assigned partitions are paused, so no record announces them.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
     /// Takes the changes reported since the last call, oldest first.
     pub fn take_changes(&self) -> Vec<AssignmentChange> {
         match self.changes.lock() {
@@ -41,6 +50,7 @@ impl ProcessorContext {
             Ok(mut changes) => changes.push(change),
             Err(poisoned) => poisoned.into_inner().push(change),
         }
+        self.changed.notify_one();
     }
 }
 
@@ -67,9 +77,14 @@ impl ConsumerContext for ProcessorContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
+                // New partitions wait, paused, until their windows are restored; the partitions
+                // this replica keeps go on being fetched and processed meanwhile.
+                if let Err(error) = consumer.pause(list) {
+                    tracing::error!(%error, "could not pause newly assigned partitions");
+                }
                 let assigned = partitions(list);
                 tracing::info!(partitions = ?assigned, "partitions assigned");
                 self.push(AssignmentChange::Assigned(assigned));

@@ -1,10 +1,16 @@
 //! The consume → process → produce → commit loop, one batch at a time.
 //!
 //! A batch collects records for up to `commit_interval_ms` (or `batch_max_records`), turns
-//! them into events and dead letters, waits until the broker has acknowledged every one of
-//! them, and only then stores the batch's offsets for commit. A crash can therefore repeat a
-//! batch's outputs but never lose them (at-least-once). The batch is also the unit a Kafka
-//! transaction will wrap for exactly-once.
+//! them into events, dead letters and window-state changes, and commits:
+//!
+//! - `exactly_once`: all of it, with the batch's input offsets, in one Kafka transaction. An
+//!   abortable error aborts it, rewinds the consumer to the batch's first offsets and rolls the
+//!   windows back; a fatal one (fencing) ends the replica with an error.
+//! - `at_least_once`: waits until the broker has acknowledged every output, then writes the
+//!   window state, waits again, and only then stores the offsets for commit. A crash can
+//!   repeat outputs, never lose them, and never apply a reading to a window twice.
+//!
+//! Newly assigned partitions stay paused until their windows are restored from the changelog.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,21 +24,34 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sensor_contract::RawRecord;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bad_input::BadInputLog;
+use crate::changelog::{self, RestoreStats};
 use crate::rebalance::{AssignmentChange, ProcessorContext};
-use crate::routing::{EVENT_TYPE_HEADER, Router, dead_letter_headers};
-use crate::{Config, ProcessorSettings};
+use crate::transactions::Transactions;
+use crate::windows::{
+    EVENT_TYPE_HEADER, Routed, Router, SensorState, dead_letter_headers, encode_state,
+};
+use crate::{Config, Guarantee};
 
 type Processor = StreamConsumer<ProcessorContext>;
+type Restored = (
+    i32,
+    u64,
+    anyhow::Result<(HashMap<String, SensorState>, RestoreStats)>,
+);
 
 /// Runs the processor until `shutdown` fires, then commits what it has processed, leaves the
-/// group and returns. Returns an error when an output cannot be delivered: its input offset is
-/// then not committed, and the replica's restart processes it again.
+/// group and returns. Returns an error when it cannot go on safely (an output not delivered
+/// in `at_least_once`, a fenced producer in `exactly_once`): its supervisor restarts it, and
+/// the uncommitted input is processed again.
 pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = &config.processor;
-    let client_id = format!("processor-{}", instance_name());
+    let instance = settings.instance_id();
+    let client_id = format!("processor-{instance}");
+    let exactly_once = settings.processing_guarantee == Guarantee::ExactlyOnce;
     let context = ProcessorContext::default();
     let consumer: Processor = client_config(
         &config.kafka,
@@ -40,9 +59,12 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         &[
             ("group.id", settings.group_id.as_str()),
             ("partition.assignment.strategy", "cooperative-sticky"),
-            ("enable.auto.commit", "true"),
+            // at_least_once commits stored offsets; exactly_once commits them in transactions.
+            (
+                "enable.auto.commit",
+                if exactly_once { "false" } else { "true" },
+            ),
             ("auto.commit.interval.ms", "1000"),
-            // Offsets are stored by hand, only after the outputs they caused are acknowledged.
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("isolation.level", "read_committed"),
@@ -52,25 +74,32 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     )
     .create_with_context(context.clone())
     .context("creating the Kafka consumer")?;
-    let producer: FutureProducer<TracingContext> = client_config(
-        &config.kafka,
-        &client_id,
-        &[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "5"),
-            ("compression.type", "lz4"),
-        ],
-    )
-    .create_with_context(TracingContext)
-    .context("creating the Kafka producer")?;
+    let transactional_id = format!("{}-{instance}", settings.group_id);
+    let transaction_timeout = settings.transaction_timeout_ms.to_string();
+    let mut producer_settings = vec![
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("linger.ms", "5"),
+        ("compression.type", "lz4"),
+    ];
+    if exactly_once {
+        producer_settings.push(("transactional.id", transactional_id.as_str()));
+        producer_settings.push(("transaction.timeout.ms", transaction_timeout.as_str()));
+    }
+    let producer: FutureProducer<TracingContext> =
+        client_config(&config.kafka, &client_id, &producer_settings)
+            .create_with_context(TracingContext)
+            .context("creating the Kafka producer")?;
 
+    let state_topic = settings.state_topic();
     tracing::info!(
         brokers = %config.kafka.brokers,
         group_id = %settings.group_id,
         input_topic = %settings.input_topic,
         output_topic = %settings.output_topic,
         dlq_topic = %settings.dlq_topic,
+        state_topic = %state_topic,
+        guarantee = ?settings.processing_guarantee,
         window_size = settings.window_size,
         threshold = settings.threshold,
         %client_id,
@@ -84,24 +113,47 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     if !wait_for_topics(consumer.client(), &topics, &shutdown).await {
         return Ok(());
     }
+    let input_partitions = tokio::task::block_in_place(|| {
+        consumer
+            .fetch_metadata(Some(&settings.input_topic), Duration::from_secs(10))
+            .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
+    })
+    .context("reading the input topic's partitions")?;
+    changelog::ensure_topic(&config.kafka, &state_topic, input_partitions as i32).await?;
+    let transactions = if exactly_once {
+        let transactions = Transactions::new(&producer, &transactional_id);
+        if !transactions.init(&shutdown).await? {
+            return Ok(());
+        }
+        Some(transactions)
+    } else {
+        None
+    };
     consumer
         .subscribe(&[settings.input_topic.as_str()])
         .context("subscribing to the input topic")?;
 
+    let (restored_tx, restored_rx) = mpsc::unbounded_channel();
     let mut worker = Worker {
-        settings,
+        config,
+        state_topic,
         consumer: &consumer,
         context: &context,
         producer: &producer,
+        transactions,
         router: Router::new(settings.rules(), settings.decode_options()),
+        restores: HashMap::new(),
+        next_restore: 0,
+        restored_tx,
+        restored_rx,
         bad_input: BadInputLog::new(Duration::from_secs(10), 10),
         stats: Stats::default(),
     };
     let result = worker.run(&shutdown).await;
 
-    // Commit what was processed and acknowledged, then leave the group so the partitions move
-    // to the other replicas at once instead of after the session timeout.
-    final_commit(&consumer).await;
+    if !exactly_once {
+        final_commit(&consumer).await;
+    }
     consumer.unsubscribe();
     drop(worker);
     drop(consumer);
@@ -110,12 +162,27 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     result
 }
 
+/// A partition whose windows are being restored.
+struct PendingRestore {
+    /// Tells a finished restore of an earlier assignment of the partition from this one's.
+    id: u64,
+    /// Offset of the first record of the partition fetched before it was paused, if any; the
+    /// partition is rewound to it once restored.
+    rewind_to: Option<i64>,
+}
+
 struct Worker<'a> {
-    settings: &'a ProcessorSettings,
+    config: &'a Config,
+    state_topic: String,
     consumer: &'a Processor,
     context: &'a ProcessorContext,
     producer: &'a FutureProducer<TracingContext>,
+    transactions: Option<Transactions<'a>>,
     router: Router,
+    restores: HashMap<i32, PendingRestore>,
+    next_restore: u64,
+    restored_tx: mpsc::UnboundedSender<Restored>,
+    restored_rx: mpsc::UnboundedReceiver<Restored>,
     bad_input: BadInputLog,
     stats: Stats,
 }
@@ -123,7 +190,8 @@ struct Worker<'a> {
 impl<'a> Worker<'a> {
     async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         while !shutdown.is_cancelled() {
-            let batch = self.collect_batch(shutdown).await;
+            let mut batch = self.collect_batch(shutdown).await?;
+            self.apply_assignment_changes(&mut batch);
             if !batch.is_empty() {
                 self.process_batch(&batch).await?;
             }
@@ -133,27 +201,35 @@ impl<'a> Worker<'a> {
     }
 
     /// Waits for a first record, then collects more until the commit interval has passed,
-    /// the batch is full or shutdown is requested.
-    async fn collect_batch(&mut self, shutdown: &CancellationToken) -> Vec<BorrowedMessage<'a>> {
+    /// the batch is full or shutdown is requested. Finished restores are applied meanwhile.
+    async fn collect_batch(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Vec<BorrowedMessage<'a>>> {
         let consumer = self.consumer;
         let mut batch = Vec::new();
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return batch,
-            message = consumer.recv() => message,
-        };
-        self.accept(&mut batch, first).await;
-        let deadline = Instant::now() + Duration::from_millis(self.settings.commit_interval_ms);
-        while batch.len() < self.settings.batch_max_records {
+        let mut deadline: Option<Instant> = None;
+        while batch.len() < self.config.processor.batch_max_records {
+            let sleep = tokio::time::sleep_until(
+                deadline
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+                    .into(),
+            );
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(deadline.into()) => break,
-                message = consumer.recv() => self.accept(&mut batch, message).await,
+                _ = sleep, if deadline.is_some() => break,
+                Some(restored) = self.restored_rx.recv() => self.finish_restore(restored)?,
+                _ = self.context.changed() => self.apply_assignment_changes(&mut batch),
+                message = consumer.recv() => {
+                    self.accept(&mut batch, message).await;
+                    if deadline.is_none() && !batch.is_empty() {
+                        deadline = Some(Instant::now() + Duration::from_millis(self.config.processor.commit_interval_ms));
+                    }
+                }
             }
         }
-        self.apply_assignment_changes(&mut batch);
-        batch
+        Ok(batch)
     }
 
     async fn accept(
@@ -164,7 +240,15 @@ impl<'a> Worker<'a> {
         // A rebalance reported during this poll applies to what was collected before it.
         self.apply_assignment_changes(batch);
         match message {
-            Ok(message) => batch.push(message),
+            Ok(message) => {
+                let partition = message.partition();
+                if let Some(pending) = self.restores.get_mut(&partition) {
+                    // Fetched before the partition was paused: processed after the restore.
+                    pending.rewind_to.get_or_insert(message.offset());
+                } else {
+                    batch.push(message);
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, "consumer error");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -172,22 +256,153 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Drops the windows, and the collected records, of partitions that were revoked.
+    /// Revoked partitions: their windows and collected records are dropped. Assigned ones:
+    /// their restore starts.
     fn apply_assignment_changes(&mut self, batch: &mut Vec<BorrowedMessage<'a>>) {
         for change in self.context.take_changes() {
-            if let AssignmentChange::Revoked(partitions) = change {
-                for partition in &partitions {
-                    self.router.drop_partition(*partition);
+            match change {
+                AssignmentChange::Revoked(partitions) => {
+                    for partition in &partitions {
+                        self.router.drop_partition(*partition);
+                        self.restores.remove(partition);
+                    }
+                    batch.retain(|m| !partitions.contains(&m.partition()));
                 }
-                batch.retain(|m| !partitions.contains(&m.partition()));
+                AssignmentChange::Assigned(partitions) => {
+                    for partition in partitions {
+                        self.start_restore(partition);
+                    }
+                }
             }
         }
     }
 
+    fn start_restore(&mut self, partition: i32) {
+        self.next_restore += 1;
+        let id = self.next_restore;
+        self.restores.insert(
+            partition,
+            PendingRestore {
+                id,
+                rewind_to: None,
+            },
+        );
+        let kafka = self.config.kafka.clone();
+        let topic = self.state_topic.clone();
+        let window_size = self.config.processor.window_size;
+        let done = self.restored_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = changelog::restore_partition(&kafka, &topic, partition, window_size);
+            let _ = done.send((partition, id, result));
+        });
+    }
+
+    fn finish_restore(&mut self, (partition, id, result): Restored) -> anyhow::Result<()> {
+        let Some(pending) = self.restores.get(&partition) else {
+            return Ok(());
+        };
+        if pending.id != id {
+            return Ok(()); // a restore of an earlier assignment of this partition
+        }
+        let (sensors, stats) = match result {
+            Ok(restored) => restored,
+            Err(error) => {
+                tracing::warn!(partition, %error, "restoring windows failed, retrying");
+                self.start_restore(partition);
+                return Ok(());
+            }
+        };
+        let rewind_to = pending.rewind_to;
+        self.restores.remove(&partition);
+        tracing::info!(
+            partition,
+            sensors = stats.sensors,
+            records = stats.records,
+            seconds = stats.seconds,
+            "windows restored"
+        );
+        self.router.load_partition(partition, sensors);
+        let topic = self.config.processor.input_topic.as_str();
+        if let Some(offset) = rewind_to {
+            self.consumer
+                .seek(
+                    topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(10),
+                )
+                .with_context(|| format!("rewinding partition {partition} after its restore"))?;
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        self.consumer
+            .resume(&list)
+            .context("resuming a restored partition")?;
+        Ok(())
+    }
+
     async fn process_batch(&mut self, batch: &[BorrowedMessage<'a>]) -> anyhow::Result<()> {
-        let settings = self.settings;
-        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.len() * 2);
+        let settings = &self.config.processor;
+        let mut first_offsets: HashMap<i32, i64> = HashMap::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+        for message in batch {
+            first_offsets
+                .entry(message.partition())
+                .or_insert(message.offset());
+            next_offsets.insert(message.partition(), message.offset() + 1);
+        }
+        self.router.commit_batch();
+        if let Some(transactions) = &self.transactions {
+            transactions.begin()?;
+        }
+        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.len() * 2);
+        let outcome = self.produce_outputs(batch, &mut deliveries).await;
+        let Some(transactions) = &self.transactions else {
+            outcome?;
+            await_all(deliveries, "an output").await?;
+            let mut state_writes = Vec::new();
+            self.produce_state(&mut state_writes).await?;
+            await_all(state_writes, "a window-state record").await?;
+            self.router.commit_batch();
+            return self.store_offsets(&next_offsets);
+        };
+        drop(deliveries); // the transaction's commit waits for every delivery
+        let mut state_writes = Vec::new();
+        let committed = match outcome {
+            Ok(()) => match self.produce_state(&mut state_writes).await {
+                Ok(()) => {
+                    transactions
+                        .commit(self.consumer, &settings.input_topic, &next_offsets)
+                        .await
+                }
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        match committed {
+            Ok(()) => {
+                self.router.commit_batch();
+                self.stats.transactions += 1;
+                Ok(())
+            }
+            Err(error) if Transactions::is_fatal(&error) => Err(error),
+            Err(error) => {
+                tracing::warn!("transaction aborted, the batch will be processed again: {error:#}");
+                transactions.abort()?;
+                self.stats.aborts += 1;
+                self.router.rollback_batch();
+                self.rewind(&first_offsets)
+            }
+        }
+    }
+
+    /// Produces the events and dead letters of a batch.
+    async fn produce_outputs(
+        &mut self,
+        batch: &[BorrowedMessage<'a>],
+        deliveries: &mut Vec<DeliveryFuture>,
+    ) -> anyhow::Result<()> {
+        let settings = &self.config.processor;
         let mut events = Vec::new();
         for message in batch {
             let (partition, offset) = (message.partition(), message.offset());
@@ -199,7 +414,7 @@ impl<'a> Worker<'a> {
             };
             self.stats.consumed += 1;
             match self.router.route(partition, &record, &mut events) {
-                Ok(()) => {
+                Ok(Routed::Applied) => {
                     for event in events.drain(..) {
                         self.stats.count_event(event.kind());
                         let payload = event.to_json();
@@ -214,6 +429,7 @@ impl<'a> Worker<'a> {
                         deliveries.push(send(self.producer, record).await?);
                     }
                 }
+                Ok(Routed::AlreadyApplied) => self.stats.skipped += 1,
                 Err(error) => {
                     self.stats.dead_letters += 1;
                     let reason = error.to_string();
@@ -230,7 +446,7 @@ impl<'a> Worker<'a> {
                     }
                     let mut record =
                         FutureRecord::<[u8], [u8]>::to(&settings.dlq_topic).headers(headers);
-                    if let Some(key) = record_key(message) {
+                    if let Some(key) = message.key() {
                         record = record.key(key);
                     }
                     if let Some(payload) = message.payload() {
@@ -239,27 +455,34 @@ impl<'a> Worker<'a> {
                     deliveries.push(send(self.producer, record).await?);
                 }
             }
-            next_offsets.insert(partition, offset + 1);
         }
-        for delivery in futures::future::join_all(deliveries).await {
-            match delivery {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => bail!(
-                    "an output was not delivered, stopping so its input is processed again: {error}"
-                ),
-                Err(_) => bail!("the producer closed before an output was acknowledged"),
-            }
-        }
-        self.store_offsets(&next_offsets)
+        Ok(())
     }
 
-    /// Stores, for commit, the offset each partition resumes from.
+    /// Writes each sensor the batch touched to its partition of the changelog.
+    async fn produce_state(&self, deliveries: &mut Vec<DeliveryFuture>) -> anyhow::Result<()> {
+        let writes: Vec<(i32, String, Vec<u8>)> = self
+            .router
+            .touched()
+            .map(|(partition, sensor, state)| (partition, sensor.to_owned(), encode_state(state)))
+            .collect();
+        for (partition, sensor, value) in &writes {
+            let record = FutureRecord::to(&self.state_topic)
+                .partition(*partition)
+                .key(sensor.as_str())
+                .payload(value.as_slice());
+            deliveries.push(send(self.producer, record).await?);
+        }
+        Ok(())
+    }
+
+    /// Stores, for commit, the offset each partition resumes from (`at_least_once`).
     ///
     /// `store_offsets` takes the offsets to resume from as they are. (The single-partition
     /// `store_offset` is librdkafka's legacy call that stores offset + 1, which would skip a
     /// record per partition on restart.)
     fn store_offsets(&self, next_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
-        let topic = self.settings.input_topic.as_str();
+        let topic = self.config.processor.input_topic.as_str();
         for (&partition, &offset) in next_offsets {
             let mut list = TopicPartitionList::new();
             list.add_partition_offset(topic, partition, Offset::Offset(offset))
@@ -271,12 +494,45 @@ impl<'a> Worker<'a> {
         }
         Ok(())
     }
+
+    /// After an abort: every partition of the batch goes back to the batch's first record.
+    fn rewind(&self, first_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
+        let topic = self.config.processor.input_topic.as_str();
+        for (&partition, &offset) in first_offsets {
+            if !self.router.has_partition(partition) {
+                continue;
+            }
+            self.consumer
+                .seek(
+                    topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(10),
+                )
+                .with_context(|| format!("rewinding partition {partition} to offset {offset}"))?;
+        }
+        Ok(())
+    }
 }
 
-/// Commits the stored offsets before leaving the group. A rebalance under way (several
-/// replicas stopping at once) makes the commit fail until the consumer has served it, so it is
-/// retried while polling for up to five seconds. Records polled meanwhile are not processed
-/// and their offsets are not stored: the next owner processes them.
+/// Waits for every delivery; the first failure is an error naming `what` was not delivered.
+async fn await_all(deliveries: Vec<DeliveryFuture>, what: &str) -> anyhow::Result<()> {
+    for delivery in futures::future::join_all(deliveries).await {
+        match delivery {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => {
+                bail!("{what} was not delivered, stopping so its input is processed again: {error}")
+            }
+            Err(_) => bail!("the producer closed before {what} was acknowledged"),
+        }
+    }
+    Ok(())
+}
+
+/// Commits the stored offsets before leaving the group (`at_least_once`). A rebalance under
+/// way (several replicas stopping at once) makes the commit fail until the consumer has served
+/// it, so it is retried while polling for up to five seconds. Records polled meanwhile are not
+/// processed and their offsets are not stored: the next owner processes them.
 async fn final_commit(consumer: &Processor) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -295,10 +551,6 @@ async fn final_commit(consumer: &Processor) {
             }
         }
     }
-}
-
-fn record_key<'m>(message: &'m BorrowedMessage<'_>) -> Option<&'m [u8]> {
-    message.key()
 }
 
 /// Enqueues a record, waiting while librdkafka's local queue is full.
@@ -322,11 +574,6 @@ where
     }
 }
 
-/// A name for this replica: the container's host name, else the process id.
-fn instance_name() -> String {
-    std::env::var("HOSTNAME").unwrap_or_else(|_| std::process::id().to_string())
-}
-
 /// Counters for the periodic summary line.
 #[derive(Debug)]
 struct Stats {
@@ -334,6 +581,9 @@ struct Stats {
     alerts: u64,
     averages: u64,
     dead_letters: u64,
+    skipped: u64,
+    transactions: u64,
+    aborts: u64,
     last_report: Instant,
 }
 
@@ -344,6 +594,9 @@ impl Default for Stats {
             alerts: 0,
             averages: 0,
             dead_letters: 0,
+            skipped: 0,
+            transactions: 0,
+            aborts: 0,
             last_report: Instant::now(),
         }
     }
@@ -368,6 +621,9 @@ impl Stats {
             alerts = self.alerts,
             averages = self.averages,
             dead_letters = self.dead_letters,
+            already_applied = self.skipped,
+            transactions = self.transactions,
+            aborts = self.aborts,
             sensors,
             "progress"
         );

@@ -49,6 +49,32 @@ pub struct ProcessorSettings {
     pub batch_max_records: usize,
     /// Longest a batch collects records before it is processed and committed, in ms.
     pub commit_interval_ms: u64,
+    /// `exactly_once` (default): each batch's outputs, window-state changes and input offsets
+    /// commit in one Kafka transaction. `at_least_once`: outputs are acknowledged before
+    /// offsets are committed; a crash may repeat outputs.
+    pub processing_guarantee: Guarantee,
+    /// This replica's stable name, part of its transactional id
+    /// (`<group_id>-<instance_id>`). A replica restarted under the same name fences its
+    /// previous incarnation and aborts its open transaction at once. Default: the host name
+    /// (the container's, under compose; the pod's, under Kubernetes), else a random name.
+    pub instance_id: Option<String>,
+    /// Compacted changelog topic holding each sensor's window, co-partitioned with the input.
+    /// Default: `<group_id>-window-state`. Created if missing.
+    pub state_topic: Option<String>,
+    /// Longest a transaction may stay open before the broker aborts it, in ms. Bounds how
+    /// long a crashed replica's open transaction can hold back `read_committed` readers.
+    pub transaction_timeout_ms: u64,
+}
+
+/// The delivery guarantee of the processor's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Kafka transactions: outputs, state and offsets commit together.
+    #[default]
+    ExactlyOnce,
+    /// Outputs acknowledged before offsets are committed: repeats possible, losses not.
+    AtLeastOnce,
 }
 
 impl Default for ProcessorSettings {
@@ -64,6 +90,10 @@ impl Default for ProcessorSettings {
             max_record_bytes: 64 * 1024,
             batch_max_records: 10_000,
             commit_interval_ms: 100,
+            processing_guarantee: Guarantee::ExactlyOnce,
+            instance_id: None,
+            state_topic: None,
+            transaction_timeout_ms: 10_000,
         }
     }
 }
@@ -77,6 +107,21 @@ impl ProcessorSettings {
         }
     }
 
+    /// The changelog topic's name.
+    pub fn state_topic(&self) -> String {
+        self.state_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}-window-state", self.group_id))
+    }
+
+    /// This replica's name: the configured one, else the host name, else a random one.
+    pub fn instance_id(&self) -> String {
+        self.instance_id
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("{:08x}", rand_suffix()))
+    }
+
     /// How input records are decoded.
     pub fn decode_options(&self) -> DecodeOptions {
         DecodeOptions {
@@ -84,6 +129,13 @@ impl ProcessorSettings {
             max_record_bytes: self.max_record_bytes,
         }
     }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// Consumes temperature readings in a consumer group, keeps a sliding window per sensor and
@@ -131,6 +183,18 @@ pub struct Cli {
     /// Longest a batch collects records before it is committed, ms. [default: 100]
     #[arg(long, value_name = "MS")]
     pub commit_interval_ms: Option<u64>,
+    /// exactly_once or at_least_once. [default: exactly_once]
+    #[arg(long, value_name = "GUARANTEE")]
+    pub processing_guarantee: Option<String>,
+    /// Stable replica name for the transactional id. [default: host name]
+    #[arg(long, value_name = "NAME")]
+    pub instance_id: Option<String>,
+    /// Window-state changelog topic. [default: <group-id>-window-state]
+    #[arg(long)]
+    pub state_topic: Option<String>,
+    /// Transaction timeout, ms. [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub transaction_timeout_ms: Option<u64>,
 }
 
 impl Cli {
@@ -150,7 +214,17 @@ impl Cli {
             )
             .set("processor.max_record_bytes", self.max_record_bytes)
             .set("processor.batch_max_records", self.batch_max_records)
-            .set("processor.commit_interval_ms", self.commit_interval_ms);
+            .set("processor.commit_interval_ms", self.commit_interval_ms)
+            .set(
+                "processor.processing_guarantee",
+                self.processing_guarantee.clone(),
+            )
+            .set("processor.instance_id", self.instance_id.clone())
+            .set("processor.state_topic", self.state_topic.clone())
+            .set(
+                "processor.transaction_timeout_ms",
+                self.transaction_timeout_ms,
+            );
         let config: Config = settings::load(self.config.as_deref(), overrides)?;
         config.validate()?;
         Ok(config)
@@ -208,6 +282,27 @@ impl Config {
                 "must be > 0",
             ));
         }
+        if p.instance_id.as_deref() == Some("") {
+            return Err(SettingsError::invalid(
+                "processor.instance_id",
+                "must not be empty",
+            ));
+        }
+        let state_topic = p.state_topic();
+        if state_topic.is_empty()
+            || [&p.input_topic, &p.output_topic, &p.dlq_topic].contains(&&state_topic)
+        {
+            return Err(SettingsError::invalid(
+                "processor.state_topic",
+                "must be a topic of its own, not the input, output or dead-letter topic",
+            ));
+        }
+        if !(1_000..=900_000).contains(&p.transaction_timeout_ms) {
+            return Err(SettingsError::invalid(
+                "processor.transaction_timeout_ms",
+                "must be between 1000 and 900000",
+            ));
+        }
         if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
             return Err(SettingsError::invalid(
                 "processor.commit_interval_ms",
@@ -246,6 +341,30 @@ mod tests {
             let cli = Cli::parse_from(std::iter::once("processor").chain(args));
             assert_eq!(cli.load().unwrap_err().to_string(), message);
         }
+    }
+
+    #[test]
+    fn guarantee_defaults_to_exactly_once_and_parses() {
+        assert_eq!(
+            Cli::parse_from(["processor"])
+                .load()
+                .unwrap()
+                .processor
+                .processing_guarantee,
+            Guarantee::ExactlyOnce
+        );
+        let cli = Cli::parse_from(["processor", "--processing-guarantee", "at_least_once"]);
+        assert_eq!(
+            cli.load().unwrap().processor.processing_guarantee,
+            Guarantee::AtLeastOnce
+        );
+        let err = Cli::parse_from(["processor", "--processing-guarantee", "maybe"])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processor.processing_guarantee"), "{err}");
+        let settings = ProcessorSettings::default();
+        assert_eq!(settings.state_topic(), "temperature-processor-window-state");
     }
 
     #[test]

@@ -49,27 +49,7 @@ impl SensorWindows {
                 .entry(reading.sensor_id.clone())
                 .or_insert_with(|| Window::new(window_size)),
         };
-        window.push(reading.temperature);
-        if reading.temperature > self.rules.threshold {
-            out.push(Event::Alert(Alert {
-                sensor_id: reading.sensor_id.clone(),
-                seq: reading.seq,
-                temperature: reading.temperature,
-                threshold: self.rules.threshold,
-                timestamp: reading.timestamp.clone(),
-            }));
-        }
-        if window.is_full()
-            && let Some(average) = window.mean()
-        {
-            out.push(Event::Average(Average {
-                sensor_id: reading.sensor_id.clone(),
-                seq: reading.seq,
-                average,
-                window_size,
-                timestamp: reading.timestamp.clone(),
-            }));
-        }
+        step(window, reading, self.rules, out);
     }
 
     /// Number of sensors with a window.
@@ -90,6 +70,32 @@ impl SensorWindows {
     /// The rules these windows apply.
     pub fn rules(&self) -> ProcessingRules {
         self.rules
+    }
+}
+
+/// The processing rule for one reading and its sensor's window: append, then an alert if the
+/// temperature is strictly over the threshold, then an average if the window is full.
+pub fn step(window: &mut Window, reading: &Reading, rules: ProcessingRules, out: &mut Vec<Event>) {
+    window.push(reading.temperature);
+    if reading.temperature > rules.threshold {
+        out.push(Event::Alert(Alert {
+            sensor_id: reading.sensor_id.clone(),
+            seq: reading.seq,
+            temperature: reading.temperature,
+            threshold: rules.threshold,
+            timestamp: reading.timestamp.clone(),
+        }));
+    }
+    if window.is_full()
+        && let Some(average) = window.mean()
+    {
+        out.push(Event::Average(Average {
+            sensor_id: reading.sensor_id.clone(),
+            seq: reading.seq,
+            average,
+            window_size: window.capacity(),
+            timestamp: reading.timestamp.clone(),
+        }));
     }
 }
 

@@ -37,7 +37,14 @@ pub async fn run(
     mut on_event: impl FnMut(&Event),
 ) -> anyhow::Result<()> {
     let cluster = MockCluster::new(1).context("starting the mock Kafka cluster")?;
-    for (topic, partitions) in [(READINGS, 6), (EVENTS, 6), (DEAD_LETTERS, 3)] {
+    // The mock cluster has no CreateTopics: the processors' changelog is made here too.
+    let state_topic = processor::ProcessorSettings::default().state_topic();
+    for (topic, partitions) in [
+        (READINGS, 6),
+        (EVENTS, 6),
+        (DEAD_LETTERS, 3),
+        (state_topic.as_str(), 6),
+    ] {
         cluster
             .create_topic(topic, partitions, 1)
             .with_context(|| format!("creating {topic}"))?;

@@ -1,0 +1,338 @@
+//! The processor's window state: every assigned partition's sensors, each with its window and
+//! the offset of the last reading applied to it, plus an undo log of the current batch.
+//!
+//! Pure. The service loads a partition's state from the changelog before routing any of its
+//! records, rolls a batch back when its transaction aborts, and writes the sensors a batch
+//! touched to the changelog.
+
+use std::collections::HashMap;
+
+use sensor_contract::state::step;
+use sensor_contract::{
+    DecodeError, DecodeOptions, Event, ProcessingRules, RawRecord, Reading, Window,
+};
+use serde::{Deserialize, Serialize};
+
+/// Header naming the event type on the output topic (`alert` or `average`).
+pub const EVENT_TYPE_HEADER: &str = "event-type";
+
+/// One sensor's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorState {
+    /// The last `window_size` temperatures.
+    pub window: Window,
+    /// Input offset of the last reading applied to the window.
+    pub applied_offset: i64,
+}
+
+/// What routing did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// The reading was applied; its events were pushed.
+    Applied,
+    /// The reading was applied before (the state is ahead of the committed offset after an
+    /// at-least-once crash): nothing to do, its outputs were acknowledged then.
+    AlreadyApplied,
+}
+
+/// The state of the assigned partitions and the rules that update it.
+#[derive(Debug)]
+pub struct Router {
+    rules: ProcessingRules,
+    options: DecodeOptions,
+    partitions: HashMap<i32, HashMap<String, SensorState>>,
+    /// Each sensor the current batch touched, with its state before the batch (`None`: new).
+    undo: HashMap<(i32, String), Option<SensorState>>,
+}
+
+impl Router {
+    /// No partition yet.
+    pub fn new(rules: ProcessingRules, options: DecodeOptions) -> Self {
+        Self {
+            rules,
+            options,
+            partitions: HashMap::new(),
+            undo: HashMap::new(),
+        }
+    }
+
+    /// The rules applied.
+    pub fn rules(&self) -> ProcessingRules {
+        self.rules
+    }
+
+    /// Makes a partition's restored state current; its records can be routed from now on.
+    pub fn load_partition(&mut self, partition: i32, sensors: HashMap<String, SensorState>) {
+        self.partitions.insert(partition, sensors);
+    }
+
+    /// Forgets a partition that is no longer assigned here.
+    pub fn drop_partition(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+        self.undo.retain(|(p, _), _| *p != partition);
+    }
+
+    /// Whether the partition's state is loaded.
+    pub fn has_partition(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
+    /// Sensors in memory, over all partitions.
+    pub fn sensors(&self) -> usize {
+        self.partitions.values().map(HashMap::len).sum()
+    }
+
+    /// Decodes a record of a loaded partition and applies it, pushing its events onto `out`;
+    /// an unusable record is returned as the error.
+    pub fn route(
+        &mut self,
+        partition: i32,
+        record: &RawRecord<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<Routed, DecodeError> {
+        let reading = Reading::decode(record, &self.options)?;
+        let sensors = self.partitions.entry(partition).or_default();
+        if let Some(state) = sensors.get(&reading.sensor_id)
+            && record.offset <= state.applied_offset
+        {
+            return Ok(Routed::AlreadyApplied);
+        }
+        self.undo
+            .entry((partition, reading.sensor_id.clone()))
+            .or_insert_with(|| sensors.get(&reading.sensor_id).cloned());
+        let window_size = self.rules.window_size;
+        let state = sensors
+            .entry(reading.sensor_id.clone())
+            .or_insert_with(|| SensorState {
+                window: Window::new(window_size),
+                applied_offset: -1,
+            });
+        step(&mut state.window, &reading, self.rules, out);
+        state.applied_offset = record.offset;
+        Ok(Routed::Applied)
+    }
+
+    /// The sensors the current batch changed, with their state now, for the changelog.
+    pub fn touched(&self) -> impl Iterator<Item = (i32, &str, &SensorState)> {
+        self.undo.keys().filter_map(|(partition, sensor)| {
+            let state = self.partitions.get(partition)?.get(sensor)?;
+            Some((*partition, sensor.as_str(), state))
+        })
+    }
+
+    /// The batch is durable: forget how to undo it.
+    pub fn commit_batch(&mut self) {
+        self.undo.clear();
+    }
+
+    /// The batch was aborted: put every sensor it touched back as it was before.
+    pub fn rollback_batch(&mut self) {
+        for ((partition, sensor), before) in self.undo.drain() {
+            let Some(sensors) = self.partitions.get_mut(&partition) else {
+                continue;
+            };
+            match before {
+                Some(state) => {
+                    sensors.insert(sensor, state);
+                }
+                None => {
+                    sensors.remove(&sensor);
+                }
+            }
+        }
+    }
+}
+
+/// A changelog record's value: the window, oldest first, and the last applied offset.
+#[derive(Debug, Serialize, Deserialize)]
+struct StateRecord {
+    offset: i64,
+    values: Vec<f64>,
+}
+
+/// The changelog value for a sensor's state.
+pub fn encode_state(state: &SensorState) -> Vec<u8> {
+    serde_json::to_vec(&StateRecord {
+        offset: state.applied_offset,
+        values: state.window.iter().collect(),
+    })
+    .unwrap_or_default()
+}
+
+/// A sensor's state from its changelog value, in a window of `window_size` (the newest values
+/// are kept if the window was larger when it was written).
+pub fn decode_state(value: &[u8], window_size: usize) -> Result<SensorState, serde_json::Error> {
+    let record: StateRecord = serde_json::from_slice(value)?;
+    let mut window = Window::new(window_size);
+    for v in record.values {
+        window.push(v);
+    }
+    Ok(SensorState {
+        window,
+        applied_offset: record.offset,
+    })
+}
+
+/// The headers of a dead letter: the reason and where the record came from.
+pub fn dead_letter_headers(
+    error: &DecodeError,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> [(&'static str, String); 5] {
+    [
+        ("error", error.to_string()),
+        ("error.kind", error.kind().to_owned()),
+        ("source.topic", topic.to_owned()),
+        ("source.partition", partition.to_string()),
+        ("source.offset", offset.to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: &[u8], offset: i64) -> RawRecord<'_> {
+        RawRecord {
+            key: None,
+            payload: Some(value),
+            timestamp_ms: Some(0),
+            offset,
+        }
+    }
+
+    fn router(window_size: usize) -> Router {
+        Router::new(
+            ProcessingRules {
+                window_size,
+                threshold: 40.0,
+            },
+            DecodeOptions::default(),
+        )
+    }
+
+    #[test]
+    fn windows_are_kept_per_partition_and_dropped_with_it() {
+        let mut router = router(2);
+        let mut out = Vec::new();
+        router
+            .route(0, &record(br#"{"temperature":1}"#, 0), &mut out)
+            .unwrap();
+        router
+            .route(1, &record(br#"{"temperature":2}"#, 0), &mut out)
+            .unwrap();
+        assert!(out.is_empty(), "one reading per partition fills no window");
+        assert_eq!(router.sensors(), 2);
+        router.drop_partition(0);
+        assert_eq!(router.sensors(), 1);
+        router
+            .route(1, &record(br#"{"temperature":41}"#, 1), &mut out)
+            .unwrap();
+        assert_eq!(
+            out.iter().map(Event::kind).collect::<Vec<_>>(),
+            ["alert", "average"]
+        );
+    }
+
+    #[test]
+    fn readings_at_or_before_the_applied_offset_are_not_applied_again() {
+        let mut router = router(2);
+        let mut out = Vec::new();
+        assert_eq!(
+            router.route(0, &record(br#"{"temperature":1}"#, 5), &mut out),
+            Ok(Routed::Applied)
+        );
+        assert_eq!(
+            router.route(0, &record(br#"{"temperature":1}"#, 5), &mut out),
+            Ok(Routed::AlreadyApplied)
+        );
+        assert_eq!(
+            router.route(0, &record(br#"{"temperature":3}"#, 6), &mut out),
+            Ok(Routed::Applied)
+        );
+        assert_eq!(
+            out.len(),
+            1,
+            "one average of 1 and 3, nothing for the repeat"
+        );
+    }
+
+    #[test]
+    fn rollback_restores_the_state_before_the_batch() {
+        let mut router = router(3);
+        let mut out = Vec::new();
+        router
+            .route(
+                0,
+                &record(br#"{"sensor_id":"a","temperature":1}"#, 0),
+                &mut out,
+            )
+            .unwrap();
+        router.commit_batch();
+        let before = router.partitions[&0].clone();
+        router
+            .route(
+                0,
+                &record(br#"{"sensor_id":"a","temperature":2}"#, 1),
+                &mut out,
+            )
+            .unwrap();
+        router
+            .route(
+                0,
+                &record(br#"{"sensor_id":"b","temperature":3}"#, 2),
+                &mut out,
+            )
+            .unwrap();
+        let mut touched: Vec<_> = router
+            .touched()
+            .map(|(p, s, st)| (p, s.to_owned(), st.applied_offset))
+            .collect();
+        touched.sort();
+        assert_eq!(touched, vec![(0, "a".into(), 1), (0, "b".into(), 2)]);
+        router.rollback_batch();
+        assert_eq!(router.partitions[&0], before);
+        assert_eq!(router.touched().count(), 0);
+    }
+
+    #[test]
+    fn state_records_round_trip_and_shrink_to_the_window() {
+        let mut window = Window::new(4);
+        for v in [1.5, 2.5, 3.5] {
+            window.push(v);
+        }
+        let state = SensorState {
+            window,
+            applied_offset: 77,
+        };
+        let bytes = encode_state(&state);
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"offset":77,"values":[1.5,2.5,3.5]}"#
+        );
+        assert_eq!(decode_state(&bytes, 4).unwrap(), state);
+        let smaller = decode_state(&bytes, 2).unwrap();
+        assert_eq!(smaller.window.iter().collect::<Vec<_>>(), vec![2.5, 3.5]);
+        assert!(decode_state(b"{}", 4).is_err());
+    }
+
+    #[test]
+    fn dead_letters_carry_reason_and_source() {
+        let mut router = router(10);
+        let err = router
+            .route(3, &record(b"nope", 5), &mut Vec::new())
+            .unwrap_err();
+        let headers = dead_letter_headers(&err, "in", 3, 5);
+        assert_eq!(
+            headers.map(|(k, v)| format!("{k}={v}")),
+            [
+                "error=record value is not valid JSON: expected ident at line 1 column 2",
+                "error.kind=not_json",
+                "source.topic=in",
+                "source.partition=3",
+                "source.offset=5",
+            ]
+        );
+    }
+}
