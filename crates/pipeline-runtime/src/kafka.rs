@@ -109,7 +109,12 @@ pub fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
 /// Writes a librdkafka client error as a `tracing` event. Connection failures are expected
 /// while a broker is down and librdkafka retries them on its own, so they are warnings.
 pub fn error_to_tracing(error: &KafkaError, reason: &str) {
-    tracing::warn!(target: "librdkafka", %error, "{reason}");
+    // The end of a partition is news only to readers that asked for it (enable.partition.eof).
+    if matches!(error, KafkaError::PartitionEOF(_)) {
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
+    } else {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
 }
 
 /// A client context that only routes librdkafka's logs and errors into `tracing`; for

@@ -6,10 +6,12 @@
 //!   and the changelog encoding.
 //! - [`changelog`]: the compacted window-state topic: creating it, restoring a partition.
 //! - [`rebalance`]: the consumer context that reports partition assignments to the loop.
+//! - [`audit`]: checks an output topic against the reference semantics of its input.
 //! - [`bad_input`]: rate-limited logging of unusable records.
 //! - [`transactions`]: the transactional producer calls and their error classes.
 //! - [`service`]: the consume → process → produce → commit loop, in transactions or not.
 
+pub mod audit;
 pub mod bad_input;
 pub mod changelog;
 pub mod rebalance;

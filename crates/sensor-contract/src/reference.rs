@@ -1,27 +1,39 @@
 //! The processing semantics in their plainest form: the specification the real code is held to.
 //!
 //! This is the original Python `TemperatureProcessor` (a `deque(maxlen=10)` and a threshold),
-//! made per sensor. It is kept naive on purpose; property tests compare the optimised
-//! [`SensorWindows`](crate::SensorWindows) with it, and the end-to-end tests compute the
-//! expected output of a whole topic with it.
+//! made per sensor. It is kept naive on purpose; property tests compare the real
+//! [`SensorWindows`](crate::SensorWindows) with it, the end-to-end tests compute the expected
+//! output of a whole topic with it, and the audit command checks deployments with it.
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::{Alert, Average, Event, ProcessingRules, Reading};
 
-/// The events that `readings`, taken in order, must produce.
-pub fn expected_events<'a>(
-    readings: impl IntoIterator<Item = &'a Reading>,
+/// The reference model, fed one reading at a time.
+#[derive(Debug, Clone)]
+pub struct Model {
     rules: ProcessingRules,
-) -> Vec<Event> {
-    let mut windows: HashMap<&str, VecDeque<f64>> = HashMap::new();
-    let mut events = Vec::new();
-    for r in readings {
-        let window = windows.entry(&r.sensor_id).or_default();
+    windows: HashMap<String, VecDeque<f64>>,
+}
+
+impl Model {
+    /// No sensor seen yet.
+    pub fn new(rules: ProcessingRules) -> Self {
+        Self {
+            rules,
+            windows: HashMap::new(),
+        }
+    }
+
+    /// The events one reading causes, alert first.
+    pub fn apply(&mut self, r: &Reading) -> Vec<Event> {
+        let rules = self.rules;
+        let window = self.windows.entry(r.sensor_id.clone()).or_default();
         if window.len() == rules.window_size {
             window.pop_front();
         }
         window.push_back(r.temperature);
+        let mut events = Vec::new();
         if r.temperature > rules.threshold {
             events.push(Event::Alert(Alert {
                 sensor_id: r.sensor_id.clone(),
@@ -40,6 +52,15 @@ pub fn expected_events<'a>(
                 timestamp: r.timestamp.clone(),
             }));
         }
+        events
     }
-    events
+}
+
+/// The events that `readings`, taken in order, must produce.
+pub fn expected_events<'a>(
+    readings: impl IntoIterator<Item = &'a Reading>,
+    rules: ProcessingRules,
+) -> Vec<Event> {
+    let mut model = Model::new(rules);
+    readings.into_iter().flat_map(|r| model.apply(r)).collect()
 }

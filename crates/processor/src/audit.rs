@@ -1,0 +1,349 @@
+//! The audit: reads the input and output topics (`read_committed`), recomputes with the
+//! reference model what the output must be, and reports missing, duplicated, wrong and
+//! unexpected events per sensor.
+//!
+//! Memory is bounded: sensors are split into buckets by a hash of their id, sized so that one
+//! bucket's expected events fit in `max_events_in_memory`, and each bucket is checked in its own
+//! pass over both topics.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use pipeline_runtime::kafka::{TracingContext, client_config};
+use pipeline_runtime::settings::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sensor_contract::reference::Model;
+use sensor_contract::{Event, RawRecord, Reading};
+use serde::Serialize;
+
+use crate::ProcessorSettings;
+
+/// Problems of one sensor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SensorDiff {
+    /// Expected events with no output.
+    pub missing: u64,
+    /// Outputs repeating an expected event.
+    pub duplicated: u64,
+    /// Outputs for an expected event (same sensor, seq and type) with other content.
+    pub wrong: u64,
+    /// Outputs no reading explains.
+    pub unexpected: u64,
+}
+
+/// What the audit found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    /// Input records read.
+    pub input_records: u64,
+    /// Input records that are not usable readings (their place is the dead-letter topic).
+    pub unusable_input: u64,
+    /// Events the reference model expects.
+    pub expected_events: u64,
+    /// Output records read.
+    pub output_records: u64,
+    /// Output records that are exactly an expected event, first time.
+    pub matched: u64,
+    /// Totals over all sensors.
+    pub missing: u64,
+    /// See [`SensorDiff::duplicated`].
+    pub duplicated: u64,
+    /// See [`SensorDiff::wrong`].
+    pub wrong: u64,
+    /// See [`SensorDiff::unexpected`].
+    pub unexpected: u64,
+    /// Output records that are not events at all.
+    pub undecodable_output: u64,
+    /// Passes over the topics (buckets of sensors).
+    pub passes: u64,
+    /// Sensors with a problem (at most 1000 listed), by id.
+    pub sensors: BTreeMap<String, SensorDiff>,
+}
+
+impl AuditReport {
+    /// Whether the output is exactly what it must be; duplicates are tolerated if
+    /// `allow_duplicates` (an `at_least_once` deployment).
+    pub fn passed(&self, allow_duplicates: bool) -> bool {
+        self.missing == 0
+            && self.wrong == 0
+            && self.unexpected == 0
+            && self.undecodable_output == 0
+            && (allow_duplicates || self.duplicated == 0)
+    }
+
+    /// The one-line summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} input records ({} unusable), {} expected events, {} output records: {} matched, {} missing, {} duplicated, {} wrong, {} unexpected, {} undecodable",
+            self.input_records,
+            self.unusable_input,
+            self.expected_events,
+            self.output_records,
+            self.matched,
+            self.missing,
+            self.duplicated,
+            self.wrong,
+            self.unexpected,
+            self.undecodable_output
+        )
+    }
+
+    fn sensor(&mut self, id: &str) -> Option<&mut SensorDiff> {
+        if !self.sensors.contains_key(id) && self.sensors.len() >= 1000 {
+            return None;
+        }
+        Some(self.sensors.entry(id.to_owned()).or_default())
+    }
+}
+
+/// An expected event and how often the output has it.
+struct Slot {
+    event: Event,
+    seen: u32,
+    wrong: bool,
+}
+
+type EventKey = (String, u64, &'static str);
+
+/// Audits `settings.output_topic` against `settings.input_topic` as they are now.
+/// Blocking; logs progress every few seconds.
+pub fn audit(
+    kafka: &KafkaSettings,
+    settings: &ProcessorSettings,
+    max_events_in_memory: usize,
+) -> anyhow::Result<AuditReport> {
+    let input_ends = end_offsets(kafka, &settings.input_topic)?;
+    let output_ends = end_offsets(kafka, &settings.output_topic)?;
+    let input_total: i64 = input_ends.values().map(|(low, high)| high - low).sum();
+    // A reading causes at most two events.
+    let buckets =
+        ((input_total.max(1) as u64 * 2).div_ceil(max_events_in_memory.max(1) as u64)).max(1);
+    let options = settings.decode_options();
+    let mut report = AuditReport {
+        passes: buckets,
+        ..AuditReport::default()
+    };
+    for bucket in 0..buckets {
+        let in_bucket = |sensor: &str| bucket_of(sensor, buckets) == bucket;
+        let label = format!("pass {}/{buckets}", bucket + 1);
+
+        let mut expected: HashMap<EventKey, Vec<Slot>> = HashMap::new();
+        let mut models: HashMap<i32, Model> = HashMap::new();
+        scan(
+            kafka,
+            &settings.input_topic,
+            &input_ends,
+            &format!("{label}: input"),
+            |m| {
+                if bucket == 0 {
+                    report.input_records += 1;
+                }
+                let record = RawRecord {
+                    key: m.key(),
+                    payload: m.payload(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                    offset: m.offset(),
+                };
+                let Ok(reading) = Reading::decode(&record, &options) else {
+                    if bucket == 0 {
+                        report.unusable_input += 1;
+                    }
+                    return;
+                };
+                if !in_bucket(&reading.sensor_id) {
+                    return;
+                }
+                let model = models
+                    .entry(m.partition())
+                    .or_insert_with(|| Model::new(settings.rules()));
+                for event in model.apply(&reading) {
+                    report.expected_events += 1;
+                    let key = (event.sensor_id().to_owned(), event.seq(), event.kind());
+                    expected.entry(key).or_default().push(Slot {
+                        event,
+                        seen: 0,
+                        wrong: false,
+                    });
+                }
+            },
+        )?;
+        drop(models);
+
+        scan(
+            kafka,
+            &settings.output_topic,
+            &output_ends,
+            &format!("{label}: output"),
+            |m| {
+                let event = match m.payload().map(serde_json::from_slice::<Event>) {
+                    Some(Ok(event)) => event,
+                    _ => {
+                        if bucket == 0 {
+                            report.output_records += 1;
+                            report.undecodable_output += 1;
+                        }
+                        return;
+                    }
+                };
+                if !in_bucket(event.sensor_id()) {
+                    return;
+                }
+                report.output_records += 1;
+                let key = (event.sensor_id().to_owned(), event.seq(), event.kind());
+                let Some(slots) = expected.get_mut(&key) else {
+                    report.unexpected += 1;
+                    if let Some(s) = report.sensor(event.sensor_id()) {
+                        s.unexpected += 1;
+                    }
+                    return;
+                };
+                if let Some(slot) = slots.iter_mut().find(|s| s.seen == 0 && s.event == event) {
+                    slot.seen = 1;
+                    report.matched += 1;
+                } else if let Some(slot) = slots.iter_mut().find(|s| s.event == event) {
+                    slot.seen += 1;
+                    report.duplicated += 1;
+                    if let Some(s) = report.sensor(event.sensor_id()) {
+                        s.duplicated += 1;
+                    }
+                } else {
+                    if let Some(slot) = slots.iter_mut().find(|s| s.seen == 0) {
+                        slot.wrong = true;
+                    }
+                    report.wrong += 1;
+                    if let Some(s) = report.sensor(event.sensor_id()) {
+                        s.wrong += 1;
+                    }
+                }
+            },
+        )?;
+        for slot in expected.values().flatten() {
+            if slot.seen == 0 && !slot.wrong {
+                report.missing += 1;
+                if let Some(s) = report.sensor(slot.event.sensor_id()) {
+                    s.missing += 1;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn bucket_of(sensor: &str, buckets: u64) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    sensor.hash(&mut hasher);
+    hasher.finish() % buckets
+}
+
+fn reader(kafka: &KafkaSettings) -> anyhow::Result<BaseConsumer<TracingContext>> {
+    client_config(
+        kafka,
+        "sensor-audit",
+        &[
+            ("group.id", "sensor-audit"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+            ("fetch.max.bytes", "52428800"),
+            // Reaching the end is reported even when it is a transaction marker, not a record.
+            ("enable.partition.eof", "true"),
+        ],
+    )
+    .create_with_context(TracingContext)
+    .context("creating the audit consumer")
+}
+
+/// Each partition's (low, last stable) offsets.
+fn end_offsets(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
+    let consumer = reader(kafka)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("reading the metadata of {topic}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        bail!("topic {topic} does not exist");
+    }
+    partitions
+        .into_iter()
+        .map(|p| {
+            let ends = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .with_context(|| format!("reading the offsets of {topic} [{p}]"))?;
+            Ok((p, ends))
+        })
+        .collect()
+}
+
+/// Feeds every committed record of `topic` up to `ends` to `each`, partition by partition in
+/// offset order.
+fn scan(
+    kafka: &KafkaSettings,
+    topic: &str,
+    ends: &BTreeMap<i32, (i64, i64)>,
+    label: &str,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> anyhow::Result<()> {
+    let consumer = reader(kafka)?;
+    let total: i64 = ends.values().map(|(low, high)| high - low).sum();
+    let mut list = TopicPartitionList::new();
+    for (&p, &(low, high)) in ends {
+        if high > low {
+            list.add_partition_offset(topic, p, Offset::Offset(low))?;
+        }
+    }
+    consumer.assign(&list)?;
+    let mut remaining: BTreeMap<i32, i64> = ends
+        .iter()
+        .filter(|(_, (l, h))| h > l)
+        .map(|(p, (_, h))| (*p, *h))
+        .collect();
+    let (mut read, mut last_progress, mut last_advance) = (0u64, Instant::now(), Instant::now());
+    while !remaining.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                last_advance = Instant::now();
+                if let Some(&end) = remaining.get(&m.partition())
+                    && m.offset() < end
+                {
+                    read += 1;
+                    each(&m);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                remaining.remove(&partition);
+            }
+            Some(Err(error)) => bail!("reading {topic}: {error}"),
+            None => {}
+        }
+        // Transaction markers take offsets without being records: the position tells the end.
+        let positions = consumer.position()?;
+        remaining.retain(|p, end| {
+            positions
+                .find_partition(topic, *p)
+                .and_then(|e| e.offset().to_raw())
+                .is_none_or(|pos| pos < *end)
+        });
+        if last_advance.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "reading {topic} stalled for 60 s with {} partitions unfinished",
+                remaining.len()
+            );
+        }
+        if last_progress.elapsed() > Duration::from_secs(3) {
+            tracing::info!("{label}: {read} of about {total} records");
+            last_progress = Instant::now();
+        }
+    }
+    Ok(())
+}
