@@ -146,18 +146,22 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str) -> HashMap<i
         .collect()
 }
 
+/// Records of `topic` that exist now and that `group` has not committed yet.
+pub fn lag(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    let ends = high_watermarks(bootstrap, topic);
+    let committed = committed_offsets(bootstrap, group, topic);
+    ends.iter()
+        .map(|(p, end)| end - committed.get(p).copied().unwrap_or(0))
+        .filter(|lag| *lag > 0)
+        .sum()
+}
+
 /// Waits until `group` has committed every record of `topic` that exists now, that is until
 /// the processors have processed it all and the broker has acknowledged all of its outputs.
 pub fn wait_until_consumed(bootstrap: &str, group: &str, topic: &str, timeout: Duration) {
-    let ends = high_watermarks(bootstrap, topic);
     let deadline = Instant::now() + timeout;
     loop {
-        let committed = committed_offsets(bootstrap, group, topic);
-        let behind: i64 = ends
-            .iter()
-            .map(|(p, end)| end - committed.get(p).copied().unwrap_or(0))
-            .filter(|lag| *lag > 0)
-            .sum();
+        let behind = lag(bootstrap, group, topic);
         if behind == 0 {
             return;
         }
@@ -169,28 +173,40 @@ pub fn wait_until_consumed(bootstrap: &str, group: &str, topic: &str, timeout: D
     }
 }
 
-/// Number of members of `group` (0 when it does not exist or is empty).
-pub fn group_members(bootstrap: &str, group: &str) -> usize {
+/// The state of `group` and its number of members ("" and 0 when it does not exist).
+pub fn group_state(bootstrap: &str, group: &str) -> (String, usize) {
     let consumer = consumer(bootstrap, None);
     consumer
         .fetch_group_list(Some(group), Duration::from_secs(10))
-        .map(|list| {
+        .ok()
+        .and_then(|list| {
             list.groups()
                 .iter()
-                .filter(|g| g.name() == group && g.state() == "Stable")
-                .map(|g| g.members().len())
-                .sum()
+                .find(|g| g.name() == group)
+                .map(|g| (g.state().to_owned(), g.members().len()))
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// Number of members of `group` when it is stable, else 0.
+pub fn group_members(bootstrap: &str, group: &str) -> usize {
+    match group_state(bootstrap, group) {
+        (state, members) if state == "Stable" => members,
+        _ => 0,
+    }
 }
 
 /// Waits until `group` is stable with `members` members.
 pub fn wait_for_group(bootstrap: &str, group: &str, members: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while group_members(bootstrap, group) != members {
+    loop {
+        let (state, found) = group_state(bootstrap, group);
+        if state == "Stable" && found == members {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "group {group} did not reach {members} stable members"
+            "group {group} did not reach {members} stable members: last seen {state:?} with {found}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -73,7 +73,13 @@ pub async fn ensure_topic(
                 Err((name, code)) => bail!("could not create the changelog topic {name}: {code}"),
             }
         }
+        // A new topic takes a moment to appear in metadata, with or without its partitions.
+        let deadline = Instant::now() + Duration::from_secs(30);
         found = existing()?;
+        while found == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            found = existing()?;
+        }
     }
     if found != partitions as usize {
         bail!(

@@ -1,0 +1,252 @@
+//! Chaos on the real broker: replicas killed with SIGKILL and restarted, scaled 3 → 1 → 3, the
+//! broker restarted, while the simulator keeps publishing. Then the audit compares the output
+//! with what one processor running alone, never interrupted, would have produced.
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use e2e_tests::broker::{PrivateBroker, free_port};
+use e2e_tests::kafka_io::{lag, read_topic, wait_for_group};
+use e2e_tests::service::{Service, binary};
+use e2e_tests::topics::PipelineTopics;
+use nix::sys::signal::Signal;
+
+/// The two chaos runs each bring a broker, three replicas and a simulator: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const REPLICAS: usize = 3;
+
+struct Chaos {
+    bootstrap: String,
+    topics: PipelineTopics,
+    guarantee: &'static str,
+    replicas: Vec<Option<Service>>,
+    /// Stopped and killed incarnations, kept for their logs.
+    retired: Vec<Service>,
+    kills: u32,
+    crashes: u32,
+}
+
+impl Chaos {
+    fn args(&self, i: usize) -> Vec<String> {
+        let mut args = self.topics.processor_args(&self.bootstrap);
+        args.extend(["--instance-id".into(), format!("replica-{i}")]);
+        args.extend(["--processing-guarantee".into(), self.guarantee.into()]);
+        args
+    }
+
+    fn start(&mut self, i: usize) {
+        let replica = Service::processor(&self.args(i));
+        if let Some(old) = self.replicas[i].replace(replica) {
+            self.retired.push(old);
+        }
+    }
+
+    /// Restarts replicas that exited on their own, as a container supervisor would.
+    fn supervise(&mut self) {
+        for i in 0..REPLICAS {
+            if let Some(replica) = &mut self.replicas[i]
+                && !replica.is_running()
+            {
+                eprintln!(
+                    "chaos: replica-{i} exited on its own ({:?}); restarting it",
+                    replica.wait(Duration::ZERO)
+                );
+                self.crashes += 1;
+                self.start(i);
+            }
+        }
+    }
+
+    fn pause(&mut self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            self.supervise();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut replica) = self.replicas[i].take() {
+            replica.signal(Signal::SIGKILL);
+            replica.wait(Duration::from_secs(10));
+            self.retired.push(replica);
+            self.kills += 1;
+        }
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some(mut replica) = self.replicas[i].take() {
+            let (status, _) = replica.terminate(Duration::from_secs(20));
+            assert!(
+                status.is_some(),
+                "replica-{i} did not stop on SIGTERM\n{}",
+                replica.log_tail()
+            );
+            self.retired.push(replica);
+        }
+    }
+
+    fn count_in_logs(&self, message: &str) -> usize {
+        self.retired
+            .iter()
+            .chain(self.replicas.iter().flatten())
+            .map(|r| r.log_events(message).len())
+            .sum()
+    }
+}
+
+fn chaos(guarantee: &'static str) {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let started = Instant::now();
+    let broker = PrivateBroker::new(free_port());
+    broker.start();
+    let bootstrap = broker.bootstrap();
+    let topics = PipelineTopics::unique(&format!("chaos-{}", guarantee.replace('_', "-")));
+    topics.create(&bootstrap, 6);
+    let mut chaos = Chaos {
+        bootstrap: bootstrap.clone(),
+        topics: topics.clone(),
+        guarantee,
+        replicas: (0..REPLICAS).map(|_| None).collect(),
+        retired: Vec::new(),
+        kills: 0,
+        crashes: 0,
+    };
+    for i in 0..REPLICAS {
+        chaos.start(i);
+    }
+    if let Err(failure) = std::panic::catch_unwind(|| {
+        wait_for_group(&bootstrap, &topics.group, REPLICAS, Duration::from_secs(60))
+    }) {
+        for replica in chaos.replicas.iter().flatten() {
+            eprintln!("{}", replica.log_tail());
+        }
+        std::panic::resume_unwind(failure);
+    }
+    let simulator_args: Vec<String> = [
+        "--brokers",
+        &bootstrap,
+        "--topic",
+        &topics.input,
+        "--sensors",
+        "60",
+        "--rate",
+        "400",
+        "--seed",
+        "21",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut simulator = Service::simulator(&simulator_args);
+
+    // Kill a random replica every couple of seconds and start it again under the same name.
+    for _ in 0..6 {
+        chaos.pause(Duration::from_millis(1500 + rand::random_range(0..1500)));
+        let victim = rand::random_range(0..REPLICAS);
+        chaos.kill(victim);
+        chaos.pause(Duration::from_millis(rand::random_range(0..1000)));
+        chaos.start(victim);
+    }
+    // Scale 3 → 1 → 3.
+    chaos.pause(Duration::from_secs(2));
+    chaos.stop(1);
+    chaos.stop(2);
+    chaos.pause(Duration::from_secs(4));
+    chaos.start(1);
+    chaos.start(2);
+    chaos.pause(Duration::from_secs(4));
+    // Restart the broker under everyone's feet.
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.start();
+    chaos.pause(Duration::from_secs(6));
+    // Two more kills after the broker is back.
+    for _ in 0..2 {
+        let victim = rand::random_range(0..REPLICAS);
+        chaos.kill(victim);
+        chaos.start(victim);
+        chaos.pause(Duration::from_secs(2));
+    }
+
+    let (status, _) = simulator.terminate(Duration::from_secs(90));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the simulator lost readings\n{}",
+        simulator.log_tail()
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        chaos.supervise();
+        if lag(&bootstrap, &topics.group, &topics.input) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not catch up within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let mut audit = Command::new(binary("sensor-audit"));
+    audit
+        .args(topics.processor_args(&bootstrap))
+        .arg("--json")
+        .env_remove("PIPELINE_CONFIG");
+    if guarantee == "at_least_once" {
+        audit.arg("--allow-duplicates");
+    }
+    let output = audit.output().expect("running sensor-audit");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit output ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let readings = read_topic(&bootstrap, &topics.input).len();
+    let rebalances = chaos.count_in_logs("partitions assigned");
+    let aborts = chaos.count_in_logs("transaction aborted, the batch will be processed again");
+    println!(
+        "chaos {guarantee}: {readings} readings, {} kills, {} crashes restarted, {rebalances} assignments, 1 broker restart, \
+         {} aborted transactions logged, {} events checked: {} missing, {} duplicated, {} wrong, {} unexpected ({:.0} s)",
+        chaos.kills,
+        chaos.crashes,
+        aborts,
+        report["expected_events"],
+        report["missing"],
+        report["duplicated"],
+        report["wrong"],
+        report["unexpected"],
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        readings > 5_000,
+        "the simulator kept publishing: {readings}"
+    );
+    assert_eq!(report["unusable_input"], 0);
+    assert_eq!(report["missing"], 0, "{report}");
+    assert_eq!(report["wrong"], 0, "{report}");
+    assert_eq!(report["unexpected"], 0, "{report}");
+    assert_eq!(report["undecodable_output"], 0, "{report}");
+    if guarantee == "exactly_once" {
+        assert_eq!(report["duplicated"], 0, "{report}");
+    }
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    for i in 0..REPLICAS {
+        chaos.stop(i);
+    }
+}
+
+#[test]
+fn chaos_exactly_once_loses_nothing_and_repeats_nothing() {
+    chaos("exactly_once");
+}
+
+#[test]
+fn chaos_at_least_once_loses_nothing() {
+    chaos("at_least_once");
+}
