@@ -318,6 +318,9 @@ fn scan(
                 {
                     read += 1;
                     each(&m);
+                    if m.offset() + 1 >= end {
+                        remaining.remove(&m.partition());
+                    }
                 }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
@@ -326,14 +329,17 @@ fn scan(
             Some(Err(error)) => bail!("reading {topic}: {error}"),
             None => {}
         }
-        // Transaction markers take offsets without being records: the position tells the end.
-        let positions = consumer.position()?;
-        remaining.retain(|p, end| {
-            positions
-                .find_partition(topic, *p)
-                .and_then(|e| e.offset().to_raw())
-                .is_none_or(|pos| pos < *end)
-        });
+        // Transaction markers take offsets without being records: when reads pause, the
+        // position tells whether the end is passed (end-of-partition events say it too).
+        if last_advance.elapsed() > Duration::from_millis(500) || read % 10_000 == 0 {
+            let positions = consumer.position()?;
+            remaining.retain(|p, end| {
+                positions
+                    .find_partition(topic, *p)
+                    .and_then(|e| e.offset().to_raw())
+                    .is_none_or(|pos| pos < *end)
+            });
+        }
         if last_advance.elapsed() > Duration::from_secs(60) {
             bail!(
                 "reading {topic} stalled for 60 s with {} partitions unfinished",

@@ -10,7 +10,7 @@ use pipeline_runtime::kafka::{TracingContext, client_config};
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::windows::{SensorState, decode_state};
@@ -112,6 +112,7 @@ pub fn restore_partition(
             ("isolation.level", "read_committed"),
             ("fetch.max.bytes", "52428800"),
             ("max.partition.fetch.bytes", "10485760"),
+            ("enable.partition.eof", "true"),
         ],
     )
     .create_with_context(TracingContext)
@@ -128,13 +129,6 @@ pub fn restore_partition(
         consumer.assign(&list)?;
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            let position = consumer
-                .position()?
-                .find_partition(topic, partition)
-                .and_then(|e| e.offset().to_raw());
-            if position.is_some_and(|p| p >= end) {
-                break;
-            }
             if Instant::now() > deadline {
                 bail!("restoring {topic} [{partition}] did not reach offset {end} within 300 s");
             }
@@ -144,27 +138,31 @@ pub fn restore_partition(
                         break;
                     }
                     records += 1;
-                    let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                        continue;
-                    };
-                    match message.payload() {
-                        None => {
-                            sensors.remove(key);
-                        }
-                        Some(value) => match decode_state(value, window_size) {
-                            Ok(state) => {
-                                sensors.insert(key.to_owned(), state);
+                    if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                        match message.payload() {
+                            None => {
+                                sensors.remove(key);
                             }
-                            Err(error) => tracing::warn!(
-                                partition,
-                                offset = message.offset(),
-                                sensor_id = key,
-                                %error,
-                                "unreadable changelog record skipped"
-                            ),
-                        },
+                            Some(value) => match decode_state(value, window_size) {
+                                Ok(state) => {
+                                    sensors.insert(key.to_owned(), state);
+                                }
+                                Err(error) => tracing::warn!(
+                                    partition,
+                                    offset = message.offset(),
+                                    sensor_id = key,
+                                    %error,
+                                    "unreadable changelog record skipped"
+                                ),
+                            },
+                        }
+                    }
+                    if message.offset() + 1 >= end {
+                        break;
                     }
                 }
+                // The end of what is committed, which may be a transaction marker.
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
                 Some(Err(error)) => bail!("restoring {topic} [{partition}]: {error}"),
                 None => {}
             }

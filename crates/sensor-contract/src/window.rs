@@ -3,7 +3,9 @@
 /// A fixed-capacity ring of the most recent temperatures of one sensor.
 ///
 /// Appending to a full window drops the oldest reading, like Python's `deque(maxlen=n)`.
-#[derive(Debug, Clone, PartialEq)]
+/// Two windows are equal when they have the same capacity and the same readings in the same
+/// order, wherever the ring happens to start.
+#[derive(Debug, Clone)]
 pub struct Window {
     values: Box<[f64]>,
     /// Index of the oldest value.
@@ -72,6 +74,12 @@ impl Window {
     }
 }
 
+impl PartialEq for Window {
+    fn eq(&self, other: &Self) -> bool {
+        self.capacity() == other.capacity() && self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +105,22 @@ mod tests {
         assert!(!w.is_full());
         assert_eq!(w.mean(), Some(2.0));
         assert_eq!(Window::new(2).mean(), None);
+    }
+
+    #[test]
+    fn equal_readings_are_equal_windows_wherever_the_ring_starts() {
+        let mut wrapped = Window::new(3);
+        let mut fresh = Window::new(3);
+        for v in [9.0, 1.0, 2.0, 3.0] {
+            wrapped.push(v);
+        }
+        for v in [1.0, 2.0, 3.0] {
+            fresh.push(v);
+        }
+        assert_eq!(wrapped, fresh);
+        fresh.push(4.0);
+        assert_ne!(wrapped, fresh);
+        assert_ne!(Window::new(2), Window::new(3));
     }
 
     #[test]
