@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for both services: `processor` (default) and `sensor-simulator`.
+# One image for both services, `processor` (default) and `sensor-simulator`, and the
+# `sensor-audit` command.
 
 FROM rust:1.88-bookworm AS build
 WORKDIR /src
@@ -10,14 +11,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p processor -p sensor-simulator \
     && mkdir -p /out \
-    && cp target/release/processor target/release/sensor-simulator /out/
+    && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home pipeline
-COPY --from=build /out/processor /out/sensor-simulator /usr/local/bin/
+COPY --from=build /out/processor /out/sensor-audit /out/sensor-simulator /usr/local/bin/
 COPY config /app/config
 WORKDIR /app
 ENV PIPELINE_CONFIG=/app/config/docker.toml

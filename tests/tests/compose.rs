@@ -115,4 +115,10 @@ fn the_image_runs_as_a_non_root_user_from_a_slim_runtime() {
     assert!(dockerfile.contains("AS build"), "multi-stage");
     assert!(dockerfile.contains("FROM debian:bookworm-slim"));
     assert!(dockerfile.contains("USER 10001"));
+    for binary in ["processor", "sensor-audit", "sensor-simulator"] {
+        assert!(
+            dockerfile.contains(&format!("/out/{binary}")),
+            "the image ships {binary}"
+        );
+    }
 }
