@@ -69,6 +69,11 @@ impl Service {
         }
     }
 
+    /// Copies the log to `path` (to keep it past the test).
+    pub fn save_log(&self, path: &std::path::Path) {
+        let _ = std::fs::copy(&self.log_path, path);
+    }
+
     /// Everything the service has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

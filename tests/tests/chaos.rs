@@ -223,6 +223,30 @@ fn chaos(guarantee: &'static str) {
         report["unexpected"],
         started.elapsed().as_secs_f64()
     );
+    let clean = report["missing"] == 0 && report["wrong"] == 0 && report["unexpected"] == 0;
+    if !clean || (guarantee == "exactly_once" && report["duplicated"] != 0) {
+        let dir = e2e_tests::repo_root()
+            .join("target/chaos-logs")
+            .join(&topics.group);
+        let _ = std::fs::create_dir_all(&dir);
+        for (n, replica) in chaos
+            .retired
+            .iter()
+            .chain(chaos.replicas.iter().flatten())
+            .enumerate()
+        {
+            replica.save_log(&dir.join(format!("incarnation-{n:02}.log")));
+        }
+        simulator.save_log(&dir.join("simulator.log"));
+        let sensors: Vec<_> = report["sensors"]
+            .as_object()
+            .map(|m| m.iter().take(5).collect())
+            .unwrap_or_default();
+        eprintln!(
+            "chaos: logs kept in {}; first sensors with differences: {sensors:?}",
+            dir.display()
+        );
+    }
     assert!(
         readings > 5_000,
         "the simulator kept publishing: {readings}"

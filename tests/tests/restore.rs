@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::unique;
 use pipeline_runtime::settings::KafkaSettings;
-use processor::changelog::{ensure_topic, restore_partition};
-use processor::windows::{SensorState, encode_state};
-use rdkafka::ClientConfig;
+use processor::changelog::{RestoreTarget, ensure_topic, restore_partition};
+use processor::windows::{CHECKPOINT_KEY, SensorState, encode_checkpoint, encode_state};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sensor_contract::Window;
 
 fn state(sensor: u32, updates: u32) -> SensorState {
@@ -59,15 +60,18 @@ async fn a_partition_of_100_000_sensors_is_restored_exactly() {
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
 
+    let target = RestoreTarget {
+        state_topic: &topic,
+        input_topic: "no-such-input",
+        group_id: "restore-test-group-without-commits",
+        partition: 0,
+        window_size: 10,
+        catch_up_timeout: Duration::from_secs(30),
+    };
     let started = Instant::now();
-    let (sensors, stats) = tokio::task::spawn_blocking({
-        let kafka = kafka.clone();
-        let topic = topic.clone();
-        move || restore_partition(&kafka, &topic, 0, 10)
-    })
-    .await
-    .expect("restore task")
-    .expect("restore");
+    let restored =
+        tokio::task::block_in_place(|| restore_partition(&kafka, &target)).expect("restore");
+    let (sensors, stats) = (restored.sensors, restored.stats);
     let took = started.elapsed();
     assert_eq!(stats.records, 2 * u64::from(SENSORS));
     assert_eq!(sensors.len(), SENSORS as usize);
@@ -86,10 +90,119 @@ async fn a_partition_of_100_000_sensors_is_restored_exactly() {
         stats.records as f64 / took.as_secs_f64()
     );
 
-    let (other, _) =
-        restore_partition(&kafka, &topic, 1, 10).expect("restore of an empty partition");
+    let other = restore_partition(
+        &kafka,
+        &RestoreTarget {
+            partition: 1,
+            ..target
+        },
+    )
+    .expect("restore of partition 1");
     assert!(
-        other.is_empty(),
+        other.sensors.is_empty(),
         "partition 1 holds nothing: co-partitioned state stays apart"
+    );
+}
+
+/// The committed offset can include a batch whose state is not readable yet (its transaction
+/// markers reach the changelog later): the restore waits for the checkpoint that covers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_waits_until_the_changelog_reaches_the_committed_offset() {
+    let kafka = KafkaSettings {
+        brokers: shared_bootstrap(),
+        ..KafkaSettings::default()
+    };
+    let state_topic = unique("restore-wait-state");
+    let input_topic = unique("restore-wait-input");
+    let group = unique("restore-wait-group");
+    ensure_topic(&kafka, &state_topic, 1)
+        .await
+        .expect("changelog topic");
+    ensure_topic(&kafka, &input_topic, 1)
+        .await
+        .expect("input topic");
+
+    // The group has committed input offset 500 ...
+    let committer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", &group)
+        .create()
+        .expect("consumer");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&input_topic, 0, Offset::Offset(500))
+        .unwrap();
+    committer
+        .commit(&offsets, CommitMode::Sync)
+        .expect("commit");
+
+    // ... but the changelog only holds the state of offset 400 so far.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .create()
+        .expect("producer");
+    let write = |key: &[u8], value: Vec<u8>| {
+        producer
+            .send(
+                BaseRecord::to(&state_topic)
+                    .partition(0)
+                    .key(key)
+                    .payload(&value),
+            )
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    };
+    write(b"s", encode_state(&state(1, 3)));
+    write(CHECKPOINT_KEY, encode_checkpoint(400));
+
+    let target = RestoreTarget {
+        state_topic: &state_topic,
+        input_topic: &input_topic,
+        group_id: &group,
+        partition: 0,
+        window_size: 10,
+        catch_up_timeout: Duration::from_secs(30),
+    };
+    let started = Instant::now();
+    let restored = std::thread::scope(|scope| {
+        let restore = scope.spawn(|| restore_partition(&kafka, &target));
+        std::thread::sleep(Duration::from_millis(1500));
+        write(b"s", encode_state(&state(1, 7)));
+        write(CHECKPOINT_KEY, encode_checkpoint(500));
+        restore.join().expect("restore thread")
+    })
+    .expect("restore");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the restore waited for the checkpoint"
+    );
+    assert_eq!(restored.committed, Some(500));
+    assert_eq!(restored.checkpoint, Some(500));
+    assert_eq!(
+        restored.sensors["s"],
+        state(1, 7),
+        "the state of offset 500, not 400"
+    );
+
+    // A checkpoint that never comes: the restore gives up after the timeout, with what it has.
+    offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&input_topic, 0, Offset::Offset(900))
+        .unwrap();
+    committer
+        .commit(&offsets, CommitMode::Sync)
+        .expect("commit");
+    let restored = restore_partition(
+        &kafka,
+        &RestoreTarget {
+            catch_up_timeout: Duration::from_secs(2),
+            ..target
+        },
+    )
+    .expect("restore");
+    assert_eq!(
+        (restored.committed, restored.checkpoint),
+        (Some(900), Some(500))
     );
 }

@@ -11,9 +11,10 @@ use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::windows::{SensorState, decode_state};
+use crate::windows::{CHECKPOINT_KEY, SensorState, decode_checkpoint, decode_state};
 
 /// How a restore went.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +25,37 @@ pub struct RestoreStats {
     pub sensors: usize,
     /// Seconds it took.
     pub seconds: f64,
+}
+
+/// A restored partition.
+#[derive(Debug)]
+pub struct Restored {
+    /// Each sensor's state.
+    pub sensors: HashMap<String, SensorState>,
+    /// The input offset the state corresponds to (the latest checkpoint), if any was written:
+    /// where processing of the partition resumes.
+    pub checkpoint: Option<i64>,
+    /// The group's committed input offset when the restore began.
+    pub committed: Option<i64>,
+    /// Figures.
+    pub stats: RestoreStats,
+}
+
+/// Where a partition's state is and whose offsets it must match.
+#[derive(Debug, Clone)]
+pub struct RestoreTarget<'a> {
+    /// The changelog topic.
+    pub state_topic: &'a str,
+    /// The input topic, whose committed offset the state must reach.
+    pub input_topic: &'a str,
+    /// The processors' consumer group.
+    pub group_id: &'a str,
+    /// The partition (the same number in both topics).
+    pub partition: i32,
+    /// Window size of the restored windows.
+    pub window_size: usize,
+    /// Longest wait for the changelog to catch up with the committed offset.
+    pub catch_up_timeout: Duration,
 }
 
 /// Creates the changelog topic if it is missing (compacted, `partitions` partitions, the
@@ -90,25 +122,35 @@ pub async fn ensure_topic(
     Ok(())
 }
 
-/// Reads changelog partition `partition` from the beginning to its last committed record and
-/// returns each sensor's latest state. Blocking: run it off the async threads.
+/// Restores a partition's windows: reads its changelog partition from the beginning until
+/// the latest checkpoint reaches the group's committed input offset, and returns each sensor's
+/// latest state. Blocking: run it off the async threads.
+///
+/// Waiting for the checkpoint matters: a transaction's commit markers reach the offsets topic
+/// and the changelog independently, so the committed offset can already include a batch whose
+/// window changes are not yet readable. Restoring without them would resume after that batch
+/// with older windows.
 pub fn restore_partition(
     kafka: &KafkaSettings,
-    topic: &str,
-    partition: i32,
-    window_size: usize,
-) -> anyhow::Result<(HashMap<String, SensorState>, RestoreStats)> {
+    target: &RestoreTarget<'_>,
+) -> anyhow::Result<Restored> {
     let started = Instant::now();
+    let RestoreTarget {
+        state_topic: topic,
+        partition,
+        ..
+    } = *target;
     let consumer: BaseConsumer<TracingContext> = client_config(
         kafka,
         "processor-restore",
         &[
-            // Never joins or commits: it only assigns itself one partition.
-            ("group.id", "sensor-pipeline-restore"),
+            // The processors' group, to read its committed offsets; this consumer never joins
+            // it and never commits.
+            ("group.id", target.group_id),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
-            // Only committed state: an aborted or still open transaction's records are not
-            // part of it, just as that transaction's input offsets are not committed.
+            // Only committed state (and stable offsets): an aborted or still open
+            // transaction's records are not part of it.
             ("isolation.level", "read_committed"),
             ("fetch.max.bytes", "52428800"),
             ("max.partition.fetch.bytes", "10485760"),
@@ -117,54 +159,57 @@ pub fn restore_partition(
     )
     .create_with_context(TracingContext)
     .context("creating the restore consumer")?;
-    // With read_committed the end is the last stable offset: nothing after an open transaction.
-    let (low, end) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .with_context(|| format!("reading the end of {topic} [{partition}]"))?;
+    let mut input = TopicPartitionList::new();
+    input.add_partition(target.input_topic, partition);
+    let committed = consumer
+        .committed_offsets(input, Duration::from_secs(30))
+        .with_context(|| {
+            format!(
+                "reading the committed offset of {} [{partition}]",
+                target.input_topic
+            )
+        })?
+        .find_partition(target.input_topic, partition)
+        .and_then(|e| e.offset().to_raw())
+        .filter(|o| *o >= 0);
+
     let mut sensors = HashMap::new();
+    let mut checkpoint: Option<i64> = None;
     let mut records = 0u64;
-    if end > low {
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(topic, partition, Offset::Beginning)?;
-        consumer.assign(&list)?;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if Instant::now() > deadline {
-                bail!("restoring {topic} [{partition}] did not reach offset {end} within 300 s");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Beginning)?;
+    consumer.assign(&list)?;
+    let caught_up =
+        |checkpoint: Option<i64>| committed.is_none_or(|c| checkpoint.is_some_and(|k| k >= c));
+    let deadline = Instant::now() + target.catch_up_timeout;
+    loop {
+        if Instant::now() > deadline {
+            tracing::warn!(
+                partition,
+                ?checkpoint,
+                ?committed,
+                "the changelog did not reach the committed offset in time; \
+                 resuming from the checkpoint, windows as restored"
+            );
+            break;
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                records += 1;
+                apply_record(&message, target, &mut sensors, &mut checkpoint);
             }
-            match consumer.poll(Duration::from_millis(500)) {
-                Some(Ok(message)) => {
-                    if message.offset() >= end {
-                        break;
-                    }
-                    records += 1;
-                    if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-                        match message.payload() {
-                            None => {
-                                sensors.remove(key);
-                            }
-                            Some(value) => match decode_state(value, window_size) {
-                                Ok(state) => {
-                                    sensors.insert(key.to_owned(), state);
-                                }
-                                Err(error) => tracing::warn!(
-                                    partition,
-                                    offset = message.offset(),
-                                    sensor_id = key,
-                                    %error,
-                                    "unreadable changelog record skipped"
-                                ),
-                            },
-                        }
-                    }
-                    if message.offset() + 1 >= end {
-                        break;
-                    }
+            // The end of what is readable now (more may become readable).
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                if caught_up(checkpoint) {
+                    break;
                 }
-                // The end of what is committed, which may be a transaction marker.
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(error)) => bail!("restoring {topic} [{partition}]: {error}"),
-                None => {}
+            }
+            Some(Err(error)) => bail!("restoring {topic} [{partition}]: {error}"),
+            // Idle: done if caught up and nothing readable is left.
+            None => {
+                if caught_up(checkpoint) && at_end(&consumer, topic, partition)? {
+                    break;
+                }
             }
         }
     }
@@ -173,5 +218,58 @@ pub fn restore_partition(
         sensors: sensors.len(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    Ok((sensors, stats))
+    Ok(Restored {
+        sensors,
+        checkpoint,
+        committed,
+        stats,
+    })
+}
+
+/// Applies one changelog record: a checkpoint, a sensor's state, or a sensor's deletion.
+fn apply_record(
+    message: &BorrowedMessage<'_>,
+    target: &RestoreTarget<'_>,
+    sensors: &mut HashMap<String, SensorState>,
+    checkpoint: &mut Option<i64>,
+) {
+    let (partition, offset) = (target.partition, message.offset());
+    let key = message.key().unwrap_or_default();
+    if key == CHECKPOINT_KEY {
+        match message.payload().map(decode_checkpoint) {
+            Some(Ok(next)) => *checkpoint = Some(next),
+            _ => tracing::warn!(partition, offset, "unreadable checkpoint skipped"),
+        }
+        return;
+    }
+    let Ok(sensor) = std::str::from_utf8(key) else {
+        return;
+    };
+    match message.payload() {
+        None => {
+            sensors.remove(sensor);
+        }
+        Some(value) => match decode_state(value, target.window_size) {
+            Ok(state) => {
+                sensors.insert(sensor.to_owned(), state);
+            }
+            Err(error) => {
+                tracing::warn!(partition, offset, sensor_id = sensor, %error, "unreadable changelog record skipped")
+            }
+        },
+    }
+}
+
+/// Whether the consumer has read everything readable (up to the last stable offset).
+fn at_end(
+    consumer: &BaseConsumer<TracingContext>,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<bool> {
+    let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    let position = consumer
+        .position()?
+        .find_partition(topic, partition)
+        .and_then(|e| e.offset().to_raw());
+    Ok(end == 0 || position.is_some_and(|p| p >= end))
 }

@@ -28,20 +28,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bad_input::BadInputLog;
-use crate::changelog::{self, RestoreStats};
+use crate::changelog::{self, RestoreTarget, Restored};
 use crate::rebalance::{AssignmentChange, ProcessorContext};
 use crate::transactions::Transactions;
 use crate::windows::{
-    EVENT_TYPE_HEADER, Routed, Router, SensorState, dead_letter_headers, encode_state,
+    CHECKPOINT_KEY, EVENT_TYPE_HEADER, Routed, Router, dead_letter_headers, encode_checkpoint,
+    encode_state,
 };
 use crate::{Config, Guarantee};
 
 type Processor = StreamConsumer<ProcessorContext>;
-type Restored = (
-    i32,
-    u64,
-    anyhow::Result<(HashMap<String, SensorState>, RestoreStats)>,
-);
+type RestoreDone = (i32, u64, anyhow::Result<Restored>);
 
 /// Runs the processor until `shutdown` fires, then commits what it has processed, leaves the
 /// group and returns. Returns an error when it cannot go on safely (an output not delivered
@@ -181,8 +178,8 @@ struct Worker<'a> {
     router: Router,
     restores: HashMap<i32, PendingRestore>,
     next_restore: u64,
-    restored_tx: mpsc::UnboundedSender<Restored>,
-    restored_rx: mpsc::UnboundedReceiver<Restored>,
+    restored_tx: mpsc::UnboundedSender<RestoreDone>,
+    restored_rx: mpsc::UnboundedReceiver<RestoreDone>,
     bad_input: BadInputLog,
     stats: Stats,
 }
@@ -288,23 +285,33 @@ impl<'a> Worker<'a> {
             },
         );
         let kafka = self.config.kafka.clone();
-        let topic = self.state_topic.clone();
-        let window_size = self.config.processor.window_size;
+        let settings = self.config.processor.clone();
+        let state_topic = self.state_topic.clone();
         let done = self.restored_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = changelog::restore_partition(&kafka, &topic, partition, window_size);
+            let target = RestoreTarget {
+                state_topic: &state_topic,
+                input_topic: &settings.input_topic,
+                group_id: &settings.group_id,
+                partition,
+                window_size: settings.window_size,
+                // Long enough for an abandoned transaction to be aborted by the broker.
+                catch_up_timeout: Duration::from_millis(settings.transaction_timeout_ms)
+                    + Duration::from_secs(30),
+            };
+            let result = changelog::restore_partition(&kafka, &target);
             let _ = done.send((partition, id, result));
         });
     }
 
-    fn finish_restore(&mut self, (partition, id, result): Restored) -> anyhow::Result<()> {
+    fn finish_restore(&mut self, (partition, id, result): RestoreDone) -> anyhow::Result<()> {
         let Some(pending) = self.restores.get(&partition) else {
             return Ok(());
         };
         if pending.id != id {
             return Ok(()); // a restore of an earlier assignment of this partition
         }
-        let (sensors, stats) = match result {
+        let restored = match result {
             Ok(restored) => restored,
             Err(error) => {
                 tracing::warn!(partition, %error, "restoring windows failed, retrying");
@@ -316,29 +323,36 @@ impl<'a> Worker<'a> {
         self.restores.remove(&partition);
         tracing::info!(
             partition,
-            sensors = stats.sensors,
-            records = stats.records,
-            seconds = stats.seconds,
+            sensors = restored.stats.sensors,
+            records = restored.stats.records,
+            seconds = restored.stats.seconds,
+            checkpoint = ?restored.checkpoint,
+            committed = ?restored.committed,
             "windows restored"
         );
-        self.router.load_partition(partition, sensors);
-        let topic = self.config.processor.input_topic.as_str();
-        if let Some(offset) = rewind_to {
-            self.consumer
-                .seek(
-                    topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(10),
-                )
-                .with_context(|| format!("rewinding partition {partition} after its restore"))?;
+        self.router.load_partition(partition, restored.sensors);
+        // The state belongs to the checkpoint's offset: resume there. Without one (a new
+        // partition) resume where the consumer started, before any record dropped meanwhile.
+        if let Some(offset) = restored.checkpoint.or(rewind_to) {
+            self.seek(partition, offset)?;
         }
         let mut list = TopicPartitionList::new();
-        list.add_partition(topic, partition);
+        list.add_partition(&self.config.processor.input_topic, partition);
         self.consumer
             .resume(&list)
             .context("resuming a restored partition")?;
         Ok(())
+    }
+
+    fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
+        self.consumer
+            .seek(
+                &self.config.processor.input_topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            )
+            .with_context(|| format!("moving partition {partition} to offset {offset}"))
     }
 
     async fn process_batch(&mut self, batch: &[BorrowedMessage<'a>]) -> anyhow::Result<()> {
@@ -361,7 +375,7 @@ impl<'a> Worker<'a> {
             outcome?;
             await_all(deliveries, "an output").await?;
             let mut state_writes = Vec::new();
-            self.produce_state(&mut state_writes).await?;
+            self.produce_state(&next_offsets, &mut state_writes).await?;
             await_all(state_writes, "a window-state record").await?;
             self.router.commit_batch();
             return self.store_offsets(&next_offsets);
@@ -369,7 +383,7 @@ impl<'a> Worker<'a> {
         drop(deliveries); // the transaction's commit waits for every delivery
         let mut state_writes = Vec::new();
         let committed = match outcome {
-            Ok(()) => match self.produce_state(&mut state_writes).await {
+            Ok(()) => match self.produce_state(&next_offsets, &mut state_writes).await {
                 Ok(()) => {
                     transactions
                         .commit(self.consumer, &settings.input_topic, &next_offsets)
@@ -459,17 +473,32 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
-    /// Writes each sensor the batch touched to its partition of the changelog.
-    async fn produce_state(&self, deliveries: &mut Vec<DeliveryFuture>) -> anyhow::Result<()> {
-        let writes: Vec<(i32, String, Vec<u8>)> = self
+    /// Writes each sensor the batch touched to its partition of the changelog, then each
+    /// partition's checkpoint: the input offset this state corresponds to.
+    async fn produce_state(
+        &self,
+        next_offsets: &HashMap<i32, i64>,
+        deliveries: &mut Vec<DeliveryFuture>,
+    ) -> anyhow::Result<()> {
+        let mut writes: Vec<(i32, Vec<u8>, Vec<u8>)> = self
             .router
             .touched()
-            .map(|(partition, sensor, state)| (partition, sensor.to_owned(), encode_state(state)))
+            .map(|(partition, sensor, state)| {
+                (partition, sensor.as_bytes().to_vec(), encode_state(state))
+            })
             .collect();
-        for (partition, sensor, value) in &writes {
+        writes.extend(
+            next_offsets
+                .iter()
+                .filter(|(partition, _)| self.router.has_partition(**partition))
+                .map(|(&partition, &next)| {
+                    (partition, CHECKPOINT_KEY.to_vec(), encode_checkpoint(next))
+                }),
+        );
+        for (partition, key, value) in &writes {
             let record = FutureRecord::to(&self.state_topic)
                 .partition(*partition)
-                .key(sensor.as_str())
+                .key(key.as_slice())
                 .payload(value.as_slice());
             deliveries.push(send(self.producer, record).await?);
         }
@@ -497,19 +526,10 @@ impl<'a> Worker<'a> {
 
     /// After an abort: every partition of the batch goes back to the batch's first record.
     fn rewind(&self, first_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
-        let topic = self.config.processor.input_topic.as_str();
         for (&partition, &offset) in first_offsets {
-            if !self.router.has_partition(partition) {
-                continue;
+            if self.router.has_partition(partition) {
+                self.seek(partition, offset)?;
             }
-            self.consumer
-                .seek(
-                    topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(10),
-                )
-                .with_context(|| format!("rewinding partition {partition} to offset {offset}"))?;
         }
         Ok(())
     }
