@@ -49,6 +49,15 @@ impl SettingsError {
     }
 }
 
+/// The loaded settings, or the process ends: the error, prefixed with `program`, on stderr
+/// and exit code 2. For `main` functions, before telemetry is set up.
+pub fn load_or_exit<T>(program: &str, loaded: Result<T, SettingsError>) -> T {
+    loaded.unwrap_or_else(|error| {
+        eprintln!("{program}: {error}");
+        std::process::exit(crate::EXIT_BAD_CONFIG)
+    })
+}
+
 /// Overrides from command-line flags, as dotted keys and values.
 #[derive(Debug, Default)]
 pub struct Overrides(Vec<(String, config::Value)>);

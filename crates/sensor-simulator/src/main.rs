@@ -1,19 +1,13 @@
 //! `sensor-simulator`: parse flags, load settings, publish until done or stopped.
 
 use clap::Parser;
-use pipeline_runtime::{EXIT_BAD_CONFIG, shutdown, telemetry};
+use pipeline_runtime::{settings, shutdown, telemetry};
 use sensor_simulator::Cli;
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let config = match cli.load() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("sensor-simulator: {error}");
-            std::process::exit(EXIT_BAD_CONFIG);
-        }
-    };
+    let config = settings::load_or_exit("sensor-simulator", cli.load());
     telemetry::init(&config.telemetry);
     match sensor_simulator::run(&config, shutdown::on_signals()).await {
         Ok(summary) => {

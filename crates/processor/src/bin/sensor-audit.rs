@@ -1,8 +1,8 @@
 //! `sensor-audit`: checks a deployment's output topic against its input topic.
 
 use clap::Parser;
-use pipeline_runtime::settings::TelemetrySettings;
-use pipeline_runtime::{EXIT_BAD_CONFIG, telemetry};
+use pipeline_runtime::settings::{self, TelemetrySettings};
+use pipeline_runtime::telemetry;
 
 /// Reads the input and output topics (read_committed), recomputes with the reference semantics
 /// what the output must be (every sensor's windows from the beginning of the input, as one
@@ -31,13 +31,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let config = match args.processor.load() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("sensor-audit: {error}");
-            std::process::exit(EXIT_BAD_CONFIG);
-        }
-    };
+    let config = settings::load_or_exit("sensor-audit", args.processor.load());
     telemetry::init(&TelemetrySettings::default());
     let report = match processor::audit::audit(
         &config.kafka,
