@@ -50,10 +50,17 @@ impl Service {
             .expect("log directory");
         let log_path = log_dir.path().join("service.log");
         let log = File::create(&log_path).expect("log file");
+        // Each service gets a port of its own for its HTTP endpoints; see `http_address`.
+        let own_port = if args.iter().any(|a| a == "--http-address") {
+            vec![]
+        } else {
+            vec!["--http-address".to_owned(), "127.0.0.1:0".to_owned()]
+        };
         let child = Command::new(binary(name))
             .arg("--config")
             .arg(repo_root().join("config/docker.toml"))
             .args(args)
+            .args(own_port)
             .env_remove("PIPELINE_CONFIG")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -86,6 +93,26 @@ impl Service {
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .filter(|v| v["message"] == message)
             .collect()
+    }
+
+    /// The address the service serves `/metrics`, `/healthz` and `/readyz` on, from its log.
+    pub fn http_address(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(address) = self
+                .log_events("serving /metrics, /healthz and /readyz")
+                .first()
+                .and_then(|e| e["address"].as_str().map(str::to_owned))
+            {
+                return address;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no HTTP endpoints logged\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until a log line contains `needle`; false after `timeout`.
@@ -150,4 +177,25 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GETs `path` from `address` over plain HTTP/1.0: (status code, body).
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)
+        .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

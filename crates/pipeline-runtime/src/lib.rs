@@ -6,7 +6,9 @@
 //! - [`kafka`]: client configuration and the client context that routes librdkafka's own
 //!   logs into `tracing`.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
+//! - [`endpoints`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 
+pub mod endpoints;
 pub mod kafka;
 pub mod settings;
 pub mod shutdown;

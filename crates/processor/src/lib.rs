@@ -5,6 +5,7 @@
 //! - [`windows`]: pure: per-partition sensor state, what one record does to it, the undo log
 //!   and the changelog encoding.
 //! - [`changelog`]: the compacted window-state topic: creating it, restoring a partition.
+//! - [`metrics`]: the Prometheus metrics and how a batch is counted.
 //! - [`rebalance`]: the consumer context that reports partition assignments to the loop.
 //! - [`audit`]: checks an output topic against the reference semantics of its input.
 //! - [`bad_input`]: rate-limited logging of unusable records.
@@ -14,6 +15,7 @@
 pub mod audit;
 pub mod bad_input;
 pub mod changelog;
+pub mod metrics;
 pub mod rebalance;
 pub mod service;
 pub mod settings;

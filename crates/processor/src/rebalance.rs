@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use pipeline_runtime::endpoints::Health;
 use pipeline_runtime::kafka::{error_to_tracing, log_to_tracing};
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
 /// A change of this replica's assignment.
@@ -28,9 +30,18 @@ pub enum AssignmentChange {
 pub struct ProcessorContext {
     changes: Arc<Mutex<Vec<AssignmentChange>>>,
     changed: Arc<Notify>,
+    health: Arc<Health>,
 }
 
 impl ProcessorContext {
+    /// A context reporting fatal client errors to `health`.
+    pub fn new(health: Arc<Health>) -> Self {
+        Self {
+            health,
+            ..Self::default()
+        }
+    }
+
     /// Completes when a change has been reported since the last wait. The loop needs this
     /// besides the records: newly assigned partitions are paused, so no record announces them.
     pub async fn changed(&self) {
@@ -64,7 +75,32 @@ impl ClientContext for ProcessorContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            self.health.set_fatal();
+        }
         error_to_tracing(&error, reason);
+    }
+
+    /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each partition
+    /// this replica fetches. librdkafka's own `consumer_lag` needs the consumer's commits,
+    /// which `exactly_once` makes through the producer, so the lag is computed here: the last
+    /// stable offset less the position consumed (or fetched, before the first record).
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for p in topic.partitions.values() {
+                if p.partition < 0 || p.fetch_state != "active" || p.ls_offset < 0 {
+                    continue;
+                }
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else {
+                    p.next_offset
+                };
+                if position >= 0 {
+                    crate::metrics::set_lag(p.partition, (p.ls_offset - position).max(0));
+                }
+            }
+        }
     }
 }
 
@@ -72,6 +108,10 @@ impl ConsumerContext for ProcessorContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
+            // The new owner reports these partitions' lag from now on.
+            for partition in &revoked {
+                crate::metrics::set_lag(*partition, 0);
+            }
             tracing::info!(partitions = ?revoked, "partitions revoked");
             self.push(AssignmentChange::Revoked(revoked));
         }

@@ -12,10 +12,13 @@
 //!
 //! Newly assigned partitions stay paused until their windows are restored from the changelog.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::metrics::{counter, histogram};
 use anyhow::{Context as _, bail};
+use pipeline_runtime::endpoints::{self, Health};
 use pipeline_runtime::kafka::{TracingContext, client_config, wait_for_topics};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -23,12 +26,13 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use sensor_contract::RawRecord;
+use sensor_contract::{Event, RawRecord};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bad_input::BadInputLog;
 use crate::changelog::{self, RestoreTarget, Restored};
+use crate::metrics::BatchTally;
 use crate::rebalance::{AssignmentChange, ProcessorContext};
 use crate::transactions::Transactions;
 use crate::windows::{
@@ -49,7 +53,11 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     let instance = settings.instance_id();
     let client_id = format!("processor-{instance}");
     let exactly_once = settings.processing_guarantee == Guarantee::ExactlyOnce;
-    let context = ProcessorContext::default();
+    let health = Arc::new(Health::default());
+    // The recorder is installed by `serve`: metrics registered before it would be lost.
+    endpoints::serve(&settings.http_address, health.clone(), shutdown.clone()).await?;
+    crate::metrics::describe();
+    let context = ProcessorContext::new(health.clone());
     let consumer: Processor = client_config(
         &config.kafka,
         &client_id,
@@ -67,6 +75,8 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
             ("isolation.level", "read_committed"),
             ("session.timeout.ms", "10000"),
             ("heartbeat.interval.ms", "1000"),
+            // Per-partition lag for the metrics.
+            ("statistics.interval.ms", "5000"),
         ],
     )
     .create_with_context(context.clone())
@@ -145,8 +155,13 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         restored_rx,
         bad_input: BadInputLog::new(Duration::from_secs(10), 10),
         stats: Stats::default(),
+        health: health.clone(),
+        assigned: BTreeSet::new(),
+        assigned_once: false,
+        tally: BatchTally::default(),
     };
     let result = worker.run(&shutdown).await;
+    health.set_ready(false);
 
     if !exactly_once {
         final_commit(&consumer).await;
@@ -182,6 +197,10 @@ struct Worker<'a> {
     restored_rx: mpsc::UnboundedReceiver<RestoreDone>,
     bad_input: BadInputLog,
     stats: Stats,
+    health: Arc<Health>,
+    assigned: BTreeSet<i32>,
+    assigned_once: bool,
+    tally: BatchTally,
 }
 
 impl<'a> Worker<'a> {
@@ -259,19 +278,32 @@ impl<'a> Worker<'a> {
         for change in self.context.take_changes() {
             match change {
                 AssignmentChange::Revoked(partitions) => {
+                    counter!(crate::metrics::REBALANCES).increment(1);
                     for partition in &partitions {
                         self.router.drop_partition(*partition);
                         self.restores.remove(partition);
+                        self.assigned.remove(partition);
                     }
                     batch.retain(|m| !partitions.contains(&m.partition()));
                 }
                 AssignmentChange::Assigned(partitions) => {
+                    counter!(crate::metrics::REBALANCES).increment(1);
+                    self.assigned_once = true;
                     for partition in partitions {
+                        self.assigned.insert(partition);
                         self.start_restore(partition);
                     }
                 }
             }
         }
+        self.update_health();
+    }
+
+    /// Ready once an assignment has arrived and every assigned partition is restored.
+    fn update_health(&self) {
+        self.health
+            .set_ready(self.assigned_once && self.restores.is_empty());
+        crate::metrics::set_state(self.assigned.len(), self.router.sensors());
     }
 
     fn start_restore(&mut self, partition: i32) {
@@ -330,7 +362,9 @@ impl<'a> Worker<'a> {
             committed = ?restored.committed,
             "windows restored"
         );
+        histogram!(crate::metrics::RESTORE_SECONDS).record(restored.stats.seconds);
         self.router.load_partition(partition, restored.sensors);
+        self.update_health();
         // The state belongs to the checkpoint's offset: resume there. Without one (a new
         // partition) resume where the consumer started, before any record dropped meanwhile.
         if let Some(offset) = restored.checkpoint.or(rewind_to) {
@@ -369,8 +403,12 @@ impl<'a> Worker<'a> {
         if let Some(transactions) = &self.transactions {
             transactions.begin()?;
         }
+        self.tally = BatchTally::default();
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.len() * 2);
+        let processing = Instant::now();
         let outcome = self.produce_outputs(batch, &mut deliveries).await;
+        histogram!(crate::metrics::PROCESSING_SECONDS).record(processing.elapsed().as_secs_f64());
+        let committing = Instant::now();
         let Some(transactions) = &self.transactions else {
             outcome?;
             await_all(deliveries, "an output").await?;
@@ -378,7 +416,11 @@ impl<'a> Worker<'a> {
             self.produce_state(&next_offsets, &mut state_writes).await?;
             await_all(state_writes, "a window-state record").await?;
             self.router.commit_batch();
-            return self.store_offsets(&next_offsets);
+            self.store_offsets(&next_offsets)?;
+            histogram!(crate::metrics::COMMIT_SECONDS).record(committing.elapsed().as_secs_f64());
+            self.tally.committed();
+            self.update_health();
+            return Ok(());
         };
         drop(deliveries); // the transaction's commit waits for every delivery
         let mut state_writes = Vec::new();
@@ -395,8 +437,12 @@ impl<'a> Worker<'a> {
         };
         match committed {
             Ok(()) => {
+                histogram!(crate::metrics::COMMIT_SECONDS)
+                    .record(committing.elapsed().as_secs_f64());
                 self.router.commit_batch();
                 self.stats.transactions += 1;
+                self.tally.committed();
+                self.update_health();
                 Ok(())
             }
             Err(error) if Transactions::is_fatal(&error) => Err(error),
@@ -404,6 +450,7 @@ impl<'a> Worker<'a> {
                 tracing::warn!("transaction aborted, the batch will be processed again: {error:#}");
                 transactions.abort()?;
                 self.stats.aborts += 1;
+                BatchTally::aborted();
                 self.router.rollback_batch();
                 self.rewind(&first_offsets)
             }
@@ -427,10 +474,18 @@ impl<'a> Worker<'a> {
                 offset,
             };
             self.stats.consumed += 1;
+            self.tally.consumed += 1;
+            if let Some(ms) = record.timestamp_ms {
+                self.tally.timestamps_ms.push(ms);
+            }
             match self.router.route(partition, &record, &mut events) {
                 Ok(Routed::Applied) => {
                     for event in events.drain(..) {
                         self.stats.count_event(event.kind());
+                        match event {
+                            Event::Alert(_) => self.tally.alerts += 1,
+                            Event::Average(_) => self.tally.averages += 1,
+                        }
                         let payload = event.to_json();
                         let headers = OwnedHeaders::new().insert(Header {
                             key: EVENT_TYPE_HEADER,
@@ -446,6 +501,7 @@ impl<'a> Worker<'a> {
                 Ok(Routed::AlreadyApplied) => self.stats.skipped += 1,
                 Err(error) => {
                     self.stats.dead_letters += 1;
+                    *self.tally.dead_letters.entry(error.kind()).or_default() += 1;
                     let reason = error.to_string();
                     self.bad_input
                         .record(partition, offset, error.kind(), &reason);

@@ -64,6 +64,8 @@ pub struct ProcessorSettings {
     /// Longest a transaction may stay open before the broker aborts it, in ms. Bounds how
     /// long a crashed replica's open transaction can hold back `read_committed` readers.
     pub transaction_timeout_ms: u64,
+    /// Address of the HTTP endpoints `/metrics`, `/healthz` and `/readyz`; empty: none.
+    pub http_address: String,
 }
 
 /// The delivery guarantee of the processor's outputs.
@@ -94,6 +96,7 @@ impl Default for ProcessorSettings {
             instance_id: None,
             state_topic: None,
             transaction_timeout_ms: 10_000,
+            http_address: "0.0.0.0:9100".to_owned(),
         }
     }
 }
@@ -195,6 +198,9 @@ pub struct Cli {
     /// Transaction timeout, ms. [default: 10000]
     #[arg(long, value_name = "MS")]
     pub transaction_timeout_ms: Option<u64>,
+    /// Address of /metrics, /healthz and /readyz; "" for none. [default: 0.0.0.0:9100]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_address: Option<String>,
 }
 
 impl Cli {
@@ -224,7 +230,8 @@ impl Cli {
             .set(
                 "processor.transaction_timeout_ms",
                 self.transaction_timeout_ms,
-            );
+            )
+            .set("processor.http_address", self.http_address.clone());
         let config: Config = settings::load(self.config.as_deref(), overrides)?;
         config.validate()?;
         Ok(config)
@@ -365,6 +372,78 @@ mod tests {
         assert!(err.contains("processor.processing_guarantee"), "{err}");
         let settings = ProcessorSettings::default();
         assert_eq!(settings.state_topic(), "temperature-processor-window-state");
+    }
+
+    #[test]
+    fn every_flag_reaches_its_key() {
+        let cli = Cli::parse_from([
+            "processor",
+            "--brokers",
+            "b:1",
+            "--group-id",
+            "g",
+            "--input-topic",
+            "i",
+            "--output-topic",
+            "o",
+            "--dlq-topic",
+            "d",
+            "--window-size",
+            "3",
+            "--threshold",
+            "1.5",
+            "--default-sensor-id",
+            "s",
+            "--max-record-bytes",
+            "99",
+            "--batch-max-records",
+            "7",
+            "--commit-interval-ms",
+            "5",
+            "--processing-guarantee",
+            "at_least_once",
+            "--instance-id",
+            "r1",
+            "--state-topic",
+            "st",
+            "--transaction-timeout-ms",
+            "2000",
+            "--http-address",
+            "127.0.0.1:0",
+        ]);
+        let config = cli.load().unwrap();
+        let p = config.processor;
+        assert_eq!(config.kafka.brokers, "b:1");
+        assert_eq!(
+            (
+                p.group_id.as_str(),
+                p.input_topic.as_str(),
+                p.output_topic.as_str(),
+                p.dlq_topic.as_str()
+            ),
+            ("g", "i", "o", "d")
+        );
+        assert_eq!(
+            (p.window_size, p.threshold, p.default_sensor_id.as_str()),
+            (3, 1.5, "s")
+        );
+        assert_eq!(
+            (
+                p.max_record_bytes,
+                p.batch_max_records,
+                p.commit_interval_ms
+            ),
+            (99, 7, 5)
+        );
+        assert_eq!(p.processing_guarantee, Guarantee::AtLeastOnce);
+        assert_eq!(
+            (p.instance_id.as_deref(), p.state_topic.as_deref()),
+            (Some("r1"), Some("st"))
+        );
+        assert_eq!(
+            (p.transaction_timeout_ms, p.http_address.as_str()),
+            (2000, "127.0.0.1:0")
+        );
     }
 
     #[test]

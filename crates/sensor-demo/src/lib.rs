@@ -58,6 +58,8 @@ pub async fn run(
     for _ in 0..options.replicas {
         let mut config = processor::Config::default();
         config.kafka = kafka.clone();
+        // Several replicas in one process: no HTTP endpoints.
+        config.processor.http_address = String::new();
         let stop = shutdown.clone();
         tasks.spawn(async move { processor::run(&config, stop).await });
     }
@@ -67,6 +69,7 @@ pub async fn run(
     simulator.simulator.rate = options.rate;
     simulator.simulator.seed = Some(options.seed);
     simulator.simulator.progress_interval_secs = 3600.0;
+    simulator.simulator.http_address = String::new();
     let stop = shutdown.clone();
     tasks.spawn(async move { sensor_simulator::run(&simulator, stop).await.map(|_| ()) });
 

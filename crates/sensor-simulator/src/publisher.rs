@@ -1,10 +1,13 @@
 //! Publishes the generator's readings with an idempotent producer, paced to the target rate.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use pipeline_runtime::endpoints::{self, Health};
 use pipeline_runtime::kafka::{TracingContext, client_config, wait_for_topics};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -13,6 +16,13 @@ use sensor_contract::reading::format_millis;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Config, Generator};
+
+/// Readings acknowledged by the broker.
+pub const READINGS_SENT: &str = "sensor_readings_sent_total";
+/// Readings not delivered after librdkafka's retries.
+pub const SEND_ERRORS: &str = "sensor_send_errors_total";
+/// Readings per second over the last progress interval.
+pub const SEND_RATE: &str = "sensor_simulator_rate";
 
 /// Most deliveries awaited at once before sending waits for acknowledgements.
 const MAX_IN_FLIGHT: usize = 200_000;
@@ -35,6 +45,18 @@ pub struct Summary {
 pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Summary> {
     let settings = &config.simulator;
     let seed = settings.seed.unwrap_or_else(rand::random);
+    let health = Arc::new(Health::default());
+    // The recorder is installed by `serve`: metrics registered before it would be lost.
+    endpoints::serve(&settings.http_address, health.clone(), shutdown.clone()).await?;
+    describe_counter!(READINGS_SENT, "Readings acknowledged by the broker.");
+    describe_counter!(SEND_ERRORS, "Readings not delivered after retries.");
+    describe_gauge!(
+        SEND_RATE,
+        "Readings per second over the last progress interval."
+    );
+    counter!(READINGS_SENT).absolute(0);
+    counter!(SEND_ERRORS).absolute(0);
+
     let producer: FutureProducer<TracingContext> = client_config(
         &config.kafka,
         "sensor-simulator",
@@ -70,7 +92,10 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
 
     let mut generator = Generator::new(settings.sensors, seed, settings.profile);
     let mut in_flight: FuturesUnordered<DeliveryFuture> = FuturesUnordered::new();
-    let mut progress = Progress::new(Duration::from_secs_f64(settings.progress_interval_secs));
+    let mut progress = Progress::new(
+        Duration::from_secs_f64(settings.progress_interval_secs),
+        health.clone(),
+    );
     let started = Instant::now();
     let mut sent: u64 = 0;
 
@@ -153,8 +178,9 @@ fn now_rfc3339() -> String {
     format_millis(ms).unwrap_or_default()
 }
 
-/// Delivery counts and the rate-limited progress line.
+/// Delivery counts, the metrics and the rate-limited progress line.
 struct Progress {
+    health: Arc<Health>,
     interval: Duration,
     last_report: Instant,
     sent_at_last_report: u64,
@@ -164,8 +190,9 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(interval: Duration) -> Self {
+    fn new(interval: Duration, health: Arc<Health>) -> Self {
         Self {
+            health,
             interval,
             last_report: Instant::now(),
             sent_at_last_report: 0,
@@ -177,9 +204,18 @@ impl Progress {
 
     fn record(&mut self, result: <DeliveryFuture as std::future::Future>::Output) {
         match result {
-            Ok(Ok(_)) => self.delivered += 1,
+            Ok(Ok(_)) => {
+                self.delivered += 1;
+                counter!(READINGS_SENT).increment(1);
+                // Producing: ready.
+                self.health.set_ready(true);
+            }
             Ok(Err((error, _))) => {
                 self.failed += 1;
+                counter!(SEND_ERRORS).increment(1);
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+                    self.health.set_fatal();
+                }
                 // The first few failures in full, then only the count in progress lines.
                 if self.failures_logged < 10 {
                     self.failures_logged += 1;
@@ -188,6 +224,7 @@ impl Progress {
             }
             Err(_canceled) => {
                 self.failed += 1;
+                counter!(SEND_ERRORS).increment(1);
                 tracing::error!("delivery report lost: producer closed");
             }
         }
@@ -199,6 +236,7 @@ impl Progress {
             return;
         }
         let rate = (sent - self.sent_at_last_report) as f64 / elapsed.as_secs_f64();
+        gauge!(SEND_RATE).set(rate);
         tracing::info!(
             sent,
             delivered = self.delivered,

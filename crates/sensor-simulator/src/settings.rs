@@ -45,6 +45,8 @@ pub struct SimulatorSettings {
     pub profile: Profile,
     /// Seconds between progress lines.
     pub progress_interval_secs: f64,
+    /// Address of the HTTP endpoints `/metrics`, `/healthz` and `/readyz`; empty: none.
+    pub http_address: String,
 }
 
 impl Default for SimulatorSettings {
@@ -57,6 +59,7 @@ impl Default for SimulatorSettings {
             seed: None,
             profile: Profile::Realistic,
             progress_interval_secs: 5.0,
+            http_address: "0.0.0.0:9101".to_owned(),
         }
     }
 }
@@ -96,6 +99,9 @@ pub struct Cli {
     /// Seconds between progress lines. [default: 5]
     #[arg(long, value_name = "SECS")]
     pub progress_interval: Option<f64>,
+    /// Address of /metrics, /healthz and /readyz; "" for none. [default: 0.0.0.0:9101]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_address: Option<String>,
 }
 
 impl Cli {
@@ -109,7 +115,8 @@ impl Cli {
             .set("simulator.count", self.count)
             .set("simulator.seed", self.seed)
             .set("simulator.profile", self.profile.clone())
-            .set("simulator.progress_interval_secs", self.progress_interval);
+            .set("simulator.progress_interval_secs", self.progress_interval)
+            .set("simulator.http_address", self.http_address.clone());
         let config: Config = settings::load(self.config.as_deref(), overrides)?;
         config.validate()?;
         Ok(config)
@@ -164,6 +171,42 @@ mod tests {
         let err = cli.load().unwrap_err().to_string();
         assert!(err.contains("gaussian"), "{err}");
         assert!(err.contains("simulator.profile"), "{err}");
+    }
+
+    #[test]
+    fn every_flag_reaches_its_key() {
+        let cli = Cli::parse_from([
+            "sensor-simulator",
+            "--brokers",
+            "b:1",
+            "--topic",
+            "t",
+            "--sensors",
+            "3",
+            "--rate",
+            "2.5",
+            "--count",
+            "9",
+            "--seed",
+            "4",
+            "--profile",
+            "uniform",
+            "--progress-interval",
+            "1.5",
+            "--http-address",
+            "",
+        ]);
+        let config = cli.load().unwrap();
+        let s = config.simulator;
+        assert_eq!(config.kafka.brokers, "b:1");
+        assert_eq!(
+            (s.topic.as_str(), s.sensors, s.rate, s.count, s.seed),
+            ("t", 3, 2.5, 9, Some(4))
+        );
+        assert_eq!(
+            (s.profile, s.progress_interval_secs, s.http_address.as_str()),
+            (Profile::Uniform, 1.5, "")
+        );
     }
 
     #[test]

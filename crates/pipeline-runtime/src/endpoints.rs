@@ -1,0 +1,137 @@
+//! The operator's HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (alive, and
+//! the Kafka clients are not in a fatal state) and `/readyz` (doing its job: the service says
+//! when).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+
+/// Histogram buckets of every `_seconds` metric: 1 ms to 30 s.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug)]
+pub struct Health {
+    fatal: AtomicBool,
+    ready: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            fatal: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Health {
+    /// A Kafka client hit a fatal error: `/healthz` fails from now on.
+    pub fn set_fatal(&self) {
+        self.fatal.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the process is healthy.
+    pub fn is_live(&self) -> bool {
+        !self.fatal.load(Ordering::Relaxed)
+    }
+
+    /// Sets what `/readyz` answers.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the service is doing its job.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+pub fn metrics_recorder() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .context("configuring histogram buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+#[derive(Clone)]
+struct Endpoints {
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+}
+
+/// Serves the endpoints on `address` until `shutdown`; returns the bound address (useful with
+/// port 0). An empty `address` serves nothing and returns `None`.
+pub async fn serve(
+    address: &str,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if address.is_empty() {
+        return Ok(None);
+    }
+    let state = Endpoints {
+        metrics: metrics_recorder()?,
+        health,
+    };
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<Endpoints>| async move { s.metrics.render() }),
+        )
+        .route(
+            "/healthz",
+            get(|State(s): State<Endpoints>| async move {
+                if s.health.is_live() {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "a Kafka client is in a fatal state\n",
+                    )
+                }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(|State(s): State<Endpoints>| async move {
+                if s.health.is_ready() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the HTTP endpoints to {address}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the HTTP endpoints stopped");
+        }
+    });
+    Ok(Some(bound))
+}

@@ -1,0 +1,174 @@
+//! The operator's endpoints on a real broker: `/metrics` counters equal what was sent and
+//! processed, and `/healthz` and `/readyz` say what they should.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use e2e_tests::broker::shared_bootstrap;
+use e2e_tests::kafka_io::{produce, producer, read_topic, wait_for_group, wait_until_consumed};
+use e2e_tests::service::{Service, http_get};
+use e2e_tests::topics::PipelineTopics;
+
+/// `name{labels}` → value, from the Prometheus text format.
+fn scrape(address: &str) -> HashMap<String, f64> {
+    let (status, body) = http_get(address, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn wait_ready(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(address, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "{address} never became ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn metrics_and_health_match_what_was_sent_and_processed() {
+    let bootstrap = shared_bootstrap();
+    let topics = PipelineTopics::unique("metrics");
+    topics.create(&bootstrap, 6);
+    let mut processor = Service::processor(&topics.processor_args(&bootstrap));
+    let address = processor.http_address(Duration::from_secs(30));
+    assert_eq!(http_get(&address, "/healthz").0, 200);
+    wait_for_group(&bootstrap, &topics.group, 1, Duration::from_secs(60));
+    wait_ready(&address);
+
+    let args: Vec<String> = [
+        "--brokers",
+        &bootstrap,
+        "--topic",
+        &topics.input,
+        "--sensors",
+        "30",
+        "--rate",
+        "600",
+        "--seed",
+        "9",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut simulator = Service::simulator(&args);
+    let sim_address = simulator.http_address(Duration::from_secs(30));
+    wait_ready(&sim_address);
+    std::thread::sleep(Duration::from_secs(3));
+    let sent_then = scrape(&sim_address)["sensor_readings_sent_total"];
+    std::thread::sleep(Duration::from_secs(1));
+    let sim = scrape(&sim_address);
+    assert!(
+        sim["sensor_readings_sent_total"] > sent_then && sent_then > 0.0,
+        "the sent counter grows"
+    );
+    assert_eq!(sim["sensor_send_errors_total"], 0.0);
+    let (status, _) = simulator.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()));
+
+    // Some unusable records too.
+    let producer = producer(&bootstrap);
+    for bad in [&b"not json"[..], b"[1]", b"{\"temperature\":\"x\"}"] {
+        produce(
+            &producer,
+            &topics.input,
+            None,
+            Some(b"sensor-0001"),
+            bad,
+            None,
+        );
+    }
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(60),
+    );
+
+    let input = read_topic(&bootstrap, &topics.input);
+    let output = read_topic(&bootstrap, &topics.output);
+    let readings = input.len() as f64 - 3.0;
+    assert!(
+        sim["sensor_readings_sent_total"] <= readings,
+        "every counted reading is in the topic"
+    );
+    let of_type = |kind: &str| {
+        output
+            .iter()
+            .filter(|r| r.header("event-type").as_deref() == Some(kind))
+            .count() as f64
+    };
+
+    // Counters move at commit, and statistics (lag) every 5 s: wait for both to settle.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let m = scrape(&address);
+        let lags: Vec<f64> = (0..6)
+            .filter_map(|p| {
+                m.get(&format!("sensor_consumer_lag{{partition=\"{p}\"}}"))
+                    .copied()
+            })
+            .collect();
+        if m.get("sensor_readings_consumed_total") == Some(&(input.len() as f64))
+            && lags.len() == 6
+            && lags.iter().all(|l| *l == 0.0)
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "metrics did not settle: {m:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        metrics[r#"sensor_events_produced_total{type="alert"}"#],
+        of_type("alert")
+    );
+    assert_eq!(
+        metrics[r#"sensor_events_produced_total{type="average"}"#],
+        of_type("average")
+    );
+    assert_eq!(
+        metrics[r#"sensor_dead_letters_total{reason="not_json"}"#],
+        1.0
+    );
+    assert_eq!(
+        metrics[r#"sensor_dead_letters_total{reason="not_object"}"#],
+        1.0
+    );
+    assert_eq!(
+        metrics[r#"sensor_dead_letters_total{reason="wrong_type"}"#],
+        1.0
+    );
+    assert_eq!(metrics["sensor_assigned_partitions"], 6.0);
+    assert_eq!(metrics["sensor_sensors_in_memory"], 30.0);
+    assert!(metrics["sensor_rebalances_total"] >= 1.0);
+    assert!(metrics[r#"sensor_batches_total{outcome="committed"}"#] >= 1.0);
+    assert_eq!(
+        metrics["sensor_end_to_end_latency_seconds_count"],
+        input.len() as f64
+    );
+    assert_eq!(metrics["sensor_restore_duration_seconds_count"], 6.0);
+    for histogram in [
+        "sensor_commit_duration_seconds",
+        "sensor_batch_processing_duration_seconds",
+    ] {
+        assert!(metrics[&format!("{histogram}_count")] >= 1.0, "{histogram}");
+        assert!(
+            metrics.contains_key(&format!(r#"{histogram}_bucket{{le="0.1"}}"#)),
+            "{histogram} is a histogram"
+        );
+    }
+    println!(
+        "metrics: {readings} readings, {} alerts, {} averages, 3 dead letters, all counted",
+        of_type("alert"),
+        of_type("average")
+    );
+    assert_eq!(http_get(&address, "/healthz").0, 200);
+    assert_eq!(http_get(&address, "/readyz").0, 200);
+    let (status, _) = processor.terminate(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()));
+}
