@@ -14,8 +14,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator /out/
 
 FROM debian:bookworm-slim
+# curl: for the compose healthchecks on /healthz.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home pipeline
 COPY --from=build /out/processor /out/sensor-audit /out/sensor-simulator /usr/local/bin/

@@ -107,6 +107,16 @@ fn compose_runs_what_the_native_tests_run() {
     assert!(!processor.contains("ports:"), "--scale needs no host ports");
     assert!(processor.contains(r#"command: ["processor"]"#));
     assert!(services["simulator"].contains(r#"command: ["sensor-simulator"]"#));
+    // Healthchecks use the services' own /healthz, on the ports the image defaults to.
+    assert!(
+        processor.contains(r#"test: ["CMD", "curl", "-fsS", "http://localhost:9100/healthz"]"#)
+    );
+    assert!(
+        services["simulator"]
+            .contains(r#"test: ["CMD", "curl", "-fsS", "http://localhost:9101/healthz"]"#)
+    );
+    assert!(read("config/default.toml").contains(r#"http_address = "0.0.0.0:9100""#));
+    assert!(read("config/default.toml").contains(r#"http_address = "0.0.0.0:9101""#));
 }
 
 #[test]
