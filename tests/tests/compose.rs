@@ -61,7 +61,28 @@ fn compose_runs_what_the_native_tests_run() {
     let services = services(&compose);
     assert_eq!(
         services.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["kafka", "processor", "simulator", "topics"]
+        [
+            "grafana",
+            "kafka",
+            "processor",
+            "prometheus",
+            "simulator",
+            "topics"
+        ]
+    );
+    for name in ["grafana", "prometheus"] {
+        assert!(
+            services[name].contains(r#"profiles: ["observability"]"#),
+            "{name} only with --profile observability"
+        );
+    }
+    assert!(
+        services["prometheus"]
+            .contains("./observability/prometheus.yml:/etc/prometheus/prometheus.yml:ro")
+    );
+    assert!(
+        services["grafana"]
+            .contains("./observability/grafana/dashboards:/var/lib/grafana/dashboards:ro")
     );
 
     let kafka_version = read("scripts/kafka.sh")
@@ -131,4 +152,66 @@ fn the_image_runs_as_a_non_root_user_from_a_slim_runtime() {
             "the image ships {binary}"
         );
     }
+}
+
+/// Every metric a dashboard query names is one the services export, and the dashboard covers
+/// what an operator asks: throughput, alerts, averages, lag, latency, dead letters.
+#[test]
+fn the_dashboard_parses_and_queries_only_exported_metrics() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("observability/grafana/dashboards/pipeline.json"))
+            .expect("the dashboard is JSON");
+    let exported: Vec<&str> = vec![
+        processor::metrics::READINGS_CONSUMED,
+        processor::metrics::EVENTS_PRODUCED,
+        processor::metrics::DEAD_LETTERS,
+        processor::metrics::CONSUMER_LAG,
+        processor::metrics::ASSIGNED_PARTITIONS,
+        processor::metrics::SENSORS_IN_MEMORY,
+        processor::metrics::REBALANCES,
+        processor::metrics::BATCHES,
+        processor::metrics::COMMIT_SECONDS,
+        processor::metrics::PROCESSING_SECONDS,
+        processor::metrics::END_TO_END_SECONDS,
+        processor::metrics::RESTORE_SECONDS,
+        sensor_simulator::publisher::READINGS_SENT,
+        sensor_simulator::publisher::SEND_ERRORS,
+        sensor_simulator::publisher::SEND_RATE,
+    ];
+    let mut used = std::collections::BTreeSet::new();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for token in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !token.starts_with("sensor_") {
+                    continue;
+                }
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .fold(token, |t, s| t.strip_suffix(s).unwrap_or(t));
+                assert!(
+                    exported.contains(&base),
+                    "panel {:?} queries {token}, which nothing exports",
+                    panel["title"]
+                );
+                used.insert(base.to_owned());
+            }
+        }
+    }
+    for needed in [
+        processor::metrics::READINGS_CONSUMED,
+        processor::metrics::EVENTS_PRODUCED,
+        processor::metrics::CONSUMER_LAG,
+        processor::metrics::END_TO_END_SECONDS,
+        processor::metrics::DEAD_LETTERS,
+    ] {
+        assert!(used.contains(needed), "the dashboard shows no {needed}");
+    }
+    let provisioning = read("observability/grafana/provisioning/dashboards/dashboards.yml");
+    assert!(provisioning.contains("path: /var/lib/grafana/dashboards"));
+    assert!(
+        read("observability/grafana/provisioning/datasources/prometheus.yml")
+            .contains("url: http://prometheus:9090")
+    );
 }
