@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::lag;
-use e2e_tests::service::Service;
+use e2e_tests::service::{Service, simulator_args};
 use e2e_tests::topics::PipelineTopics;
 
 fn main() {
@@ -23,30 +23,22 @@ fn main() {
 
     let started = Instant::now();
     let count = readings.to_string();
-    let args: Vec<String> = [
-        "--brokers",
+    let args = simulator_args(
         &bootstrap,
-        "--topic",
         &topics.input,
-        "--count",
-        &count,
-        "--rate",
-        "0",
-        "--sensors",
-        &sensors,
-        "--seed",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut simulator = Service::simulator(&args);
-    let status = simulator.wait(Duration::from_secs(600));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{}",
-        simulator.log_tail()
+        &[
+            "--count",
+            &count,
+            "--rate",
+            "0",
+            "--sensors",
+            &sensors,
+            "--seed",
+            "1",
+        ],
     );
+    let mut simulator = Service::simulator(&args);
+    simulator.wait_success(Duration::from_secs(600));
     let load = started.elapsed().as_secs_f64();
     println!(
         "pre-loaded {readings} readings from {sensors} sensors in {load:.1} s ({:.0}/s)",

@@ -151,6 +151,29 @@ impl Service {
         let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
     }
 
+    /// Waits up to `timeout` for the process to exit, and asserts that it succeeded.
+    pub fn wait_success(&mut self, timeout: Duration) {
+        let status = self.wait(timeout);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} did not finish successfully ({status:?})\n{}",
+            self.name,
+            self.log_tail()
+        );
+    }
+
+    /// Sends SIGTERM and asserts a successful exit within `timeout`; returns the time taken.
+    pub fn stop(&mut self, timeout: Duration) -> Duration {
+        let (status, took) = self.terminate(timeout);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} did not stop cleanly ({status:?})\n{}",
+            self.name,
+            self.log_tail()
+        );
+        took
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the exit, returning it and the time taken.
     pub fn terminate(&mut self, timeout: Duration) -> (Option<ExitStatus>, Duration) {
         let started = Instant::now();
@@ -198,4 +221,13 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Command-line flags for the simulator publishing to `topic`, followed by `extra`.
+pub fn simulator_args(bootstrap: &str, topic: &str, extra: &[&str]) -> Vec<String> {
+    ["--brokers", bootstrap, "--topic", topic]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::{lag, read_topic, wait_for_group};
-use e2e_tests::service::{Service, binary};
+use e2e_tests::service::{Service, binary, simulator_args};
 use e2e_tests::topics::PipelineTopics;
 use nix::sys::signal::Signal;
 
@@ -127,21 +127,11 @@ fn chaos(guarantee: &'static str) {
         }
         std::panic::resume_unwind(failure);
     }
-    let simulator_args: Vec<String> = [
-        "--brokers",
+    let simulator_args = simulator_args(
         &bootstrap,
-        "--topic",
         &topics.input,
-        "--sensors",
-        "60",
-        "--rate",
-        "400",
-        "--seed",
-        "21",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &["--sensors", "60", "--rate", "400", "--seed", "21"],
+    );
     let mut simulator = Service::simulator(&simulator_args);
 
     // Kill a random replica every couple of seconds and start it again under the same name.

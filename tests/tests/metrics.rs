@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::kafka_io::{produce, producer, read_topic, wait_for_group, wait_until_consumed};
-use e2e_tests::service::{Service, http_get};
+use e2e_tests::service::{Service, http_get, simulator_args};
 use e2e_tests::topics::PipelineTopics;
 
 /// `name{labels}` → value, from the Prometheus text format.
@@ -41,21 +41,11 @@ fn metrics_and_health_match_what_was_sent_and_processed() {
     wait_for_group(&bootstrap, &topics.group, 1, Duration::from_secs(60));
     wait_ready(&address);
 
-    let args: Vec<String> = [
-        "--brokers",
+    let args = simulator_args(
         &bootstrap,
-        "--topic",
         &topics.input,
-        "--sensors",
-        "30",
-        "--rate",
-        "600",
-        "--seed",
-        "9",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &["--sensors", "30", "--rate", "600", "--seed", "9"],
+    );
     let mut simulator = Service::simulator(&args);
     let sim_address = simulator.http_address(Duration::from_secs(30));
     wait_ready(&sim_address);
@@ -68,8 +58,7 @@ fn metrics_and_health_match_what_was_sent_and_processed() {
         "the sent counter grows"
     );
     assert_eq!(sim["sensor_send_errors_total"], 0.0);
-    let (status, _) = simulator.terminate(Duration::from_secs(30));
-    assert!(status.is_some_and(|s| s.success()));
+    simulator.stop(Duration::from_secs(30));
 
     // Some unusable records too.
     let producer = producer(&bootstrap);
@@ -169,6 +158,5 @@ fn metrics_and_health_match_what_was_sent_and_processed() {
     );
     assert_eq!(http_get(&address, "/healthz").0, 200);
     assert_eq!(http_get(&address, "/readyz").0, 200);
-    let (status, _) = processor.terminate(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()));
+    processor.stop(Duration::from_secs(15));
 }

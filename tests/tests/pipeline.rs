@@ -7,17 +7,9 @@ use std::time::Duration;
 use e2e_tests::broker::{PrivateBroker, free_port, shared_bootstrap};
 use e2e_tests::expect::{actual_events, assert_same_events, expected_events};
 use e2e_tests::kafka_io::{committed_offsets, read_topic, wait_for_group, wait_until_consumed};
-use e2e_tests::service::Service;
+use e2e_tests::service::{Service, simulator_args};
 use e2e_tests::topics::PipelineTopics;
 use sensor_contract::{Event, ProcessingRules};
-
-fn simulator_args(bootstrap: &str, topic: &str, extra: &[&str]) -> Vec<String> {
-    ["--brokers", bootstrap, "--topic", topic]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect()
-}
 
 /// The partitions a replica holds at the end, from its JSON log's assignment lines.
 fn final_assignment(service: &Service) -> BTreeSet<i32> {
@@ -73,12 +65,7 @@ fn two_replicas_process_a_seeded_run_exactly_as_the_reference_says() {
             "0",
         ],
     ));
-    let status = simulator.wait(Duration::from_secs(60));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "simulator failed\n{}",
-        simulator.log_tail()
-    );
+    simulator.wait_success(Duration::from_secs(60));
     wait_until_consumed(
         &bootstrap,
         &topics.group,
@@ -188,12 +175,7 @@ fn sigterm_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
     );
 
     let mut second = Service::processor(&topics.processor_args(&bootstrap));
-    let status = simulator.wait(Duration::from_secs(60));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "simulator failed\n{}",
-        simulator.log_tail()
-    );
+    simulator.wait_success(Duration::from_secs(60));
     wait_until_consumed(
         &bootstrap,
         &topics.group,
@@ -211,8 +193,7 @@ fn sigterm_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
         "sigterm: stopped after {processed} of 8000 readings in {took:?}; {} events after restart, none missing or repeated",
         comparison.actual
     );
-    let (status, _) = second.terminate(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()));
+    second.stop(Duration::from_secs(15));
 }
 
 #[test]
@@ -252,12 +233,7 @@ fn a_processor_started_before_the_broker_waits_then_works() {
             "0",
         ],
     ));
-    let status = simulator.wait(Duration::from_secs(60));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "simulator failed\n{}",
-        simulator.log_tail()
-    );
+    simulator.wait_success(Duration::from_secs(60));
     wait_until_consumed(
         &bootstrap,
         &topics.group,

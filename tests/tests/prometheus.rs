@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::broker::{free_port, shared_bootstrap};
 use e2e_tests::kafka_io::wait_for_group;
 use e2e_tests::repo_root;
-use e2e_tests::service::{Service, http_get};
+use e2e_tests::service::{Service, http_get, simulator_args};
 use e2e_tests::topics::PipelineTopics;
 
 struct Prometheus(Child);
@@ -65,19 +65,11 @@ fn prometheus_scrapes_both_services_with_the_projects_configuration() {
     topics.create(&bootstrap, 6);
     let processor = Service::processor(&topics.processor_args(&bootstrap));
     wait_for_group(&bootstrap, &topics.group, 1, Duration::from_secs(60));
-    let args: Vec<String> = [
-        "--brokers",
+    let args = simulator_args(
         &bootstrap,
-        "--topic",
         &topics.input,
-        "--rate",
-        "200",
-        "--sensors",
-        "20",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &["--rate", "200", "--sensors", "20"],
+    );
     let simulator = Service::simulator(&args);
     let (p_addr, s_addr) = (
         processor.http_address(Duration::from_secs(30)),

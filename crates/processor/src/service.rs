@@ -419,6 +419,7 @@ impl<'a> Worker<'a> {
             self.store_offsets(&next_offsets)?;
             histogram!(crate::metrics::COMMIT_SECONDS).record(committing.elapsed().as_secs_f64());
             self.tally.committed();
+            self.stats.add(&self.tally);
             self.update_health();
             return Ok(());
         };
@@ -442,6 +443,7 @@ impl<'a> Worker<'a> {
                 self.router.commit_batch();
                 self.stats.transactions += 1;
                 self.tally.committed();
+                self.stats.add(&self.tally);
                 self.update_health();
                 Ok(())
             }
@@ -473,7 +475,6 @@ impl<'a> Worker<'a> {
                 timestamp_ms: message.timestamp().to_millis(),
                 offset,
             };
-            self.stats.consumed += 1;
             self.tally.consumed += 1;
             if let Some(ms) = record.timestamp_ms {
                 self.tally.timestamps_ms.push(ms);
@@ -481,7 +482,6 @@ impl<'a> Worker<'a> {
             match self.router.route(partition, &record, &mut events) {
                 Ok(Routed::Applied) => {
                     for event in events.drain(..) {
-                        self.stats.count_event(event.kind());
                         match event {
                             Event::Alert(_) => self.tally.alerts += 1,
                             Event::Average(_) => self.tally.averages += 1,
@@ -500,7 +500,6 @@ impl<'a> Worker<'a> {
                 }
                 Ok(Routed::AlreadyApplied) => self.stats.skipped += 1,
                 Err(error) => {
-                    self.stats.dead_letters += 1;
                     *self.tally.dead_letters.entry(error.kind()).or_default() += 1;
                     let reason = error.to_string();
                     self.bad_input
@@ -679,12 +678,12 @@ impl Default for Stats {
 }
 
 impl Stats {
-    fn count_event(&mut self, kind: &str) {
-        if kind == "alert" {
-            self.alerts += 1;
-        } else {
-            self.averages += 1;
-        }
+    /// Adds a committed batch, so the log line agrees with the metrics.
+    fn add(&mut self, tally: &BatchTally) {
+        self.consumed += tally.consumed;
+        self.alerts += tally.alerts;
+        self.averages += tally.averages;
+        self.dead_letters += tally.dead_letters.values().sum::<u64>();
     }
 
     fn maybe_report(&mut self, sensors: usize) {

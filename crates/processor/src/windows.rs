@@ -56,11 +56,6 @@ impl Router {
         }
     }
 
-    /// The rules applied.
-    pub fn rules(&self) -> ProcessingRules {
-        self.rules
-    }
-
     /// Makes a partition's restored state current; its records can be routed from now on.
     pub fn load_partition(&mut self, partition: i32, sensors: HashMap<String, SensorState>) {
         self.partitions.insert(partition, sensors);
