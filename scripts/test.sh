@@ -20,6 +20,10 @@ cargo build --workspace --bins --locked
 step "validating docker-compose.yml"
 docker-compose -f docker-compose.yml config -q
 
+step "installing the manifest validators (kustomize, kubernetes-validate)"
+PATH="$(scripts/tools.sh):$PATH"
+export PATH
+
 step "starting a Kafka broker for the tests"
 KAFKA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sensor-pipeline-test-kafka.XXXXXX")"
 cleanup() {
