@@ -11,6 +11,7 @@
 #   scripts/kafka.sh console-consumer ...        kafka-console-consumer
 #   scripts/kafka.sh console-producer ...        kafka-console-producer
 #   scripts/kafka.sh consumer-groups ...         kafka-consumer-groups
+#   scripts/kafka.sh configs ...                 kafka-configs      (client quotas, topic configs)
 #
 # A broker's state lives in a directory (default: $KAFKA_STATE_DIR or <repo>/.kafka/default):
 # server.properties, data/, broker.log, pid and bootstrap. Starting again on an existing directory
@@ -238,8 +239,9 @@ case "$cmd" in
   console-consumer) tool org.apache.kafka.tools.consumer.ConsoleConsumer "$@" ;;
   console-producer) tool org.apache.kafka.tools.ConsoleProducer "$@" ;;
   consumer-groups) tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
+  configs) tool kafka.admin.ConfigCommand "$@" ;;
   *)
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ -z "$cmd" || "$cmd" == help || "$cmd" == --help ]] || exit 2
     ;;
 esac

@@ -33,7 +33,8 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 impl Service {
-    /// Starts the processor with the docker profile (as compose does) and `args`.
+    /// Starts the processor with the docker profile (as compose does, unless `args` has a
+    /// `--config`) and `args`.
     pub fn processor(args: &[String]) -> Self {
         Self::start("processor", args)
     }
@@ -56,9 +57,17 @@ impl Service {
         } else {
             vec!["--http-address".to_owned(), "127.0.0.1:0".to_owned()]
         };
+        // The docker profile, unless the test gives a configuration file of its own.
+        let config = if args.iter().any(|a| a == "--config") {
+            vec![]
+        } else {
+            vec![
+                "--config".to_owned(),
+                repo_root().join("config/docker.toml").display().to_string(),
+            ]
+        };
         let child = Command::new(binary(name))
-            .arg("--config")
-            .arg(repo_root().join("config/docker.toml"))
+            .args(config)
             .args(args)
             .args(own_port)
             .env_remove("PIPELINE_CONFIG")

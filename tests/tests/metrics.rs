@@ -160,3 +160,134 @@ fn metrics_and_health_match_what_was_sent_and_processed() {
     assert_eq!(http_get(&address, "/readyz").0, 200);
     processor.stop(Duration::from_secs(15));
 }
+
+/// Sets (`Some`) or removes (`None`) the broker's fetch quota for clients named `client_id`.
+fn consumer_quota(bootstrap: &str, client_id: &str, bytes_per_second: Option<u32>) {
+    let change = match bytes_per_second {
+        Some(rate) => vec![
+            "--add-config".to_owned(),
+            format!("consumer_byte_rate={rate}"),
+        ],
+        None => vec![
+            "--delete-config".to_owned(),
+            "consumer_byte_rate".to_owned(),
+        ],
+    };
+    let output = std::process::Command::new(e2e_tests::repo_root().join("scripts/kafka.sh"))
+        .args(["configs", "--bootstrap-server", bootstrap, "--alter"])
+        .args(change)
+        .args(["--entity-type", "clients", "--entity-name", client_id])
+        .output()
+        .expect("scripts/kafka.sh configs runs");
+    assert!(
+        output.status.success(),
+        "kafka-configs: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn lags(metrics: &HashMap<String, f64>) -> Vec<f64> {
+    (0..6)
+        .filter_map(|p| {
+            metrics
+                .get(&format!("sensor_consumer_lag{{partition=\"{p}\"}}"))
+                .copied()
+        })
+        .collect()
+}
+
+/// A processor that cannot keep up reports the lag: the broker throttles its fetches with a
+/// client quota while the simulator produces, so the records pile up. The reported lag is
+/// above zero and no more than what is not yet consumed; with the quota lifted it drains to 0.
+#[test]
+fn lag_shows_a_processor_falling_behind_and_catching_up() {
+    let bootstrap = shared_bootstrap();
+    let topics = PipelineTopics::unique("lag");
+    topics.create(&bootstrap, 6);
+    let client_id = e2e_tests::unique("lagging-processor");
+    consumer_quota(&bootstrap, &client_id, Some(1000));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("lag.toml");
+    let docker = std::fs::read_to_string(e2e_tests::repo_root().join("config/docker.toml"))
+        .expect("config/docker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{docker}\n[kafka.properties]\n\"client.id\" = \"{client_id}\"\n\"statistics.interval.ms\" = \"500\"\n"
+        ),
+    )
+    .expect("write config");
+    let mut args = topics.processor_args(&bootstrap);
+    args.extend(["--config".to_owned(), config.display().to_string()]);
+    let mut processor = Service::processor(&args);
+    let address = processor.http_address(Duration::from_secs(30));
+    wait_for_group(&bootstrap, &topics.group, 1, Duration::from_secs(60));
+    wait_ready(&address);
+
+    let total = 3000.0;
+    let args = simulator_args(
+        &bootstrap,
+        &topics.input,
+        &[
+            "--sensors",
+            "30",
+            "--rate",
+            "1000",
+            "--count",
+            "3000",
+            "--seed",
+            "4",
+        ],
+    );
+    Service::simulator(&args).wait_success(Duration::from_secs(60));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (lag, consumed) = loop {
+        let m = scrape(&address);
+        let lag: f64 = lags(&m).iter().sum();
+        let consumed = m
+            .get("sensor_readings_consumed_total")
+            .copied()
+            .unwrap_or(0.0);
+        if lag > 0.0 {
+            break (lag, consumed);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no lag reported while throttled (consumed {consumed} of {total}): {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!("throttled: lag {lag}, consumed {consumed} of {total}");
+    assert!(
+        lag <= total - consumed,
+        "lag {lag} counts only unconsumed records ({consumed} of {total} consumed)"
+    );
+    assert!(
+        e2e_tests::kafka_io::lag(&bootstrap, &topics.group, &topics.input) > 0,
+        "the group's committed offsets are behind too"
+    );
+
+    consumer_quota(&bootstrap, &client_id, None);
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(90),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = scrape(&address);
+        let lags = lags(&m);
+        if m.get("sensor_readings_consumed_total") == Some(&total)
+            && lags.len() == 6
+            && lags.iter().all(|l| *l == 0.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lag did not drain: {m:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    processor.stop(Duration::from_secs(30));
+}
