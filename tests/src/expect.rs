@@ -8,12 +8,12 @@ use sensor_contract::{DecodeOptions, Event, ProcessingRules, RawRecord, Reading,
 use crate::kafka_io::Record;
 
 /// Events per sensor, in output order.
-pub type EventsBySensor = BTreeMap<String, Vec<Event>>;
+pub type EventsBySensor = BTreeMap<String, Vec<Event<'static>>>;
 
 /// The usable readings of an input topic per partition, in offset order.
-pub fn readings_by_partition(input: &[Record]) -> BTreeMap<i32, Vec<(i64, Reading)>> {
+pub fn readings_by_partition(input: &[Record]) -> BTreeMap<i32, Vec<(i64, Reading<'_>)>> {
     let options = DecodeOptions::default();
-    let mut by_partition: BTreeMap<i32, Vec<(i64, Reading)>> = BTreeMap::new();
+    let mut by_partition: BTreeMap<i32, Vec<(i64, Reading<'_>)>> = BTreeMap::new();
     for r in input {
         let raw = RawRecord {
             key: r.key.as_deref(),
@@ -56,7 +56,7 @@ pub fn expected_events(
                 by_sensor
                     .entry(event.sensor_id().to_owned())
                     .or_default()
-                    .push(event);
+                    .push(event.into_owned());
             }
         }
     }

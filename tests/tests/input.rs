@@ -59,7 +59,7 @@ fn the_original_python_producers_bare_records_are_processed() {
         .iter()
         .map(|r| Reading {
             sensor_id: r.key.as_ref().map_or("default".into(), |k| {
-                String::from_utf8_lossy(k).into_owned()
+                String::from_utf8_lossy(k).into_owned().into()
             }),
             seq: r.offset as u64,
             temperature: serde_json::from_slice::<serde_json::Value>(
@@ -68,7 +68,7 @@ fn the_original_python_producers_bare_records_are_processed() {
             .unwrap()["temperature"]
                 .as_f64()
                 .unwrap(),
-            timestamp: format_millis(r.timestamp_ms.unwrap()).unwrap(),
+            timestamp: format_millis(r.timestamp_ms.unwrap()).unwrap().into(),
         })
         .collect();
     let mut expected = e2e_tests::expect::EventsBySensor::new();

@@ -77,7 +77,7 @@ async fn a_partition_of_100_000_sensors_is_restored_exactly() {
     assert_eq!(sensors.len(), SENSORS as usize);
     for sensor in [0, 1, 4_242, 99_999] {
         assert_eq!(
-            sensors[&format!("sensor-{sensor:06}")],
+            sensors[format!("sensor-{sensor:06}").as_str()],
             state(sensor, 12),
             "sensor {sensor}"
         );

@@ -9,7 +9,7 @@ use e2e_tests::topics::PipelineTopics;
 use sensor_contract::{DecodeOptions, RawRecord, Reading};
 
 /// Readings with the record key they were published under.
-type KeyedReadings = Vec<(Option<Vec<u8>>, Reading)>;
+type KeyedReadings = Vec<(Option<Vec<u8>>, Reading<'static>)>;
 
 /// Publishes with `args` into a fresh one-partition topic and returns the readings in order.
 fn publish(bootstrap: &str, args: &[&str]) -> (KeyedReadings, Duration) {
@@ -41,7 +41,8 @@ fn publish(bootstrap: &str, args: &[&str]) -> (KeyedReadings, Duration) {
                 offset: r.offset,
             };
             let reading = Reading::decode(&raw, &DecodeOptions::default())
-                .expect("the simulator publishes valid v1 readings");
+                .expect("the simulator publishes valid v1 readings")
+                .into_owned();
             let value: serde_json::Value =
                 serde_json::from_slice(r.payload.as_deref().unwrap_or_default()).unwrap();
             for field in ["sensor_id", "seq", "temperature", "timestamp"] {
@@ -57,10 +58,10 @@ fn publish(bootstrap: &str, args: &[&str]) -> (KeyedReadings, Duration) {
 }
 
 /// Everything but the wall-clock timestamp.
-fn values(readings: &[(Option<Vec<u8>>, Reading)]) -> Vec<(Option<Vec<u8>>, String, u64, f64)> {
+fn values(readings: &[(Option<Vec<u8>>, Reading<'_>)]) -> Vec<(Option<Vec<u8>>, String, u64, f64)> {
     readings
         .iter()
-        .map(|(k, r)| (k.clone(), r.sensor_id.clone(), r.seq, r.temperature))
+        .map(|(k, r)| (k.clone(), r.sensor_id.to_string(), r.seq, r.temperature))
         .collect()
 }
 

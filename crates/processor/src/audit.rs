@@ -104,7 +104,7 @@ impl AuditReport {
 
 /// An expected event and how often the output has it.
 struct Slot {
-    event: Event,
+    event: Event<'static>,
     seen: u32,
     wrong: bool,
 }
@@ -166,7 +166,7 @@ pub fn audit(
                     report.expected_events += 1;
                     let key = (event.sensor_id().to_owned(), event.seq(), event.kind());
                     expected.entry(key).or_default().push(Slot {
-                        event,
+                        event: event.into_owned(),
                         seen: 0,
                         wrong: false,
                     });

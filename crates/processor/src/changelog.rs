@@ -2,7 +2,6 @@
 //! sensor's latest window keyed by sensor id. Input partition p's sensors live in changelog
 //! partition p, so a replica restores exactly the partitions it is assigned.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -14,7 +13,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::windows::{CHECKPOINT_KEY, SensorState, decode_checkpoint, decode_state};
+use crate::windows::{CHECKPOINT_KEY, Sensors, decode_checkpoint, decode_state};
 
 /// How a restore went.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,7 +30,7 @@ pub struct RestoreStats {
 #[derive(Debug)]
 pub struct Restored {
     /// Each sensor's state.
-    pub sensors: HashMap<String, SensorState>,
+    pub sensors: Sensors,
     /// The input offset the state corresponds to (the latest checkpoint), if any was written:
     /// where processing of the partition resumes.
     pub checkpoint: Option<i64>,
@@ -173,7 +172,7 @@ pub fn restore_partition(
         .and_then(|e| e.offset().to_raw())
         .filter(|o| *o >= 0);
 
-    let mut sensors = HashMap::new();
+    let mut sensors = Sensors::new();
     let mut checkpoint: Option<i64> = None;
     let mut records = 0u64;
     let mut list = TopicPartitionList::new();
@@ -230,7 +229,7 @@ pub fn restore_partition(
 fn apply_record(
     message: &BorrowedMessage<'_>,
     target: &RestoreTarget<'_>,
-    sensors: &mut HashMap<String, SensorState>,
+    sensors: &mut Sensors,
     checkpoint: &mut Option<i64>,
 ) {
     let (partition, offset) = (target.partition, message.offset());
@@ -250,9 +249,12 @@ fn apply_record(
             sensors.remove(sensor);
         }
         Some(value) => match decode_state(value, target.window_size) {
-            Ok(state) => {
-                sensors.insert(sensor.to_owned(), state);
-            }
+            Ok(state) => match sensors.get_mut(sensor) {
+                Some(current) => *current = state,
+                None => {
+                    sensors.insert(sensor.into(), state);
+                }
+            },
             Err(error) => {
                 tracing::warn!(partition, offset, sensor_id = sensor, %error, "unreadable changelog record skipped")
             }

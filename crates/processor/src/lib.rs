@@ -4,6 +4,7 @@
 //! - [`settings`]: the `[processor]` settings and the command line.
 //! - [`windows`]: pure: per-partition sensor state, what one record does to it, the undo log
 //!   and the changelog encoding.
+//! - [`hot_path`]: the per-record work without Kafka, for benchmarks.
 //! - [`changelog`]: the compacted window-state topic: creating it, restoring a partition.
 //! - [`metrics`]: the Prometheus metrics and how a batch is counted.
 //! - [`rebalance`]: the consumer context that reports partition assignments to the loop.
@@ -15,6 +16,7 @@
 pub mod audit;
 pub mod bad_input;
 pub mod changelog;
+pub mod hot_path;
 pub mod metrics;
 pub mod rebalance;
 pub mod service;

@@ -37,7 +37,7 @@ use crate::rebalance::{AssignmentChange, ProcessorContext};
 use crate::transactions::Transactions;
 use crate::windows::{
     CHECKPOINT_KEY, EVENT_TYPE_HEADER, Routed, Router, dead_letter_headers, encode_checkpoint,
-    encode_state,
+    encode_event, encode_state,
 };
 use crate::{Config, Guarantee};
 
@@ -467,6 +467,7 @@ impl<'a> Worker<'a> {
     ) -> anyhow::Result<()> {
         let settings = &self.config.processor;
         let mut events = Vec::new();
+        let mut payload = Vec::with_capacity(256);
         for message in batch {
             let (partition, offset) = (message.partition(), message.offset());
             let record = RawRecord {
@@ -486,7 +487,8 @@ impl<'a> Worker<'a> {
                             Event::Alert(_) => self.tally.alerts += 1,
                             Event::Average(_) => self.tally.averages += 1,
                         }
-                        let payload = event.to_json();
+                        payload.clear();
+                        encode_event(&event, &mut payload);
                         let headers = OwnedHeaders::new().insert(Header {
                             key: EVENT_TYPE_HEADER,
                             value: Some(event.kind()),

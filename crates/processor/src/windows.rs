@@ -6,6 +6,7 @@
 //! touched to the changelog.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sensor_contract::state::step;
 use sensor_contract::{
@@ -15,6 +16,12 @@ use serde::{Deserialize, Serialize};
 
 /// Header naming the event type on the output topic (`alert` or `average`).
 pub const EVENT_TYPE_HEADER: &str = "event-type";
+
+/// One partition's sensors by id. Ids are shared (`Arc<str>`) so the undo log names a sensor
+/// without copying its id. hashbrown's map is std's, with its default foldhash hasher: several
+/// times faster than std's SipHash on short keys. HashDoS resistance buys little here: a
+/// producer able to choose sensor ids at will can already fill the processor's memory.
+pub type Sensors = hashbrown::HashMap<Arc<str>, SensorState>;
 
 /// One sensor's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,14 +42,36 @@ pub enum Routed {
     AlreadyApplied,
 }
 
+/// A sensor's state in the router, with the batch that last touched it.
+#[derive(Debug, Clone, PartialEq)]
+struct Slot {
+    state: SensorState,
+    /// The [`Router::batch`] in which the sensor was last put in the undo log.
+    batch: u64,
+}
+
+/// A sensor the current batch touched, and its state before the batch.
+#[derive(Debug)]
+struct Undo {
+    partition: i32,
+    sensor: Arc<str>,
+    /// `None`: the batch created the sensor. Otherwise the applied offset, and where the
+    /// window's values (oldest first) are in [`Router::undo_values`].
+    before: Option<(i64, std::ops::Range<usize>)>,
+}
+
 /// The state of the assigned partitions and the rules that update it.
 #[derive(Debug)]
 pub struct Router {
     rules: ProcessingRules,
     options: DecodeOptions,
-    partitions: HashMap<i32, HashMap<String, SensorState>>,
-    /// Each sensor the current batch touched, with its state before the batch (`None`: new).
-    undo: HashMap<(i32, String), Option<SensorState>>,
+    partitions: HashMap<i32, hashbrown::HashMap<Arc<str>, Slot>>,
+    /// Each sensor the current batch touched, once, in the order it was first touched.
+    undo: Vec<Undo>,
+    /// The windows of `undo`, back to back: no allocation per touched sensor.
+    undo_values: Vec<f64>,
+    /// The current batch's number, starting at 1; a sensor whose slot has it is in `undo`.
+    batch: u64,
 }
 
 impl Router {
@@ -52,19 +81,26 @@ impl Router {
             rules,
             options,
             partitions: HashMap::new(),
-            undo: HashMap::new(),
+            undo: Vec::new(),
+            undo_values: Vec::new(),
+            batch: 1,
         }
     }
 
     /// Makes a partition's restored state current; its records can be routed from now on.
-    pub fn load_partition(&mut self, partition: i32, sensors: HashMap<String, SensorState>) {
-        self.partitions.insert(partition, sensors);
+    pub fn load_partition(&mut self, partition: i32, sensors: Sensors) {
+        let slots = sensors
+            .into_iter()
+            .map(|(id, state)| (id, Slot { state, batch: 0 }))
+            .collect();
+        self.partitions.insert(partition, slots);
     }
 
     /// Forgets a partition that is no longer assigned here.
     pub fn drop_partition(&mut self, partition: i32) {
         self.partitions.remove(&partition);
-        self.undo.retain(|(p, _), _| *p != partition);
+        // Its sensors leave the undo log too: there is nothing to roll back or write for them.
+        self.undo.retain(|u| u.partition != partition);
     }
 
     /// Whether the partition's state is loaded.
@@ -74,34 +110,54 @@ impl Router {
 
     /// Sensors in memory, over all partitions.
     pub fn sensors(&self) -> usize {
-        self.partitions.values().map(HashMap::len).sum()
+        self.partitions.values().map(hashbrown::HashMap::len).sum()
     }
 
-    /// Decodes a record of a loaded partition and applies it, pushing its events onto `out`;
-    /// an unusable record is returned as the error.
-    pub fn route(
+    /// Decodes a record of a loaded partition and applies it, pushing its events onto `out`
+    /// (they borrow from the record); an unusable record is returned as the error.
+    pub fn route<'a>(
         &mut self,
         partition: i32,
-        record: &RawRecord<'_>,
-        out: &mut Vec<Event>,
+        record: &RawRecord<'a>,
+        out: &mut Vec<Event<'a>>,
     ) -> Result<Routed, DecodeError> {
         let reading = Reading::decode(record, &self.options)?;
         let sensors = self.partitions.entry(partition).or_default();
-        if let Some(state) = sensors.get(&reading.sensor_id)
-            && record.offset <= state.applied_offset
-        {
-            return Ok(Routed::AlreadyApplied);
-        }
-        self.undo
-            .entry((partition, reading.sensor_id.clone()))
-            .or_insert_with(|| sensors.get(&reading.sensor_id).cloned());
-        let window_size = self.rules.window_size;
-        let state = sensors
-            .entry(reading.sensor_id.clone())
-            .or_insert_with(|| SensorState {
-                window: Window::new(window_size),
-                applied_offset: -1,
-            });
+        let id: &str = &reading.sensor_id;
+        let slot = match sensors.get_key_value_mut(id) {
+            Some((_, slot)) if record.offset <= slot.state.applied_offset => {
+                return Ok(Routed::AlreadyApplied);
+            }
+            Some((key, slot)) => {
+                if slot.batch != self.batch {
+                    slot.batch = self.batch;
+                    let start = self.undo_values.len();
+                    self.undo_values.extend(slot.state.window.iter());
+                    self.undo.push(Undo {
+                        partition,
+                        sensor: Arc::clone(key),
+                        before: Some((slot.state.applied_offset, start..self.undo_values.len())),
+                    });
+                }
+                slot
+            }
+            None => {
+                let key: Arc<str> = Arc::from(id);
+                self.undo.push(Undo {
+                    partition,
+                    sensor: Arc::clone(&key),
+                    before: None,
+                });
+                sensors.entry(key).or_insert_with(|| Slot {
+                    state: SensorState {
+                        window: Window::new(self.rules.window_size),
+                        applied_offset: -1,
+                    },
+                    batch: self.batch,
+                })
+            }
+        };
+        let state = &mut slot.state;
         step(&mut state.window, &reading, self.rules, out);
         state.applied_offset = record.offset;
         Ok(Routed::Applied)
@@ -109,33 +165,56 @@ impl Router {
 
     /// The sensors the current batch changed, with their state now, for the changelog.
     pub fn touched(&self) -> impl Iterator<Item = (i32, &str, &SensorState)> {
-        self.undo.keys().filter_map(|(partition, sensor)| {
-            let state = self.partitions.get(partition)?.get(sensor)?;
-            Some((*partition, sensor.as_str(), state))
+        self.undo.iter().filter_map(|undo| {
+            let slot = self.partitions.get(&undo.partition)?.get(&undo.sensor)?;
+            Some((undo.partition, &*undo.sensor, &slot.state))
         })
     }
 
     /// The batch is durable: forget how to undo it.
     pub fn commit_batch(&mut self) {
         self.undo.clear();
+        self.undo_values.clear();
+        self.batch += 1;
     }
 
     /// The batch was aborted: put every sensor it touched back as it was before.
     pub fn rollback_batch(&mut self) {
-        for ((partition, sensor), before) in self.undo.drain() {
-            let Some(sensors) = self.partitions.get_mut(&partition) else {
+        let window_size = self.rules.window_size;
+        for undo in self.undo.drain(..) {
+            let Some(sensors) = self.partitions.get_mut(&undo.partition) else {
                 continue;
             };
-            match before {
-                Some(state) => {
-                    sensors.insert(sensor, state);
+            match undo.before {
+                Some((applied_offset, values)) => {
+                    let mut window = Window::new(window_size);
+                    for value in &self.undo_values[values] {
+                        window.push(*value);
+                    }
+                    sensors.insert(
+                        undo.sensor,
+                        Slot {
+                            state: SensorState {
+                                window,
+                                applied_offset,
+                            },
+                            batch: 0,
+                        },
+                    );
                 }
                 None => {
-                    sensors.remove(&sensor);
+                    sensors.remove(&undo.sensor);
                 }
             }
         }
+        self.undo_values.clear();
+        self.batch += 1;
     }
+}
+
+/// Encodes `event` as its output record's value (the version-1 event JSON) into `out`.
+pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(&event.to_json());
 }
 
 /// Key of a partition's checkpoint record in the changelog. Not UTF-8, so it can never be a
@@ -286,7 +365,15 @@ mod tests {
             )
             .unwrap();
         router.commit_batch();
-        let before = router.partitions[&0].clone();
+        let states = |router: &Router| -> Vec<(String, SensorState)> {
+            let mut states: Vec<_> = router.partitions[&0]
+                .iter()
+                .map(|(id, slot)| (id.to_string(), slot.state.clone()))
+                .collect();
+            states.sort_by(|a, b| a.0.cmp(&b.0));
+            states
+        };
+        let before = states(&router);
         router
             .route(
                 0,
@@ -308,7 +395,7 @@ mod tests {
         touched.sort();
         assert_eq!(touched, vec![(0, "a".into(), 1), (0, "b".into(), 2)]);
         router.rollback_batch();
-        assert_eq!(router.partitions[&0], before);
+        assert_eq!(states(&router), before);
         assert_eq!(router.touched().count(), 0);
     }
 

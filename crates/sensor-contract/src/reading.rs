@@ -3,6 +3,8 @@
 //! Decoding never panics and never guesses: a record is either a [`Reading`] or a
 //! [`DecodeError`] whose message says what was wrong, for the dead-letter topic.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -10,11 +12,12 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::{ABSOLUTE_ZERO_C, MAX_SENSOR_ID_BYTES};
 
-/// A validated temperature reading.
+/// A validated temperature reading. Decoding borrows the sensor id and timestamp from the
+/// record where it can (`Reading<'static>` owns them: [`Reading::into_owned`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
+pub struct Reading<'a> {
     /// Which sensor took it: 1..=128 bytes of UTF-8.
-    pub sensor_id: String,
+    pub sensor_id: Cow<'a, str>,
     /// Per-sensor sequence number. Records without one (the original Python producer's) get
     /// their Kafka offset, which is unique and increasing within a partition.
     pub seq: u64,
@@ -22,7 +25,7 @@ pub struct Reading {
     pub temperature: f64,
     /// When the reading was taken, RFC 3339 in UTC. Records without one get the Kafka record
     /// timestamp.
-    pub timestamp: String,
+    pub timestamp: Cow<'a, str>,
 }
 
 /// A Kafka record as the decoder sees it: borrowed bytes plus the coordinates it needs.
@@ -175,10 +178,13 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
     <&RawValue>::deserialize(d).map(Some)
 }
 
-impl Reading {
+impl<'a> Reading<'a> {
     /// Validates a raw record against the version-1 contract (and the original producer's
-    /// bare `{"temperature": t}` form).
-    pub fn decode(record: &RawRecord<'_>, options: &DecodeOptions) -> Result<Reading, DecodeError> {
+    /// bare `{"temperature": t}` form). The reading borrows from the record where it can.
+    pub fn decode(
+        record: &RawRecord<'a>,
+        options: &DecodeOptions,
+    ) -> Result<Reading<'a>, DecodeError> {
         let payload = match record.payload {
             Some(p) if !p.is_empty() => p,
             _ => return Err(DecodeError::Empty),
@@ -201,7 +207,7 @@ impl Reading {
                 Err(e) => DecodeError::NotJson(e.to_string()),
             });
         }
-        let wire: WireReading<'_> = serde_json::from_str(text).map_err(|e| {
+        let wire: WireReading<'a> = serde_json::from_str(text).map_err(|e| {
             if e.is_data() {
                 DecodeError::Malformed(e.to_string())
             } else {
@@ -213,14 +219,15 @@ impl Reading {
             None if wire.temperature.is_none() => return Err(DecodeError::MissingTemperature),
             None => return Err(wrong_type("temperature", "a number", wire.temperature)),
             Some(raw) => {
-                let t: f64 = serde_json::from_str(raw.get()).map_err(|_| {
-                    // A JSON number that does not fit an f64 (such as 1e999) is infinite.
-                    if json_kind(raw) == "a number" {
-                        DecodeError::NotFinite
-                    } else {
-                        wrong_type("temperature", "a number", Some(raw))
-                    }
-                })?;
+                if json_kind(raw) != "a number" {
+                    return Err(wrong_type("temperature", "a number", Some(raw)));
+                }
+                // JSON's number grammar is a subset of Rust's float syntax, and both round
+                // correctly; a number too large for an f64 (such as 1e999) parses as infinite.
+                let t: f64 = raw
+                    .get()
+                    .parse()
+                    .map_err(|_| wrong_type("temperature", "a number", Some(raw)))?;
                 if !t.is_finite() {
                     return Err(DecodeError::NotFinite);
                 }
@@ -233,26 +240,25 @@ impl Reading {
 
         let field_id = match non_null(wire.sensor_id) {
             None => None,
-            Some(raw) => Some(
-                serde_json::from_str::<String>(raw.get())
-                    .map_err(|_| wrong_type("sensor_id", "a string", Some(raw)))?,
-            ),
+            Some(raw) => {
+                Some(json_str(raw).ok_or_else(|| wrong_type("sensor_id", "a string", Some(raw)))?)
+            }
         };
         let sensor_id = match (field_id, record.key) {
             (Some(id), Some(key)) => {
                 if key != id.as_bytes() {
                     return Err(DecodeError::KeyMismatch {
                         key: String::from_utf8_lossy(key).into_owned(),
-                        sensor_id: id,
+                        sensor_id: id.into_owned(),
                     });
                 }
                 id
             }
             (Some(id), None) => id,
-            (None, Some(key)) => std::str::from_utf8(key)
-                .map_err(|_| DecodeError::KeyNotUtf8)?
-                .to_owned(),
-            (None, None) => options.default_sensor_id.clone(),
+            (None, Some(key)) => {
+                Cow::Borrowed(std::str::from_utf8(key).map_err(|_| DecodeError::KeyNotUtf8)?)
+            }
+            (None, None) => Cow::Owned(options.default_sensor_id.clone()),
         };
         if sensor_id.is_empty() {
             return Err(DecodeError::EmptySensorId);
@@ -263,18 +269,25 @@ impl Reading {
 
         let seq = match non_null(wire.seq) {
             None => u64::try_from(record.offset).unwrap_or(0),
-            Some(raw) => serde_json::from_str::<u64>(raw.get())
+            // A JSON integer is digits with an optional minus; `u64::from_str` takes the
+            // unsigned ones and rejects fractions, exponents and overflow, as serde would.
+            Some(raw) => raw
+                .get()
+                .parse::<u64>()
                 .map_err(|_| wrong_type("seq", "an unsigned integer", Some(raw)))?,
         };
 
         let timestamp = match non_null(wire.timestamp) {
             Some(raw) => {
-                let text: String = serde_json::from_str(raw.get())
-                    .map_err(|_| wrong_type("timestamp", "an RFC 3339 string", Some(raw)))?;
-                normalize_timestamp(&text).ok_or(DecodeError::BadTimestamp(text))?
+                let text = json_str(raw)
+                    .ok_or_else(|| wrong_type("timestamp", "an RFC 3339 string", Some(raw)))?;
+                normalize_timestamp(text)
+                    .map_err(|text| DecodeError::BadTimestamp(text.into_owned()))?
             }
             None => match record.timestamp_ms {
-                Some(ms) if ms >= 0 => format_millis(ms).ok_or(DecodeError::NoTimestamp)?,
+                Some(ms) if ms >= 0 => {
+                    Cow::Owned(format_millis(ms).ok_or(DecodeError::NoTimestamp)?)
+                }
                 _ => return Err(DecodeError::NoTimestamp),
             },
         };
@@ -287,6 +300,16 @@ impl Reading {
         })
     }
 
+    /// The same reading, owning its strings.
+    pub fn into_owned(self) -> Reading<'static> {
+        Reading {
+            sensor_id: Cow::Owned(self.sensor_id.into_owned()),
+            seq: self.seq,
+            temperature: self.temperature,
+            timestamp: Cow::Owned(self.timestamp.into_owned()),
+        }
+    }
+
     /// The reading as a version-1 JSON value, as the simulator publishes it.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
@@ -296,6 +319,19 @@ impl Reading {
             "timestamp": self.timestamp,
         }))
         .unwrap_or_default()
+    }
+}
+
+/// A JSON string's value, borrowed when it has no escapes; `None` if `raw` is not a string.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+    } else {
+        // serde_json has validated the string: no control characters, and without escapes
+        // its value is the text between the quotes.
+        Some(Cow::Borrowed(inner))
     }
 }
 
@@ -336,13 +372,62 @@ fn json_kind(raw: &RawValue) -> &'static str {
 }
 
 /// Parses an RFC 3339 date-time and returns it in UTC. A UTC value ending in `Z` is kept as
-/// written; others are converted.
-fn normalize_timestamp(text: &str) -> Option<String> {
-    let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    if text.ends_with('Z') {
-        return Some(text.to_owned());
+/// written; others are converted. The text back if it is not RFC 3339.
+fn normalize_timestamp(text: Cow<'_, str>) -> Result<Cow<'_, str>, Cow<'_, str>> {
+    if is_canonical_utc(&text) {
+        return Ok(text);
     }
-    parsed.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
+    let Ok(parsed) = OffsetDateTime::parse(&text, &Rfc3339) else {
+        return Err(text);
+    };
+    if text.ends_with('Z') {
+        return Ok(text);
+    }
+    match parsed.to_offset(time::UtcOffset::UTC).format(&Rfc3339) {
+        Ok(utc) => Ok(Cow::Owned(utc)),
+        Err(_) => Err(text),
+    }
+}
+
+/// Whether `text` is a valid date-time in the form the simulator writes,
+/// `YYYY-MM-DDTHH:MM:SS.sssZ`, checked without a general parser: the hot path's shortcut.
+/// Anything else (other precisions, offsets, leap seconds, invalid values) returns `false`
+/// and goes through the full RFC 3339 parser.
+fn is_canonical_utc(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
+        return false;
+    }
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22];
+    if !digits.iter().all(|&i| b[i].is_ascii_digit()) {
+        return false;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        b[range]
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
+        && number(11..13) <= 23
+        && number(14..16) <= 59
+        && number(17..19) <= 59
 }
 
 /// Formats milliseconds since the epoch as RFC 3339 in UTC with millisecond precision.

@@ -26,9 +26,12 @@ impl Model {
     }
 
     /// The events one reading causes, alert first.
-    pub fn apply(&mut self, r: &Reading) -> Vec<Event> {
+    pub fn apply<'a>(&mut self, r: &Reading<'a>) -> Vec<Event<'a>> {
         let rules = self.rules;
-        let window = self.windows.entry(r.sensor_id.clone()).or_default();
+        let window = self
+            .windows
+            .entry(r.sensor_id.clone().into_owned())
+            .or_default();
         if window.len() == rules.window_size {
             window.pop_front();
         }
@@ -57,10 +60,10 @@ impl Model {
 }
 
 /// The events that `readings`, taken in order, must produce.
-pub fn expected_events<'a>(
-    readings: impl IntoIterator<Item = &'a Reading>,
+pub fn expected_events<'r, 'a: 'r>(
+    readings: impl IntoIterator<Item = &'r Reading<'a>>,
     rules: ProcessingRules,
-) -> Vec<Event> {
+) -> Vec<Event<'a>> {
     let mut model = Model::new(rules);
     readings.into_iter().flat_map(|r| model.apply(r)).collect()
 }

@@ -40,13 +40,13 @@ impl SensorWindows {
 
     /// Applies one reading: appends it to its sensor's window, then pushes an alert if it is
     /// over the threshold and an average if the window is now full, in that order.
-    pub fn apply(&mut self, reading: &Reading, out: &mut Vec<Event>) {
+    pub fn apply<'a>(&mut self, reading: &Reading<'a>, out: &mut Vec<Event<'a>>) {
         let window_size = self.rules.window_size;
-        let window = match self.windows.get_mut(reading.sensor_id.as_str()) {
+        let window = match self.windows.get_mut(&*reading.sensor_id) {
             Some(w) => w,
             None => self
                 .windows
-                .entry(reading.sensor_id.clone())
+                .entry(reading.sensor_id.clone().into_owned())
                 .or_insert_with(|| Window::new(window_size)),
         };
         step(window, reading, self.rules, out);
@@ -75,7 +75,12 @@ impl SensorWindows {
 
 /// The processing rule for one reading and its sensor's window: append, then an alert if the
 /// temperature is strictly over the threshold, then an average if the window is full.
-pub fn step(window: &mut Window, reading: &Reading, rules: ProcessingRules, out: &mut Vec<Event>) {
+pub fn step<'a>(
+    window: &mut Window,
+    reading: &Reading<'a>,
+    rules: ProcessingRules,
+    out: &mut Vec<Event<'a>>,
+) {
     window.push(reading.temperature);
     if reading.temperature > rules.threshold {
         out.push(Event::Alert(Alert {
@@ -105,16 +110,16 @@ mod tests {
     use crate::reference;
     use proptest::prelude::*;
 
-    fn reading(sensor: &str, seq: u64, temperature: f64) -> Reading {
+    fn reading(sensor: &str, seq: u64, temperature: f64) -> Reading<'static> {
         Reading {
-            sensor_id: sensor.to_owned(),
+            sensor_id: sensor.to_owned().into(),
             seq,
             temperature,
-            timestamp: format!("2026-11-22T00:00:{:02}.000Z", seq % 60),
+            timestamp: format!("2026-11-22T00:00:{:02}.000Z", seq % 60).into(),
         }
     }
 
-    fn run(rules: ProcessingRules, readings: &[Reading]) -> Vec<Event> {
+    fn run<'a>(rules: ProcessingRules, readings: &[Reading<'a>]) -> Vec<Event<'a>> {
         let mut state = SensorWindows::new(rules);
         let mut out = Vec::new();
         for r in readings {
@@ -177,7 +182,7 @@ mod tests {
         assert!(events.is_empty());
     }
 
-    fn arb_readings() -> impl Strategy<Value = Vec<Reading>> {
+    fn arb_readings() -> impl Strategy<Value = Vec<Reading<'static>>> {
         prop::collection::vec((0u8..6, -50.0f64..80.0, 0u8..4), 0..400).prop_map(|items| {
             let mut seqs = [0u64; 6];
             items

@@ -28,11 +28,16 @@ impl Window {
     pub fn push(&mut self, value: f64) {
         let capacity = self.values.len();
         if self.len < capacity {
-            self.values[(self.head + self.len) % capacity] = value;
+            let at = self.head + self.len;
+            self.values[if at < capacity { at } else { at - capacity }] = value;
             self.len += 1;
         } else {
             self.values[self.head] = value;
-            self.head = (self.head + 1) % capacity;
+            self.head = if self.head + 1 == capacity {
+                0
+            } else {
+                self.head + 1
+            };
         }
     }
 
@@ -58,8 +63,19 @@ impl Window {
 
     /// The readings, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        let (older, newer) = self.as_slices();
+        older.iter().chain(newer).copied()
+    }
+
+    /// The values oldest first, as two slices (the ring wraps at most once): no division per
+    /// value, unlike indexing modulo the capacity.
+    pub fn as_slices(&self) -> (&[f64], &[f64]) {
         let capacity = self.values.len();
-        (0..self.len).map(move |i| self.values[(self.head + i) % capacity])
+        let first = (capacity - self.head).min(self.len);
+        (
+            &self.values[self.head..self.head + first],
+            &self.values[..self.len - first],
+        )
     }
 
     /// The arithmetic mean of the readings, summed oldest first; `None` when empty.
@@ -70,7 +86,10 @@ impl Window {
         if self.len == 0 {
             return None;
         }
-        Some(self.iter().sum::<f64>() / self.len as f64)
+        // Summed oldest first, as the reference model does, so the result is bit-identical.
+        let (older, newer) = self.as_slices();
+        let sum: f64 = older.iter().chain(newer).sum();
+        Some(sum / self.len as f64)
     }
 }
 

@@ -64,7 +64,7 @@ impl Generator {
     }
 
     /// The next reading, stamped with `timestamp` (RFC 3339, UTC).
-    pub fn next_reading(&mut self, timestamp: String) -> Reading {
+    pub fn next_reading(&mut self, timestamp: String) -> Reading<'_> {
         let count = self.sensors.len();
         let sensor = &mut self.sensors[self.next_sensor];
         self.next_sensor = (self.next_sensor + 1) % count;
@@ -83,11 +83,11 @@ impl Generator {
         let seq = sensor.next_seq;
         sensor.next_seq += 1;
         Reading {
-            sensor_id: sensor.id.clone(),
+            sensor_id: std::borrow::Cow::Borrowed(&sensor.id),
             seq,
             // Two decimals, as a real sensor reports.
             temperature: (temperature * 100.0).round() / 100.0,
-            timestamp,
+            timestamp: timestamp.into(),
         }
     }
 }
@@ -101,8 +101,10 @@ pub fn sensor_id(i: u32) -> String {
 mod tests {
     use super::*;
 
-    fn take(g: &mut Generator, n: usize) -> Vec<Reading> {
-        (0..n).map(|_| g.next_reading("t".into())).collect()
+    fn take(g: &mut Generator, n: usize) -> Vec<Reading<'static>> {
+        (0..n)
+            .map(|_| g.next_reading("t".into()).into_owned())
+            .collect()
     }
 
     #[test]
@@ -117,10 +119,7 @@ mod tests {
     #[test]
     fn round_robin_ids_and_per_sensor_sequence_numbers() {
         let readings = take(&mut Generator::new(3, 1, Profile::Uniform), 7);
-        let ids: Vec<_> = readings
-            .iter()
-            .map(|r| (r.sensor_id.as_str(), r.seq))
-            .collect();
+        let ids: Vec<_> = readings.iter().map(|r| (&*r.sensor_id, r.seq)).collect();
         assert_eq!(
             ids,
             vec![

@@ -1,6 +1,6 @@
 use super::*;
 
-fn decode(key: Option<&[u8]>, value: &[u8]) -> Result<Reading, DecodeError> {
+fn decode(key: Option<&[u8]>, value: &[u8]) -> Result<Reading<'static>, DecodeError> {
     Reading::decode(
         &RawRecord {
             key,
@@ -10,6 +10,7 @@ fn decode(key: Option<&[u8]>, value: &[u8]) -> Result<Reading, DecodeError> {
         },
         &DecodeOptions::default(),
     )
+    .map(Reading::into_owned)
 }
 
 #[test]
@@ -125,4 +126,90 @@ fn null_value_and_missing_kafka_timestamp() {
         Reading::decode(&record, &options),
         Err(DecodeError::NoTimestamp)
     );
+}
+
+/// The hot path's timestamp shortcut accepts only what the full RFC 3339 parser accepts, and
+/// everything of its shape that the parser accepts (so no valid reading takes the slow path
+/// needlessly, and no invalid one gets through).
+mod canonical_timestamps {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn full_parser_accepts(text: &str) -> bool {
+        OffsetDateTime::parse(text, &Rfc3339).is_ok()
+    }
+
+    #[test]
+    fn edge_dates() {
+        for (text, valid) in [
+            ("2024-02-29T23:59:59.999Z", true),
+            ("2023-02-29T00:00:00.000Z", false),
+            ("2000-02-29T00:00:00.000Z", true),
+            ("1900-02-29T00:00:00.000Z", false),
+            ("2026-04-31T00:00:00.000Z", false),
+            ("2026-12-31T24:00:00.000Z", false),
+            ("2026-00-10T00:00:00.000Z", false),
+        ] {
+            assert_eq!(is_canonical_utc(text), valid, "{text}");
+            assert_eq!(full_parser_accepts(text), valid, "{text}");
+        }
+        // Valid, but not the canonical shape: left to the full parser.
+        assert!(!is_canonical_utc("2026-11-22T01:02:03Z"));
+        assert!(!is_canonical_utc("2026-11-22T01:02:03.456+00:00"));
+        assert!(!is_canonical_utc("2026-11-22T01:02:03.456z"));
+        assert!(!is_canonical_utc("2026-11-22 01:02:03.456Z"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn agrees_with_the_full_parser(
+            year in 0u32..10000, month in 0u32..14, day in 0u32..33,
+            hour in 0u32..26, minute in 0u32..62, second in 0u32..62, millis in 0u32..1000,
+        ) {
+            let text = format!(
+                "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z"
+            );
+            if is_canonical_utc(&text) {
+                prop_assert!(full_parser_accepts(&text), "{}", text);
+            } else if second < 60 {
+                prop_assert!(!full_parser_accepts(&text), "{}", text);
+            }
+        }
+    }
+}
+
+#[test]
+fn strings_are_borrowed_from_the_record_unless_escaped() {
+    let value = br#"{"sensor_id":"sensor-1","seq":1,"temperature":20.5,"timestamp":"2026-11-22T01:02:03.456Z"}"#;
+    let options = DecodeOptions::default();
+    let record = RawRecord {
+        key: Some(b"sensor-1"),
+        payload: Some(value),
+        timestamp_ms: Some(0),
+        offset: 0,
+    };
+    let r = Reading::decode(&record, &options).unwrap();
+    assert!(matches!(r.sensor_id, Cow::Borrowed("sensor-1")));
+    assert!(matches!(
+        r.timestamp,
+        Cow::Borrowed("2026-11-22T01:02:03.456Z")
+    ));
+
+    let escaped = br#"{"sensor_id":"sensor\u002d1","temperature":20.5,"timestamp":"2026-11-22T01:02:03.456Z"}"#;
+    let record = RawRecord {
+        payload: Some(escaped),
+        ..record
+    };
+    let r = Reading::decode(&record, &options).unwrap();
+    assert!(matches!(r.sensor_id, Cow::Owned(ref id) if id == "sensor-1"));
+    // Keyless record without a sensor_id: the configured default.
+    let record = RawRecord {
+        key: None,
+        payload: Some(br#"{"temperature":1,"timestamp":"2026-11-22T01:02:03+01:00"}"#),
+        ..record
+    };
+    let r = Reading::decode(&record, &options).unwrap();
+    assert_eq!(r.sensor_id, "default");
+    assert_eq!(r.timestamp, "2026-11-22T00:02:03Z");
 }
