@@ -136,6 +136,11 @@ impl Service {
         false
     }
 
+    /// The process id (for /proc figures in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

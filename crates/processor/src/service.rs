@@ -25,7 +25,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sensor_contract::{Event, RawRecord};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -58,45 +58,12 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     endpoints::serve(&settings.http_address, health.clone(), shutdown.clone()).await?;
     crate::metrics::describe();
     let context = ProcessorContext::new(health.clone());
-    let consumer: Processor = client_config(
-        &config.kafka,
-        &client_id,
-        &[
-            ("group.id", settings.group_id.as_str()),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-            // at_least_once commits stored offsets; exactly_once commits them in transactions.
-            (
-                "enable.auto.commit",
-                if exactly_once { "false" } else { "true" },
-            ),
-            ("auto.commit.interval.ms", "1000"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("isolation.level", "read_committed"),
-            ("session.timeout.ms", "10000"),
-            ("heartbeat.interval.ms", "1000"),
-            // Per-partition lag for the metrics.
-            ("statistics.interval.ms", "5000"),
-        ],
-    )
-    .create_with_context(context.clone())
-    .context("creating the Kafka consumer")?;
-    let transactional_id = format!("{}-{instance}", settings.group_id);
-    let transaction_timeout = settings.transaction_timeout_ms.to_string();
-    let mut producer_settings = vec![
-        ("enable.idempotence", "true"),
-        ("acks", "all"),
-        ("linger.ms", "5"),
-        ("compression.type", "lz4"),
-    ];
-    if exactly_once {
-        producer_settings.push(("transactional.id", transactional_id.as_str()));
-        producer_settings.push(("transaction.timeout.ms", transaction_timeout.as_str()));
-    }
-    let producer: FutureProducer<TracingContext> =
-        client_config(&config.kafka, &client_id, &producer_settings)
-            .create_with_context(TracingContext)
-            .context("creating the Kafka producer")?;
+    let consumer: Processor = consumer_config(config, &client_id)
+        .create_with_context(context.clone())
+        .context("creating the Kafka consumer")?;
+    let producer: FutureProducer<TracingContext> = producer_config(config, &client_id, &instance)
+        .create_with_context(TracingContext)
+        .context("creating the Kafka producer")?;
 
     let state_topic = settings.state_topic();
     tracing::info!(
@@ -128,6 +95,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     .context("reading the input topic's partitions")?;
     changelog::ensure_topic(&config.kafka, &state_topic, input_partitions as i32).await?;
     let transactions = if exactly_once {
+        let transactional_id = format!("{}-{instance}", settings.group_id);
         let transactions = Transactions::new(&producer, &transactional_id);
         if !transactions.init(&shutdown).await? {
             return Ok(());
@@ -172,6 +140,54 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     let _ = producer.flush(Timeout::After(Duration::from_secs(10)));
     tracing::info!("processor stopped");
     result
+}
+
+/// The consumer's configuration: the group, cooperative rebalancing, offsets stored by the
+/// loop (committed by librdkafka in `at_least_once`, in transactions in `exactly_once`),
+/// `read_committed`. Public so that benchmarks measure clients set up exactly like this.
+pub fn consumer_config(config: &Config, client_id: &str) -> ClientConfig {
+    let settings = &config.processor;
+    let exactly_once = settings.processing_guarantee == Guarantee::ExactlyOnce;
+    client_config(
+        &config.kafka,
+        client_id,
+        &[
+            ("group.id", settings.group_id.as_str()),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            // at_least_once commits stored offsets; exactly_once commits them in transactions.
+            (
+                "enable.auto.commit",
+                if exactly_once { "false" } else { "true" },
+            ),
+            ("auto.commit.interval.ms", "1000"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", "read_committed"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            // Per-partition lag for the metrics.
+            ("statistics.interval.ms", "5000"),
+        ],
+    )
+}
+
+/// The producer's configuration: idempotent, lz4, and transactional in `exactly_once` with
+/// the transactional id `<group_id>-<instance>`.
+pub fn producer_config(config: &Config, client_id: &str, instance: &str) -> ClientConfig {
+    let settings = &config.processor;
+    let transactional_id = format!("{}-{instance}", settings.group_id);
+    let transaction_timeout = settings.transaction_timeout_ms.to_string();
+    let mut producer_settings = vec![
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("linger.ms", "5"),
+        ("compression.type", "lz4"),
+    ];
+    if settings.processing_guarantee == Guarantee::ExactlyOnce {
+        producer_settings.push(("transactional.id", transactional_id.as_str()));
+        producer_settings.push(("transaction.timeout.ms", transaction_timeout.as_str()));
+    }
+    client_config(&config.kafka, client_id, &producer_settings)
 }
 
 /// A partition whose windows are being restored.

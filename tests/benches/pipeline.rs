@@ -1,0 +1,644 @@
+//! The performance benchmark, on a real broker it starts itself (`scripts/bench.sh`; not part
+//! of the test command). Asserts nothing; prints one table and writes it as JSON.
+//!
+//! 1. Ceiling: a passthrough consumer → producer in this process, with the processor's own
+//!    client configuration (`processor::service::{consumer_config, producer_config}`) and batch
+//!    loop shape (batches of 10 000 or 100 ms, outputs acknowledged, offsets stored), copying
+//!    each record to the output topic: no parsing, no windows.
+//! 2. Throughput: the release processor from the start of a pre-loaded topic (6 partitions,
+//!    seeded simulator readings) to zero lag, per guarantee, with 1 and 2 replicas: readings/s,
+//!    CPU-seconds per million readings and peak resident memory (from /proc).
+//! 3. Latency: the simulator at half the measured `at_least_once` throughput; an output
+//!    consumer (read_committed) takes each event's reading timestamp from the moment it
+//!    receives it: p50, p99, p99.9, max, per guarantee.
+//! 4. Scale of state: peak and final resident memory with 100 000 and 1 000 000 sensors.
+//! 5. Hot path: decode → window → encode per reading on one core, no Kafka
+//!    (`processor::hot_path`, the loop `cargo bench -p processor --bench hot_path` measures).
+//!
+//! Sizes: BENCH_READINGS (2 000 000), BENCH_SENSORS (10 000), BENCH_LATENCY_SECS (15),
+//! BENCH_STATE_SENSORS ("100000,1000000"); BENCH_JSON names the JSON file
+//! (target/bench/pipeline.json).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use e2e_tests::broker::{PrivateBroker, free_port};
+use e2e_tests::kafka_io::lag;
+use e2e_tests::service::{Service, http_get, simulator_args};
+use e2e_tests::topics::PipelineTopics;
+use e2e_tests::{repo_root, unique};
+use processor::hot_path::{HotPath, sample_records};
+use processor::service::{consumer_config, producer_config};
+use processor::{Config, Guarantee};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// User + system CPU seconds of a process, from /proc/<pid>/stat (USER_HZ = 100).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A `Vm*:` line of /proc/<pid>/status, in MiB.
+fn memory_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    json!({
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": model,
+        "memory_gib": (mem_gib * 10.0).round() / 10.0,
+    })
+}
+
+/// Pre-loads `topics.input` with `count` seeded readings from `sensors` sensors.
+fn preload(bootstrap: &str, topics: &PipelineTopics, count: u64, sensors: u64) -> f64 {
+    let started = Instant::now();
+    let (count, sensors) = (count.to_string(), sensors.to_string());
+    let args = simulator_args(
+        bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            &count,
+            "--rate",
+            "0",
+            "--sensors",
+            &sensors,
+            "--seed",
+            "1",
+        ],
+    );
+    Service::simulator(&args).wait_success(Duration::from_secs(900));
+    started.elapsed().as_secs_f64()
+}
+
+/// Waits until `group` has committed the whole input topic.
+fn wait_for_zero_lag(bootstrap: &str, group: &str, topic: &str, running: &mut [Service]) {
+    let started = Instant::now();
+    while lag(bootstrap, group, topic) > 0 {
+        for service in running.iter_mut() {
+            assert!(service.is_running(), "{}", service.log_tail());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "did not finish in 15 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    name: String,
+    readings: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+    peak_mib: Option<f64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.readings as f64 / self.seconds
+    }
+
+    fn cpu_per_million(&self) -> f64 {
+        self.cpu_seconds / (self.readings as f64 / 1e6)
+    }
+
+    fn to_json(&self, ceiling: f64) -> Value {
+        json!({
+            "name": self.name,
+            "readings": self.readings,
+            "seconds": round(self.seconds, 2),
+            "readings_per_second": self.rate().round(),
+            "vs_ceiling": round(self.rate() / ceiling, 3),
+            "cpu_seconds_per_million": round(self.cpu_per_million(), 2),
+            "peak_rss_mib": self.peak_mib.map(|m| round(m, 1)),
+        })
+    }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (v * scale).round() / scale
+}
+
+/// The passthrough: the processor's client set-up and batch shape, no processing.
+fn passthrough(bootstrap: &str, topics: &PipelineTopics, readings: u64) -> Run {
+    let mut config = Config::default();
+    config.kafka.brokers = bootstrap.to_owned();
+    config.processor.group_id = unique("bench-ceiling");
+    config.processor.input_topic = topics.input.clone();
+    config.processor.processing_guarantee = Guarantee::AtLeastOnce;
+    let group = config.processor.group_id.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu_seconds(std::process::id());
+    let started = Instant::now();
+    let worker = {
+        let (config, stop, output) = (config.clone(), stop.clone(), topics.output.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(copy_records(&config, &output, &stop));
+        })
+    };
+    wait_for_zero_lag(bootstrap, &group, &topics.input, &mut []);
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(std::process::id()) - cpu_before;
+    stop.store(true, Ordering::Relaxed);
+    worker.join().expect("passthrough thread");
+    Run {
+        name: "ceiling (passthrough)".into(),
+        readings,
+        seconds,
+        cpu_seconds: cpu,
+        peak_mib: None,
+    }
+}
+
+async fn copy_records(config: &Config, output: &str, stop: &AtomicBool) {
+    let consumer: StreamConsumer = consumer_config(config, "bench-passthrough")
+        .create()
+        .expect("consumer");
+    let producer: FutureProducer = producer_config(config, "bench-passthrough", "passthrough")
+        .create()
+        .expect("producer");
+    consumer
+        .subscribe(&[config.processor.input_topic.as_str()])
+        .expect("subscribe");
+    while !stop.load(Ordering::Relaxed) {
+        let mut deliveries = Vec::with_capacity(10_000);
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        while deliveries.len() < 10_000 {
+            let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+                break;
+            };
+            let mut record = FutureRecord::to(output)
+                .payload(message.payload().unwrap_or_default())
+                .key(message.key().unwrap_or_default());
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => break deliveries.push(delivery),
+                    Err((_, back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            }
+            next.insert(message.partition(), message.offset() + 1);
+        }
+        for delivery in futures::future::join_all(deliveries).await {
+            assert!(matches!(delivery, Ok(Ok(_))), "passthrough delivery failed");
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in next {
+            list.add_partition_offset(
+                &config.processor.input_topic,
+                partition,
+                Offset::Offset(offset),
+            )
+            .expect("offset list");
+        }
+        if list.count() > 0 {
+            let _ = consumer.store_offsets(&list);
+        }
+    }
+}
+
+/// `replicas` release processors from the start of the topic to zero lag.
+fn throughput(
+    bootstrap: &str,
+    topics: &PipelineTopics,
+    readings: u64,
+    guarantee: &str,
+    replicas: usize,
+) -> Run {
+    let mut run = topics.clone();
+    run.group = unique(&format!("bench-{}", guarantee.replace('_', "-")));
+    let started = Instant::now();
+    let mut processors: Vec<Service> = (0..replicas)
+        .map(|i| {
+            let mut args = run.processor_args(bootstrap);
+            args.extend([
+                "--processing-guarantee".into(),
+                guarantee.into(),
+                "--instance-id".into(),
+                format!("bench-{i}"),
+            ]);
+            Service::processor(&args)
+        })
+        .collect();
+    wait_for_zero_lag(bootstrap, &run.group, &run.input, &mut processors);
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = processors.iter().map(|p| cpu_seconds(p.pid())).sum();
+    let peak = processors
+        .iter()
+        .map(|p| memory_mib(p.pid(), "VmHWM:"))
+        .fold(0.0, f64::max);
+    for processor in &mut processors {
+        processor.terminate(Duration::from_secs(30));
+    }
+    Run {
+        name: format!(
+            "{guarantee}, {replicas} replica{}",
+            if replicas > 1 { "s" } else { "" }
+        ),
+        readings,
+        seconds,
+        cpu_seconds: cpu,
+        peak_mib: Some(peak),
+    }
+}
+
+fn wait_ready(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(address, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "{address} never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// End-to-end latency percentiles at `rate` readings/s for `seconds`.
+fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64) -> Value {
+    let topics = PipelineTopics::unique("bench-latency");
+    topics.create(bootstrap, 6);
+    let mut args = topics.processor_args(bootstrap);
+    args.extend(["--processing-guarantee".into(), guarantee.into()]);
+    let mut processor = Service::processor(&args);
+    let address = processor.http_address(Duration::from_secs(30));
+    wait_ready(&address);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("bench-latency-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "1")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&topics.output]).expect("subscribe");
+
+    let start_ms = now_ms();
+    let warm_up_ms = start_ms + 2000.0;
+    let (count, rate_arg) = ((rate * seconds).to_string(), rate.to_string());
+    let mut simulator = Service::simulator(&simulator_args(
+        bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            &count,
+            "--rate",
+            &rate_arg,
+            "--sensors",
+            "10000",
+            "--seed",
+            "2",
+        ],
+    ));
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut last_message = Instant::now();
+    let mut simulator_done = false;
+    loop {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let received = now_ms();
+            last_message = Instant::now();
+            let taken = message
+                .payload()
+                .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+                .and_then(|v| v["timestamp"].as_str().map(parse_ms));
+            if let Some(Some(taken)) = taken
+                && taken >= warm_up_ms
+            {
+                latencies.push(received - taken);
+            }
+        }
+        if !simulator_done && !simulator.is_running() {
+            simulator_done = true;
+            simulator.wait_success(Duration::from_secs(5));
+        }
+        if simulator_done && last_message.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        assert!(
+            now_ms() - start_ms < (seconds as f64 + 120.0) * 1000.0,
+            "latency run did not finish"
+        );
+    }
+    processor.terminate(Duration::from_secs(30));
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    json!({
+        "guarantee": guarantee,
+        "rate": rate,
+        "events": latencies.len(),
+        "p50_ms": round(at(0.50), 1),
+        "p99_ms": round(at(0.99), 1),
+        "p999_ms": round(at(0.999), 1),
+        "max_ms": round(latencies.last().copied().unwrap_or(f64::NAN), 1),
+    })
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn parse_ms(text: &str) -> Option<f64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e6)
+}
+
+/// Resident memory of one processor holding `sensors` sensors (one reading each).
+fn state_memory(bootstrap: &str, sensors: u64) -> Value {
+    let topics = PipelineTopics::unique("bench-state");
+    topics.create(bootstrap, 6);
+    preload(bootstrap, &topics, sensors, sensors);
+    let mut args = topics.processor_args(bootstrap);
+    args.extend(["--processing-guarantee".into(), "at_least_once".into()]);
+    let mut processor = Service::processor(&args);
+    let address = processor.http_address(Duration::from_secs(30));
+    wait_for_zero_lag(
+        bootstrap,
+        &topics.group,
+        &topics.input,
+        std::slice::from_mut(&mut processor),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = http_get(&address, "/metrics");
+        let held = body
+            .lines()
+            .find_map(|l| l.strip_prefix("sensor_sensors_in_memory "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if held == Some(sensors as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the processor holds {held:?} sensors, not {sensors}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (peak, now) = (
+        memory_mib(processor.pid(), "VmHWM:"),
+        memory_mib(processor.pid(), "VmRSS:"),
+    );
+    processor.terminate(Duration::from_secs(30));
+    json!({"sensors": sensors, "peak_rss_mib": round(peak, 1), "rss_mib": round(now, 1)})
+}
+
+/// Readings per second through the hot path on this thread, over about two seconds.
+fn hot_path() -> f64 {
+    let records = sample_records(10_000, 100_000, 7);
+    let mut path = HotPath::new();
+    path.run(&records); // warm up: windows full, as in a running processor
+    let started = Instant::now();
+    let mut done = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        path.run(&records);
+        done += records.len() as u64;
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let readings: u64 = env_or("BENCH_READINGS", 2_000_000);
+    let sensors: u64 = env_or("BENCH_SENSORS", 10_000);
+    let latency_secs: u64 = env_or("BENCH_LATENCY_SECS", 15);
+    let state_sensors: Vec<u64> = std::env::var("BENCH_STATE_SENSORS")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let json_path = std::env::var("BENCH_JSON").map_or_else(
+        |_| repo_root().join("target/bench/pipeline.json"),
+        std::path::PathBuf::from,
+    );
+    let total = Instant::now();
+
+    eprintln!("hot path (no Kafka, one core)...");
+    let hot = hot_path();
+
+    let broker = PrivateBroker::new(free_port());
+    broker.start();
+    let bootstrap = broker.bootstrap();
+    let topics = PipelineTopics::unique("bench");
+    topics.create(&bootstrap, 6);
+    eprintln!("pre-loading {readings} readings from {sensors} sensors...");
+    let load = preload(&bootstrap, &topics, readings, sensors);
+    eprintln!(
+        "  {load:.1} s ({:.0} readings/s from the simulator)",
+        readings as f64 / load
+    );
+
+    eprintln!("ceiling: passthrough...");
+    let ceiling = passthrough(&bootstrap, &topics, readings);
+    let mut runs = Vec::new();
+    for (guarantee, replicas) in [
+        ("at_least_once", 1),
+        ("exactly_once", 1),
+        ("at_least_once", 2),
+        ("exactly_once", 2),
+    ] {
+        eprintln!("throughput: {guarantee}, {replicas} replica(s)...");
+        runs.push(throughput(
+            &bootstrap, &topics, readings, guarantee, replicas,
+        ));
+    }
+    let alo = runs[0].rate();
+    let eos = runs[1].rate();
+
+    let rate = (alo / 2.0).round() as u64;
+    let mut latencies = Vec::new();
+    for guarantee in ["at_least_once", "exactly_once"] {
+        eprintln!("latency: {guarantee} at {rate} readings/s for {latency_secs} s...");
+        latencies.push(latency(&bootstrap, guarantee, rate, latency_secs));
+    }
+
+    let mut states = Vec::new();
+    for &n in &state_sensors {
+        eprintln!("state: {n} sensors...");
+        states.push(state_memory(&bootstrap, n));
+    }
+    broker.stop();
+
+    // The table.
+    let c = ceiling.rate();
+    println!();
+    println!(
+        "{:<28} {:>12} {:>10} {:>12} {:>10}",
+        "throughput", "readings/s", "vs ceiling", "CPU-s per M", "peak MiB"
+    );
+    for run in std::iter::once(&ceiling).chain(&runs) {
+        println!(
+            "{:<28} {:>12.0} {:>10.2} {:>12.2} {:>10}",
+            run.name,
+            run.rate(),
+            run.rate() / c,
+            run.cpu_per_million(),
+            run.peak_mib.map_or("-".into(), |m| format!("{m:.0}"))
+        );
+    }
+    println!(
+        "{:<28} {:>12.0} {:>10.2} {:>12.2} {:>10}",
+        "hot path (1 core, no Kafka)",
+        hot,
+        hot / c,
+        1e6 / hot,
+        "-"
+    );
+    println!();
+    println!(
+        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8}",
+        "latency at readings/s", "rate", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for l in &latencies {
+        println!(
+            "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8}",
+            l["guarantee"].as_str().unwrap_or("?"),
+            l["rate"],
+            l["p50_ms"],
+            l["p99_ms"],
+            l["p999_ms"],
+            l["max_ms"]
+        );
+    }
+    println!();
+    println!("{:<28} {:>12} {:>10}", "state", "peak MiB", "now MiB");
+    for s in &states {
+        println!(
+            "{:<28} {:>12} {:>10}",
+            format!("{} sensors", s["sensors"]),
+            s["peak_rss_mib"],
+            s["rss_mib"]
+        );
+    }
+    let growth = match states.as_slice() {
+        [small, .., large] => {
+            let bytes = (large["rss_mib"].as_f64().unwrap_or(0.0)
+                - small["rss_mib"].as_f64().unwrap_or(0.0))
+                * 1024.0
+                * 1024.0;
+            let sensors =
+                large["sensors"].as_f64().unwrap_or(0.0) - small["sensors"].as_f64().unwrap_or(0.0);
+            Some(bytes / sensors)
+        }
+        _ => None,
+    };
+    if let Some(growth) = growth {
+        println!("growth per sensor: {growth:.0} bytes");
+    }
+
+    let p99 = |i: usize| latencies[i]["p99_ms"].as_f64().unwrap_or(f64::NAN);
+    let rss_100k = states
+        .iter()
+        .find(|s| s["sensors"] == 100_000)
+        .and_then(|s| s["peak_rss_mib"].as_f64());
+    let commit_interval_ms = 100.0;
+    let targets = vec![
+        ("at_least_once / ceiling >= 0.85", alo / c, alo / c >= 0.85),
+        (
+            "exactly_once / at_least_once >= 0.70",
+            eos / alo,
+            eos / alo >= 0.70,
+        ),
+        ("hot path >= 4 000 000 readings/s", hot, hot >= 4e6),
+        ("at_least_once p99 < 20 ms", p99(0), p99(0) < 20.0),
+        (
+            "exactly_once p99 < commit interval + 20 ms",
+            p99(1),
+            p99(1) < commit_interval_ms + 20.0,
+        ),
+        (
+            "peak RSS with 100 000 sensors < 64 MiB",
+            rss_100k.unwrap_or(f64::NAN),
+            rss_100k.is_some_and(|m| m < 64.0),
+        ),
+    ];
+    println!();
+    for (name, value, met) in &targets {
+        println!(
+            "{} {name}: {value:.2}",
+            if *met { "met    " } else { "NOT MET" }
+        );
+    }
+
+    let report = json!({
+        "machine": machine(),
+        "settings": {
+            "readings": readings, "sensors": sensors, "partitions": 6,
+            "latency_seconds": latency_secs, "commit_interval_ms": commit_interval_ms,
+        },
+        "preload_seconds": round(load, 2),
+        "ceiling": ceiling.to_json(c),
+        "throughput": runs.iter().map(|r| r.to_json(c)).collect::<Vec<_>>(),
+        "hot_path_readings_per_second": hot.round(),
+        "latency": latencies,
+        "state": states,
+        "growth_bytes_per_sensor": growth.map(|g| g.round()),
+        "targets": targets.iter().map(|(name, value, met)| json!({
+            "target": name, "value": round(*value, 3), "met": met,
+        })).collect::<Vec<_>>(),
+        "total_seconds": round(total.elapsed().as_secs_f64(), 1),
+    });
+    if let Some(dir) = json_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", json_path.display()));
+    println!(
+        "\nwritten to {} ({:.0} s in all)",
+        json_path.display(),
+        total.elapsed().as_secs_f64()
+    );
+}
