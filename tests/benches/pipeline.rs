@@ -3,8 +3,8 @@
 //!
 //! 1. Ceiling: a passthrough consumer → producer in this process, with the processor's own
 //!    client configuration (`processor::service::{consumer_config, producer_config}`) and batch
-//!    loop shape (batches of 10 000 or 100 ms, outputs acknowledged, offsets stored), copying
-//!    each record to the output topic: no parsing, no windows.
+//!    loop shape (a batch takes the records ready, up to 10 000; outputs acknowledged, offsets
+//!    stored), copying each record to the output topic: no parsing, no windows.
 //! 2. Throughput: the release processor from the start of a pre-loaded topic (6 partitions,
 //!    seeded simulator readings) to zero lag, per guarantee, with 1 and 2 replicas: readings/s,
 //!    CPU-seconds per million readings and peak resident memory (from /proc).
@@ -29,6 +29,7 @@ use e2e_tests::kafka_io::lag;
 use e2e_tests::service::{Service, http_get, simulator_args};
 use e2e_tests::topics::PipelineTopics;
 use e2e_tests::{repo_root, unique};
+use futures::FutureExt as _;
 use processor::hot_path::{HotPath, sample_records};
 use processor::service::{consumer_config, producer_config};
 use processor::{Config, Guarantee};
@@ -206,16 +207,18 @@ async fn copy_records(config: &Config, output: &str, stop: &AtomicBool) {
         .subscribe(&[config.processor.input_topic.as_str()])
         .expect("subscribe");
     while !stop.load(Ordering::Relaxed) {
+        // As the processor batches: wait for a first record, take what else is ready.
         let mut deliveries = Vec::with_capacity(10_000);
         let mut next: HashMap<i32, i64> = HashMap::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
-        while deliveries.len() < 10_000 {
-            let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
-                break;
-            };
+        let Ok(first) = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await
+        else {
+            continue;
+        };
+        let mut message = Some(first);
+        while let Some(Ok(m)) = message {
             let mut record = FutureRecord::to(output)
-                .payload(message.payload().unwrap_or_default())
-                .key(message.key().unwrap_or_default());
+                .payload(m.payload().unwrap_or_default())
+                .key(m.key().unwrap_or_default());
             loop {
                 match producer.send_result(record) {
                     Ok(delivery) => break deliveries.push(delivery),
@@ -225,7 +228,12 @@ async fn copy_records(config: &Config, output: &str, stop: &AtomicBool) {
                     }
                 }
             }
-            next.insert(message.partition(), message.offset() + 1);
+            next.insert(m.partition(), m.offset() + 1);
+            message = if deliveries.len() < 10_000 {
+                consumer.recv().now_or_never()
+            } else {
+                None
+            };
         }
         for delivery in futures::future::join_all(deliveries).await {
             assert!(matches!(delivery, Ok(Ok(_))), "passthrough delivery failed");
@@ -342,11 +350,10 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64) -> Value {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             let received = now_ms();
             last_message = Instant::now();
-            let taken = message
-                .payload()
-                .and_then(|p| serde_json::from_slice::<Value>(p).ok())
-                .and_then(|v| v["timestamp"].as_str().map(parse_ms));
-            if let Some(Some(taken)) = taken
+            // The reading's timestamp, found without parsing the whole event: at tens of
+            // thousands of events per second this reader shares the machine with the pipeline.
+            let taken = message.payload().and_then(event_timestamp_ms);
+            if let Some(taken) = taken
                 && taken >= warm_up_ms
             {
                 latencies.push(received - taken);
@@ -387,6 +394,13 @@ fn now_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn event_timestamp_ms(event: &[u8]) -> Option<f64> {
+    const FIELD: &[u8] = br#""timestamp":""#;
+    let start = event.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let end = start + event[start..].iter().position(|&b| b == b'"')?;
+    parse_ms(std::str::from_utf8(&event[start..end]).ok()?)
 }
 
 fn parse_ms(text: &str) -> Option<f64> {
@@ -479,7 +493,7 @@ fn main() {
     );
 
     eprintln!("ceiling: passthrough...");
-    let ceiling = passthrough(&bootstrap, &topics, readings);
+    let first_ceiling = passthrough(&bootstrap, &topics, readings);
     let mut runs = Vec::new();
     for (guarantee, replicas) in [
         ("at_least_once", 1),
@@ -492,14 +506,30 @@ fn main() {
             &bootstrap, &topics, readings, guarantee, replicas,
         ));
     }
+    // The ceiling is the better of two runs, one before and one after the processors, so
+    // that a cold or busy broker does not lower it.
+    eprintln!("ceiling: passthrough, second run...");
+    let second_ceiling = passthrough(&bootstrap, &topics, readings);
+    let ceiling = if second_ceiling.rate() > first_ceiling.rate() {
+        second_ceiling
+    } else {
+        first_ceiling
+    };
     let alo = runs[0].rate();
     let eos = runs[1].rate();
 
-    let rate = (alo / 2.0).round() as u64;
+    // Half the measured throughput, as the issue asks, and a tenth: on a small machine the
+    // simulator, the broker and the reader share the cores with the processor, so half its
+    // solo throughput already loads the machine fully.
     let mut latencies = Vec::new();
-    for guarantee in ["at_least_once", "exactly_once"] {
-        eprintln!("latency: {guarantee} at {rate} readings/s for {latency_secs} s...");
-        latencies.push(latency(&bootstrap, guarantee, rate, latency_secs));
+    for fraction in [0.5, 0.1] {
+        let rate = (alo * fraction).round() as u64;
+        for guarantee in ["at_least_once", "exactly_once"] {
+            eprintln!("latency: {guarantee} at {rate} readings/s for {latency_secs} s...");
+            let mut figures = latency(&bootstrap, guarantee, rate, latency_secs);
+            figures["fraction_of_throughput"] = json!(fraction);
+            latencies.push(figures);
+        }
     }
 
     let mut states = Vec::new();
@@ -537,12 +567,16 @@ fn main() {
     println!();
     println!(
         "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8}",
-        "latency at readings/s", "rate", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+        "latency", "readings/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
     );
     for l in &latencies {
         println!(
             "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8}",
-            l["guarantee"].as_str().unwrap_or("?"),
+            format!(
+                "{}, {}% load",
+                l["guarantee"].as_str().unwrap_or("?"),
+                l["fraction_of_throughput"].as_f64().unwrap_or(0.0) * 100.0
+            ),
             l["rate"],
             l["p50_ms"],
             l["p99_ms"],

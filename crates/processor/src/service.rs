@@ -1,7 +1,10 @@
 //! The consume → process → produce → commit loop, one batch at a time.
 //!
-//! A batch collects records for up to `commit_interval_ms` (or `batch_max_records`), turns
-//! them into events, dead letters and window-state changes, and commits:
+//! A batch takes the records the consumer has ready, and closes as soon as it has none ready
+//! (or after `commit_interval_ms`, or at `batch_max_records`): a light load gives small batches
+//! committed at once, so results are not held back; a backlog gives full batches, so the cost
+//! of a commit is spread over many records. The batch's records become events, dead letters
+//! and window-state changes, and are committed:
 //!
 //! - `exactly_once`: all of it, with the batch's input offsets, in one Kafka transaction. An
 //!   abortable error aborts it, rewinds the consumer to the batch's first offsets and rolls the
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use ::metrics::{counter, histogram};
 use anyhow::{Context as _, bail};
+use futures::FutureExt as _;
 use pipeline_runtime::endpoints::{self, Health};
 use pipeline_runtime::kafka::{TracingContext, client_config, wait_for_topics};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -257,6 +261,16 @@ impl<'a> Worker<'a> {
                     self.accept(&mut batch, message).await;
                     if deadline.is_none() && !batch.is_empty() {
                         deadline = Some(Instant::now() + Duration::from_millis(self.config.processor.commit_interval_ms));
+                    }
+                    // Take what else is ready without waiting; close the batch when nothing is.
+                    while batch.len() < self.config.processor.batch_max_records {
+                        match consumer.recv().now_or_never() {
+                            Some(message) => self.accept(&mut batch, message).await,
+                            None => break,
+                        }
+                    }
+                    if !batch.is_empty() {
+                        break;
                     }
                 }
             }
