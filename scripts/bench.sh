@@ -10,4 +10,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "==> building release binaries" >&2
 cargo build --release --locked --bins
 scripts/kafka.sh fetch
+# The services run as the image runs them (Dockerfile: MALLOC_ARENA_MAX=2).
+export MALLOC_ARENA_MAX=2
 cargo bench --locked -p e2e-tests --bench pipeline

@@ -173,6 +173,143 @@ struct WireReading<'a> {
     timestamp: Option<&'a RawValue>,
 }
 
+/// The four fields of a reading as raw JSON texts (`None`: absent; `"null"`: null).
+#[derive(Debug, Default, PartialEq)]
+struct Fields<'a> {
+    sensor_id: Option<&'a str>,
+    seq: Option<&'a str>,
+    temperature: Option<&'a str>,
+    timestamp: Option<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    /// With serde_json: any valid JSON object, and the precise error for anything else.
+    fn parse(text: &'a str) -> Result<Fields<'a>, DecodeError> {
+        let wire: WireReading<'a> = serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                DecodeError::Malformed(e.to_string())
+            } else {
+                DecodeError::NotJson(e.to_string())
+            }
+        })?;
+        Ok(Fields {
+            sensor_id: wire.sensor_id.map(RawValue::get),
+            seq: wire.seq.map(RawValue::get),
+            temperature: wire.temperature.map(RawValue::get),
+            timestamp: wire.timestamp.map(RawValue::get),
+        })
+    }
+
+    /// The hot path's shortcut: a flat object whose values are strings without escapes,
+    /// numbers, booleans or null, each field once, is read in one pass. Anything else
+    /// (nesting, escapes, duplicates, any syntax error) returns `None` and goes to
+    /// [`Fields::parse`]; a property test checks the two agree wherever this one answers.
+    fn scan(text: &'a str) -> Option<Fields<'a>> {
+        let b = text.as_bytes();
+        let mut i = skip_ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        let mut fields = Fields::default();
+        i = skip_ws(b, i + 1);
+        if b.get(i) == Some(&b'}') {
+            return (skip_ws(b, i + 1) == b.len()).then_some(fields);
+        }
+        loop {
+            let (key_start, key_end) = scan_string(b, i)?;
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let value_end = scan_value(b, i)?;
+            let value = &text[i..value_end];
+            let slot = match &text[key_start + 1..key_end - 1] {
+                "sensor_id" => Some(&mut fields.sensor_id),
+                "seq" => Some(&mut fields.seq),
+                "temperature" => Some(&mut fields.temperature),
+                "timestamp" => Some(&mut fields.timestamp),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                if slot.is_some() {
+                    return None; // a duplicate: serde_json's error message says which
+                }
+                *slot = Some(value);
+            }
+            i = skip_ws(b, value_end);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(fields),
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// A string without escapes or control characters starting at `i`: its start and end
+/// (past the closing quote).
+fn scan_string(b: &[u8], i: usize) -> Option<(usize, usize)> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let len = b[i + 1..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    (b[i + 1 + len] == b'"').then_some((i, i + len + 2))
+}
+
+/// The end of a scalar JSON value starting at `i` (a string as above, a number in JSON's
+/// grammar, `true`, `false` or `null`).
+fn scan_value(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => scan_string(b, i).map(|(_, end)| end),
+        b't' => b[i..].starts_with(b"true").then_some(i + 4),
+        b'f' => b[i..].starts_with(b"false").then_some(i + 5),
+        b'n' => b[i..].starts_with(b"null").then_some(i + 4),
+        _ => scan_number(b, i),
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+fn scan_number(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |b: &[u8], i: usize| b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i += digits(b, i),
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        let n = digits(b, i + 1);
+        if n == 0 {
+            return None;
+        }
+        i += 1 + n;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(b, i);
+        if n == 0 {
+            return None;
+        }
+        i += n;
+    }
+    Some(i)
+}
+
 /// Keeps `null` as a value instead of letting serde fold it into `None`.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
@@ -202,18 +339,15 @@ impl<'a> Reading<'a> {
             // Tell "some other JSON value" apart from "not JSON at all".
             return Err(match serde_json::from_str::<&RawValue>(text) {
                 Ok(value) => DecodeError::NotObject {
-                    found: json_kind(value),
+                    found: json_kind(value.get()),
                 },
                 Err(e) => DecodeError::NotJson(e.to_string()),
             });
         }
-        let wire: WireReading<'a> = serde_json::from_str(text).map_err(|e| {
-            if e.is_data() {
-                DecodeError::Malformed(e.to_string())
-            } else {
-                DecodeError::NotJson(e.to_string())
-            }
-        })?;
+        let wire = match Fields::scan(text) {
+            Some(fields) => fields,
+            None => Fields::parse(text)?,
+        };
 
         let temperature = match non_null(wire.temperature) {
             None if wire.temperature.is_none() => return Err(DecodeError::MissingTemperature),
@@ -225,7 +359,6 @@ impl<'a> Reading<'a> {
                 // JSON's number grammar is a subset of Rust's float syntax, and both round
                 // correctly; a number too large for an f64 (such as 1e999) parses as infinite.
                 let t: f64 = raw
-                    .get()
                     .parse()
                     .map_err(|_| wrong_type("temperature", "a number", Some(raw)))?;
                 if !t.is_finite() {
@@ -272,7 +405,6 @@ impl<'a> Reading<'a> {
             // A JSON integer is digits with an optional minus; `u64::from_str` takes the
             // unsigned ones and rejects fractions, exponents and overflow, as serde would.
             Some(raw) => raw
-                .get()
                 .parse::<u64>()
                 .map_err(|_| wrong_type("seq", "an unsigned integer", Some(raw)))?,
         };
@@ -323,8 +455,7 @@ impl<'a> Reading<'a> {
 }
 
 /// A JSON string's value, borrowed when it has no escapes; `None` if `raw` is not a string.
-fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
+fn json_str(text: &str) -> Option<Cow<'_, str>> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     if inner.contains('\\') {
         serde_json::from_str::<String>(text).ok().map(Cow::Owned)
@@ -336,16 +467,15 @@ fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// An optional field that is absent or JSON `null` counts as absent.
-fn non_null(raw: Option<&RawValue>) -> Option<&RawValue> {
-    raw.filter(|r| r.get() != "null")
+fn non_null(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|r| *r != "null")
 }
 
-fn wrong_type(field: &'static str, expected: &'static str, raw: Option<&RawValue>) -> DecodeError {
+fn wrong_type(field: &'static str, expected: &'static str, raw: Option<&str>) -> DecodeError {
     let found = match raw {
         None => "nothing".to_owned(),
-        Some(raw) => {
-            let text = raw.get();
-            let kind = json_kind(raw);
+        Some(text) => {
+            let kind = json_kind(text);
             if text.len() <= 40 {
                 format!("{kind} {text}")
             } else {
@@ -360,8 +490,8 @@ fn wrong_type(field: &'static str, expected: &'static str, raw: Option<&RawValue
     }
 }
 
-fn json_kind(raw: &RawValue) -> &'static str {
-    match raw.get().as_bytes().first() {
+fn json_kind(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
         Some(b'{') => "an object",
         Some(b'[') => "an array",
         Some(b'"') => "a string",

@@ -213,3 +213,107 @@ fn strings_are_borrowed_from_the_record_unless_escaped() {
     assert_eq!(r.sensor_id, "default");
     assert_eq!(r.timestamp, "2026-11-22T00:02:03Z");
 }
+
+/// The one-pass scanner answers only where serde_json agrees with it, field for field.
+mod flat_scanner {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "sensor_id",
+            "seq",
+            "temperature",
+            "timestamp",
+            "other",
+            "se\\u0071",
+            "Seq",
+            "",
+        ])
+        .prop_map(|k| format!("\"{k}\""))
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "\"sensor-1\"",
+                "\"a\\\"b\"",
+                "\"\\u00e9\"",
+                "\"\"",
+                "\"2026-11-22T01:02:03.456Z\"",
+                "0",
+                "-0",
+                "01",
+                "1.",
+                ".5",
+                "1.5e3",
+                "1E+2",
+                "-",
+                "1e",
+                "2.5e-3",
+                "123456789012345678901234",
+                "true",
+                "false",
+                "null",
+                "nul",
+                "tru",
+                "{}",
+                "{\"a\":1}",
+                "[1,2]",
+                "[]",
+                "\"\t\"",
+            ])
+            .prop_map(str::to_owned),
+            any::<f64>().prop_map(|v| v.to_string()),
+            any::<u64>().prop_map(|v| v.to_string()),
+            "\"[ -~é]{0,12}\"",
+        ]
+    }
+
+    fn ws() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["", "", " ", "\n", "\t ", "\r\n"]).prop_map(str::to_owned)
+    }
+
+    fn object() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((ws(), key(), ws(), ws(), value(), ws()), 0..7),
+            ws(),
+            ws(),
+            prop::sample::select(vec!["", "", "", ",", "x", "}"]),
+        )
+            .prop_map(|(fields, lead, trail, junk)| {
+                let body: Vec<String> = fields
+                    .into_iter()
+                    .map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"))
+                    .collect();
+                format!("{lead}{{{}}}{trail}{junk}", body.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn agrees_with_serde_json(text in object()) {
+            if let Some(fields) = Fields::scan(&text) {
+                prop_assert_eq!(Fields::parse(&text), Ok(fields), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn takes_the_simulator_s_records_and_leaves_the_rest() {
+        let record = r#"{"sensor_id":"sensor-0007","seq":1234,"temperature":41.27,"timestamp":"2026-11-22T01:02:03.456Z"}"#;
+        let fields = Fields::scan(record).expect("the simulator's records take the shortcut");
+        assert_eq!(fields.temperature, Some("41.27"));
+        assert_eq!(fields.sensor_id, Some("\"sensor-0007\""));
+        for other in [
+            r#"{"temperature":1,"temperature":2}"#,
+            r#"{"temperature":1,"extra":{"a":1}}"#,
+            r#"{"sensor_id":"a\"b","temperature":1}"#,
+            r#"{"temperature":1} x"#,
+            r#"{"temperature":01}"#,
+        ] {
+            assert_eq!(Fields::scan(other), None, "{other}");
+        }
+    }
+}
