@@ -305,7 +305,12 @@ impl<'a> Worker<'a> {
     /// Revoked partitions: their windows and collected records are dropped. Assigned ones:
     /// their restore starts.
     fn apply_assignment_changes(&mut self, batch: &mut Vec<BorrowedMessage<'a>>) {
-        for change in self.context.take_changes() {
+        // Called for every record: nothing to do is the common case.
+        let changes = self.context.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        for change in changes {
             match change {
                 AssignmentChange::Revoked(partitions) => {
                     counter!(crate::metrics::REBALANCES).increment(1);
