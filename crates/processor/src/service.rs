@@ -41,7 +41,7 @@ use crate::rebalance::{AssignmentChange, ProcessorContext};
 use crate::transactions::Transactions;
 use crate::windows::{
     CHECKPOINT_KEY, EVENT_TYPE_HEADER, Routed, Router, dead_letter_headers, encode_checkpoint,
-    encode_event, encode_state,
+    encode_event, encode_state_into,
 };
 use crate::{Config, Guarantee};
 
@@ -574,25 +574,25 @@ impl<'a> Worker<'a> {
         next_offsets: &HashMap<i32, i64>,
         deliveries: &mut Vec<DeliveryFuture>,
     ) -> anyhow::Result<()> {
-        let mut writes: Vec<(i32, Vec<u8>, Vec<u8>)> = self
-            .router
-            .touched()
-            .map(|(partition, sensor, state)| {
-                (partition, sensor.as_bytes().to_vec(), encode_state(state))
-            })
-            .collect();
-        writes.extend(
-            next_offsets
-                .iter()
-                .filter(|(partition, _)| self.router.has_partition(**partition))
-                .map(|(&partition, &next)| {
-                    (partition, CHECKPOINT_KEY.to_vec(), encode_checkpoint(next))
-                }),
-        );
-        for (partition, key, value) in &writes {
+        // One buffer for every value: librdkafka copies each record when it is enqueued.
+        let mut value = Vec::with_capacity(256);
+        for (partition, sensor, state) in self.router.touched() {
+            value.clear();
+            encode_state_into(state, &mut value);
             let record = FutureRecord::to(&self.state_topic)
-                .partition(*partition)
-                .key(key.as_slice())
+                .partition(partition)
+                .key(sensor.as_bytes())
+                .payload(value.as_slice());
+            deliveries.push(send(self.producer, record).await?);
+        }
+        for (&partition, &next) in next_offsets {
+            if !self.router.has_partition(partition) {
+                continue;
+            }
+            let value = encode_checkpoint(next);
+            let record = FutureRecord::to(&self.state_topic)
+                .partition(partition)
+                .key(CHECKPOINT_KEY)
                 .payload(value.as_slice());
             deliveries.push(send(self.producer, record).await?);
         }

@@ -249,11 +249,33 @@ struct StateRecord {
 
 /// The changelog value for a sensor's state.
 pub fn encode_state(state: &SensorState) -> Vec<u8> {
-    serde_json::to_vec(&StateRecord {
-        offset: state.applied_offset,
-        values: state.window.iter().collect(),
-    })
-    .unwrap_or_default()
+    let mut out = Vec::with_capacity(128);
+    encode_state_into(state, &mut out);
+    out
+}
+
+/// Appends [`encode_state`]'s bytes to `out`, without collecting the window first.
+pub fn encode_state_into(state: &SensorState, out: &mut Vec<u8>) {
+    /// The window's values, oldest first, serialized as a JSON array straight from the ring.
+    struct Values<'a>(&'a Window);
+    impl Serialize for Values<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(self.0.iter())
+        }
+    }
+    #[derive(Serialize)]
+    struct StateRecordRef<'a> {
+        offset: i64,
+        values: Values<'a>,
+    }
+    // Writing into a Vec cannot fail, and the values are finite.
+    let _ = serde_json::to_writer(
+        out,
+        &StateRecordRef {
+            offset: state.applied_offset,
+            values: Values(&state.window),
+        },
+    );
 }
 
 /// A sensor's state from its changelog value, in a window of `window_size` (the newest values
