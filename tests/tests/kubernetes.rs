@@ -74,6 +74,20 @@ fn int(value: &Value) -> u64 {
         .unwrap_or_else(|| panic!("{value:?} is not an integer"))
 }
 
+/// The container exposes the port of `http_address` (the service's setting) and probes
+/// `/readyz` and `/healthz` on it. Returns the port.
+fn assert_probes(container: &Value, http_address: &str) -> u64 {
+    let port: u64 = http_address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    assert_eq!(int(&container["ports"][0]["containerPort"]), port);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    port
+}
+
 /// The environment a container of `deployment` gets from the settings ConfigMap and its own
 /// `env` literals (valueFrom entries as `from-field`).
 fn environment(objects: &[Value], deployment: &Value) -> Vec<(String, String)> {
@@ -188,16 +202,7 @@ fn the_processor_deployment_matches_the_service() {
     assert_eq!(Some(config.kafka.brokers.clone()), brokers);
 
     // Probes on the endpoints, on the port the service listens on.
-    let port: u64 = config
-        .processor
-        .http_address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    assert_eq!(int(&container["ports"][0]["containerPort"]), port);
-    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let port = assert_probes(container, &config.processor.http_address);
     let template = &deployment["spec"]["template"];
     assert_eq!(
         template["metadata"]["annotations"]["prometheus.io/port"],
@@ -243,14 +248,5 @@ fn the_simulator_deployment_matches_the_service() {
     )
     .unwrap_or_else(|e| panic!("the manifest's settings: {e}"));
     config.validate().expect("valid settings");
-    let port: u64 = config
-        .simulator
-        .http_address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    assert_eq!(int(&container["ports"][0]["containerPort"]), port);
-    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_probes(container, &config.simulator.http_address);
 }
