@@ -28,12 +28,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::lag;
-use e2e_tests::service::{Service, http_get, simulator_args};
+use e2e_tests::service::{Service, http_get, simulator_args, wait_ready};
 use e2e_tests::topics::PipelineTopics;
 use e2e_tests::{repo_root, unique};
 use futures::FutureExt as _;
+use pipeline_runtime::kafka::TracingContext;
 use processor::hot_path::{HotPath, sample_records};
-use processor::service::{consumer_config, producer_config};
+use processor::service::{consumer_config, producer_config, send};
 use processor::{Config, Guarantee};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -220,9 +221,10 @@ async fn copy_records(
     let consumer: StreamConsumer = consumer_config(config, "bench-passthrough")
         .create()
         .expect("consumer");
-    let producer: FutureProducer = producer_config(config, "bench-passthrough", "passthrough")
-        .create()
-        .expect("producer");
+    let producer: FutureProducer<TracingContext> =
+        producer_config(config, "bench-passthrough", "passthrough")
+            .create_with_context(TracingContext)
+            .expect("producer");
     consumer
         .subscribe(&[config.processor.input_topic.as_str()])
         .expect("subscribe");
@@ -237,18 +239,10 @@ async fn copy_records(
         first_record.get_or_init(Instant::now);
         let mut message = Some(first);
         while let Some(Ok(m)) = message {
-            let mut record = FutureRecord::to(output)
+            let record = FutureRecord::to(output)
                 .payload(m.payload().unwrap_or_default())
                 .key(m.key().unwrap_or_default());
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => break deliveries.push(delivery),
-                    Err((_, back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                }
-            }
+            deliveries.push(send(&producer, record).await.expect("enqueueing a copy"));
             next.insert(m.partition(), m.offset() + 1);
             message = if deliveries.len() < 10_000 {
                 consumer.recv().now_or_never()
@@ -334,14 +328,6 @@ fn throughput(
         startup_seconds: (ready - started).as_secs_f64(),
         cpu_seconds: cpu,
         peak_mib: Some(peak),
-    }
-}
-
-fn wait_ready(address: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(address, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "{address} never became ready");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -216,6 +216,15 @@ impl Drop for Service {
     }
 }
 
+/// Waits (up to a minute) until the service at `address` answers `/readyz` with 200.
+pub fn wait_ready(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(address, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "{address} never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// GETs `path` from `address` over plain HTTP/1.0: (status code, body).
 pub fn http_get(address: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::kafka_io::{produce, producer, read_topic, wait_for_group, wait_until_consumed};
-use e2e_tests::service::{Service, http_get, simulator_args};
+use e2e_tests::service::{Service, http_get, simulator_args, wait_ready};
 use e2e_tests::topics::PipelineTopics;
 
 /// `name{labels}` → value, from the Prometheus text format.
@@ -20,14 +20,6 @@ fn scrape(address: &str) -> HashMap<String, f64> {
             Some((series.to_owned(), value.parse().ok()?))
         })
         .collect()
-}
-
-fn wait_ready(address: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(address, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "{address} never became ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -97,12 +89,7 @@ fn metrics_and_health_match_what_was_sent_and_processed() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let m = scrape(&address);
-        let lags: Vec<f64> = (0..6)
-            .filter_map(|p| {
-                m.get(&format!("sensor_consumer_lag{{partition=\"{p}\"}}"))
-                    .copied()
-            })
-            .collect();
+        let lags = lags(&m);
         if m.get("sensor_readings_consumed_total") == Some(&(input.len() as f64))
             && lags.len() == 6
             && lags.iter().all(|l| *l == 0.0)

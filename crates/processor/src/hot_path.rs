@@ -1,13 +1,14 @@
 //! The processor's per-record work without Kafka, for benchmarks: decode a record, apply it to
 //! its sensor's window through the [`Router`] (undo log and applied offsets included), encode
-//! each event as the output record's JSON with [`encode_event`], the call the service makes.
+//! each event as the output record's JSON with
+//! [`Event::write_json`](sensor_contract::Event::write_json), as the service does.
 //!
 //! Used by `benches/hot_path.rs` (criterion) and by `scripts/bench.sh`'s table.
 
 use sensor_contract::reading::format_millis;
 use sensor_contract::{DecodeOptions, ProcessingRules, RawRecord, Reading};
 
-use crate::windows::{Routed, Router, encode_event};
+use crate::windows::{Routed, Router};
 
 /// An input record as the consumer hands it over.
 #[derive(Debug, Clone)]
@@ -111,7 +112,7 @@ impl HotPath {
                 if let Ok(Routed::Applied) = self.router.route(0, &raw, &mut events) {
                     for event in events.drain(..) {
                         self.encoded.clear();
-                        encode_event(&event, &mut self.encoded);
+                        event.write_json(&mut self.encoded);
                         produced.events += 1;
                         produced.bytes += self.encoded.len() as u64;
                     }

@@ -41,7 +41,7 @@ use crate::rebalance::{AssignmentChange, ProcessorContext};
 use crate::transactions::Transactions;
 use crate::windows::{
     CHECKPOINT_KEY, EVENT_TYPE_HEADER, Routed, Router, dead_letter_headers, encode_checkpoint,
-    encode_event, encode_state_into,
+    encode_state_into,
 };
 use crate::{Config, Guarantee};
 
@@ -99,8 +99,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     .context("reading the input topic's partitions")?;
     changelog::ensure_topic(&config.kafka, &state_topic, input_partitions as i32).await?;
     let transactions = if exactly_once {
-        let transactional_id = format!("{}-{instance}", settings.group_id);
-        let transactions = Transactions::new(&producer, &transactional_id);
+        let transactions = Transactions::new(&producer, &transactional_id(config, &instance));
         if !transactions.init(&shutdown).await? {
             return Ok(());
         }
@@ -179,7 +178,7 @@ pub fn consumer_config(config: &Config, client_id: &str) -> ClientConfig {
 /// the transactional id `<group_id>-<instance>`.
 pub fn producer_config(config: &Config, client_id: &str, instance: &str) -> ClientConfig {
     let settings = &config.processor;
-    let transactional_id = format!("{}-{instance}", settings.group_id);
+    let transactional_id = transactional_id(config, instance);
     let transaction_timeout = settings.transaction_timeout_ms.to_string();
     let mut producer_settings = vec![
         ("enable.idempotence", "true"),
@@ -192,6 +191,11 @@ pub fn producer_config(config: &Config, client_id: &str, instance: &str) -> Clie
         producer_settings.push(("transaction.timeout.ms", transaction_timeout.as_str()));
     }
     client_config(&config.kafka, client_id, &producer_settings)
+}
+
+/// `<group_id>-<instance>`: one per replica, fenced by the group generation (KIP-447).
+fn transactional_id(config: &Config, instance: &str) -> String {
+    format!("{}-{instance}", config.processor.group_id)
 }
 
 /// A partition whose windows are being restored.
@@ -236,34 +240,29 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
-    /// Waits for a first record, then collects more until the commit interval has passed,
-    /// the batch is full or shutdown is requested. Finished restores are applied meanwhile.
+    /// Waits for a first record, then takes the records already waiting until none is ready,
+    /// the batch is full or the commit interval has passed. Finished restores and assignment
+    /// changes are applied meanwhile.
     async fn collect_batch(
         &mut self,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Vec<BorrowedMessage<'a>>> {
         let consumer = self.consumer;
+        let settings = &self.config.processor;
+        let interval = Duration::from_millis(settings.commit_interval_ms);
         let mut batch = Vec::new();
-        let mut deadline: Option<Instant> = None;
-        while batch.len() < self.config.processor.batch_max_records {
-            let sleep = tokio::time::sleep_until(
-                deadline
-                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
-                    .into(),
-            );
+        loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = sleep, if deadline.is_some() => break,
                 Some(restored) = self.restored_rx.recv() => self.finish_restore(restored)?,
                 _ = self.context.changed() => self.apply_assignment_changes(&mut batch),
                 message = consumer.recv() => {
+                    let started = Instant::now();
                     self.accept(&mut batch, message).await;
-                    if deadline.is_none() && !batch.is_empty() {
-                        deadline = Some(Instant::now() + Duration::from_millis(self.config.processor.commit_interval_ms));
-                    }
-                    // Take what else is ready without waiting; close the batch when nothing is.
-                    while batch.len() < self.config.processor.batch_max_records {
+                    // Take what else is ready without waiting; close the batch when nothing
+                    // is, when it is full, or after the commit interval.
+                    while batch.len() < settings.batch_max_records && started.elapsed() < interval {
                         match consumer.recv().now_or_never() {
                             Some(message) => self.accept(&mut batch, message).await,
                             None => break,
@@ -525,7 +524,7 @@ impl<'a> Worker<'a> {
                             Event::Average(_) => self.tally.averages += 1,
                         }
                         payload.clear();
-                        encode_event(&event, &mut payload);
+                        event.write_json(&mut payload);
                         let headers = OwnedHeaders::new().insert(Header {
                             key: EVENT_TYPE_HEADER,
                             value: Some(event.kind()),
@@ -667,8 +666,9 @@ async fn final_commit(consumer: &Processor) {
     }
 }
 
-/// Enqueues a record, waiting while librdkafka's local queue is full.
-async fn send<K, P>(
+/// Enqueues a record, waiting while librdkafka's local queue is full. Public so that the
+/// benchmark's passthrough enqueues exactly as the processor does.
+pub async fn send<K, P>(
     producer: &FutureProducer<TracingContext>,
     mut record: FutureRecord<'_, K, P>,
 ) -> anyhow::Result<DeliveryFuture>

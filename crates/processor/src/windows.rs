@@ -20,9 +20,10 @@ pub const EVENT_TYPE_HEADER: &str = "event-type";
 /// One partition's sensors by id. Ids are `SmolStr`s: up to 23 bytes they live inside the
 /// map's bucket, so finding a sensor touches no other memory (with 10 000 sensors read in
 /// turn, the id's separate allocation was a cache miss per reading), and cloning one for the
-/// undo log copies 24 bytes (longer ids are shared, reference-counted). hashbrown's map is std's, with its default foldhash hasher: several
-/// times faster than std's SipHash on short keys. HashDoS resistance buys little here: a
-/// producer able to choose sensor ids at will can already fill the processor's memory.
+/// undo log copies 24 bytes (longer ids are shared, reference-counted). hashbrown's map is
+/// std's, with its default foldhash hasher: several times faster than std's SipHash on short
+/// keys. HashDoS resistance buys little here: a producer able to choose sensor ids at will can
+/// already fill the processor's memory.
 pub type Sensors = hashbrown::HashMap<SmolStr, SensorState>;
 
 /// One sensor's state.
@@ -212,11 +213,6 @@ impl Router {
         self.undo_values.clear();
         self.batch += 1;
     }
-}
-
-/// Encodes `event` as its output record's value (the version-1 event JSON) into `out`.
-pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
-    out.extend_from_slice(&event.to_json());
 }
 
 /// Key of a partition's checkpoint record in the changelog. Not UTF-8, so it can never be a
