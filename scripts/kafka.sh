@@ -16,6 +16,10 @@
 # A broker's state lives in a directory (default: $KAFKA_STATE_DIR or <repo>/.kafka/default):
 # server.properties, data/, broker.log, pid and bootstrap. Starting again on an existing directory
 # reuses its storage and ports, so a broker can be restarted with its data.
+#
+# The broker keeps Kafka's stock topic settings (auto.create.topics.enable=true,
+# num.partitions=1), as the official image and many users' clusters do: every test runs against
+# them, so no client of the project may create a topic as a side effect of a metadata request.
 set -euo pipefail
 
 KAFKA_VERSION=4.3.1
@@ -98,7 +102,6 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DIR/data
-num.partitions=6
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=10
 transaction.state.log.replication.factor=1
@@ -108,7 +111,6 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.cleaner.dedupe.buffer.size=1048577
-auto.create.topics.enable=false
 EOF
   cat >"$DIR/log4j2.properties" <<EOF
 status = warn

@@ -2,7 +2,7 @@
 //! of the test command). Asserts nothing; prints one table and writes it as JSON.
 //!
 //! 1. Ceiling: a passthrough consumer → producer in this process, with the processor's own
-//!    client configuration (`processor::service::{consumer_config, producer_config}`) and batch
+//!    client configuration (`stream_engine::clients::{consumer_config, producer_config}`) and batch
 //!    loop shape (a batch takes the records ready, up to 10 000; outputs acknowledged, offsets
 //!    stored), copying each record to the output topic: no parsing, no windows.
 //! 2. Throughput: the release processor over a pre-loaded topic (6 partitions, seeded
@@ -33,13 +33,14 @@ use e2e_tests::topics::PipelineTopics;
 use e2e_tests::{repo_root, unique};
 use futures::FutureExt as _;
 use pipeline_runtime::kafka::TracingContext;
+use pipeline_runtime::kafka::send;
 use processor::hot_path::{HotPath, sample_records};
-use processor::service::{consumer_config, producer_config, send};
 use processor::{Config, Guarantee};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use stream_engine::clients::{consumer_config, producer_config};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -179,6 +180,7 @@ fn passthrough(bootstrap: &str, topics: &PipelineTopics, readings: u64) -> Run {
     config.processor.group_id = unique("bench-ceiling");
     config.processor.input_topic = topics.input.clone();
     config.processor.processing_guarantee = Guarantee::AtLeastOnce;
+    config.processor.instance_id = Some("passthrough".to_owned());
     let group = config.processor.group_id.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let first = Arc::new(OnceLock::new());
@@ -218,13 +220,15 @@ async fn copy_records(
     stop: &AtomicBool,
     first_record: &OnceLock<Instant>,
 ) {
-    let consumer: StreamConsumer = consumer_config(config, "bench-passthrough")
+    let engine = config.engine();
+    let consumer: StreamConsumer = consumer_config(&config.kafka, &engine)
+        .expect("consumer settings")
         .create()
         .expect("consumer");
-    let producer: FutureProducer<TracingContext> =
-        producer_config(config, "bench-passthrough", "passthrough")
-            .create_with_context(TracingContext)
-            .expect("producer");
+    let producer: FutureProducer<TracingContext> = producer_config(&config.kafka, &engine)
+        .expect("producer settings")
+        .create_with_context(TracingContext)
+        .expect("producer");
     consumer
         .subscribe(&[config.processor.input_topic.as_str()])
         .expect("subscribe");

@@ -66,10 +66,14 @@ impl Service {
                 repo_root().join("config/docker.toml").display().to_string(),
             ]
         };
+        // The service writes the address it bound there: several replicas on one host.
+        let address_file = log_dir.path().join("http-address");
         let child = Command::new(binary(name))
             .args(config)
             .args(args)
             .args(own_port)
+            .arg("--http-address-file")
+            .arg(&address_file)
             .env_remove("PIPELINE_CONFIG")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -104,20 +108,18 @@ impl Service {
             .collect()
     }
 
-    /// The address the service serves `/metrics`, `/healthz` and `/readyz` on, from its log.
+    /// The address the service serves `/metrics`, `/healthz` and `/readyz` on, as it wrote it
+    /// to its `--http-address-file`.
     pub fn http_address(&self, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
+        let file = self.log_path.with_file_name("http-address");
         loop {
-            if let Some(address) = self
-                .log_events("serving /metrics, /healthz and /readyz")
-                .first()
-                .and_then(|e| e["address"].as_str().map(str::to_owned))
-            {
+            if let Ok(address) = std::fs::read_to_string(&file) {
                 return address;
             }
             assert!(
                 Instant::now() < deadline,
-                "no HTTP endpoints logged\n{}",
+                "no HTTP address written\n{}",
                 self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));

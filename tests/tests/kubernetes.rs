@@ -212,7 +212,7 @@ fn the_processor_deployment_matches_the_service() {
     // The grace period covers the worst shutdown: the last transaction, then the producer's
     // flush (10 s).
     let grace = int(&template["spec"]["terminationGracePeriodSeconds"]);
-    let worst = config.processor.transaction_timeout_ms.div_ceil(1000) + 10;
+    let worst = (config.processor.transaction_timeout_ms.as_millis() as u64).div_ceil(1000) + 10;
     assert!(
         grace > worst,
         "terminationGracePeriodSeconds {grace} <= {worst}"

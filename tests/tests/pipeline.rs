@@ -257,3 +257,106 @@ fn a_processor_started_before_the_broker_waits_then_works() {
         processor.log_tail()
     );
 }
+
+/// Partitions of `topic` in the cluster's metadata (0: no such topic). The metadata request
+/// itself never creates the topic (a consumer's `allow.auto.create.topics` is false).
+fn partition_count(bootstrap: &str, topic: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .expect("metadata client");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("cluster metadata");
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len())
+}
+
+/// Kafka's stock broker settings create a missing topic, with one partition, for any client
+/// whose metadata request or produce allows it. Tried as a new user would on such a broker, the
+/// processor once exited at start because its own metadata request had made the broker create
+/// the changelog with one partition. No client of the project may create a topic by accident.
+#[test]
+fn on_a_broker_with_stock_topic_settings_no_topic_is_created_by_accident() {
+    let bootstrap = shared_bootstrap();
+    // The test broker really has the stock settings, or this test would prove nothing.
+    let described = std::process::Command::new(e2e_tests::repo_root().join("scripts/kafka.sh"))
+        .args(["configs", "--bootstrap-server", &bootstrap])
+        .args([
+            "--entity-type",
+            "brokers",
+            "--entity-name",
+            "1",
+            "--describe",
+            "--all",
+        ])
+        .output()
+        .expect("kafka-configs");
+    let described = String::from_utf8_lossy(&described.stdout);
+    for stock in ["auto.create.topics.enable=true ", "num.partitions=1 "] {
+        assert!(
+            described.contains(stock),
+            "the broker lacks {stock}:\n{described}"
+        );
+    }
+
+    let topics = PipelineTopics::unique("stock-broker");
+    let state_topic = format!("{}-window-state", topics.group);
+    let mut processor = Service::processor(&topics.processor_args(&bootstrap));
+    assert!(
+        processor.wait_for_log("waiting for topics to be created", Duration::from_secs(30)),
+        "{}",
+        processor.log_tail()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    for topic in [&topics.input, &topics.output, &topics.dlq, &state_topic] {
+        assert_eq!(
+            partition_count(&bootstrap, topic),
+            0,
+            "{topic} was created while the processor waited for its topics"
+        );
+    }
+
+    topics.create(&bootstrap, 6);
+    let mut simulator = Service::simulator(&simulator_args(
+        &bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            "1200",
+            "--sensors",
+            "12",
+            "--seed",
+            "3",
+            "--rate",
+            "0",
+        ],
+    ));
+    simulator.wait_success(Duration::from_secs(60));
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(90),
+    );
+    assert_eq!(
+        partition_count(&bootstrap, &state_topic),
+        6,
+        "the changelog is co-partitioned with the input"
+    );
+    let input = read_topic(&bootstrap, &topics.input);
+    let expected = expected_events(&input, ProcessingRules::default(), &HashMap::new());
+    let actual = actual_events(&read_topic(&bootstrap, &topics.output));
+    let comparison = assert_same_events(&expected, &actual);
+    assert_eq!(input.len(), 1200);
+    assert!(
+        comparison.actual >= 12 * 91,
+        "every sensor's windows filled"
+    );
+    processor.stop(Duration::from_secs(15));
+}

@@ -6,22 +6,36 @@ use std::time::{Duration, Instant};
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::unique;
 use pipeline_runtime::settings::KafkaSettings;
-use processor::changelog::{RestoreTarget, ensure_topic, restore_partition};
-use processor::windows::{CHECKPOINT_KEY, SensorState, encode_checkpoint, encode_state};
+use processor::job::TemperatureJob;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sensor_contract::Window;
+use sensor_contract::{DecodeOptions, ProcessingRules};
+use stream_engine::Job;
+use stream_engine::changelog::{RestoreTarget, ensure_topic, restore_partition};
+use stream_engine::codec::{CHECKPOINT_KEY, Checkpoint, write_envelope};
+use tokio_util::sync::CancellationToken;
 
-fn state(sensor: u32, updates: u32) -> SensorState {
+/// A sensor's changelog value after `updates` readings, as the processor writes it.
+fn state(sensor: u32, updates: u32) -> Vec<u8> {
     let mut window = Window::new(10);
     for k in 0..updates {
         window.push(f64::from(sensor % 50) + f64::from(k) / 10.0);
     }
-    SensorState {
-        window,
-        applied_offset: i64::from(sensor * 3 + updates),
+    let job = TemperatureJob::new(ProcessingRules::default(), DecodeOptions::default());
+    let mut value = Vec::new();
+    write_envelope(i64::from(sensor * 3 + updates), 1, &mut value);
+    job.encode_state(&window, &mut value);
+    value
+}
+
+fn checkpoint(next_offset: i64) -> Vec<u8> {
+    Checkpoint {
+        next_offset,
+        stream_time_ms: None,
     }
+    .encode()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +60,7 @@ async fn a_partition_of_100_000_sensors_is_restored_exactly() {
     for updates in [4, 12] {
         for sensor in 0..SENSORS {
             let key = format!("sensor-{sensor:06}");
-            let value = encode_state(&state(sensor, updates));
+            let value = state(sensor, updates);
             producer
                 .send(
                     BaseRecord::to(&topic)
@@ -61,19 +75,20 @@ async fn a_partition_of_100_000_sensors_is_restored_exactly() {
     producer.flush(Duration::from_secs(60)).expect("flush");
 
     let target = RestoreTarget {
-        state_topic: &topic,
-        input_topic: "no-such-input",
-        group_id: "restore-test-group-without-commits",
+        state_topic: topic.clone(),
+        input_topic: "no-such-input".into(),
+        group_id: "restore-test-group-without-commits".into(),
         partition: 0,
-        window_size: 10,
         catch_up_timeout: Duration::from_secs(30),
     };
+    let never = CancellationToken::new();
     let started = Instant::now();
-    let restored =
-        tokio::task::block_in_place(|| restore_partition(&kafka, &target)).expect("restore");
-    let (sensors, stats) = (restored.sensors, restored.stats);
+    let restored = tokio::task::block_in_place(|| restore_partition(&kafka, &target, &never))
+        .expect("restore");
+    let records = restored.records;
+    let sensors = restored.values;
     let took = started.elapsed();
-    assert_eq!(stats.records, 2 * u64::from(SENSORS));
+    assert_eq!(records, 2 * u64::from(SENSORS));
     assert_eq!(sensors.len(), SENSORS as usize);
     for sensor in [0, 1, 4_242, 99_999] {
         assert_eq!(
@@ -85,9 +100,9 @@ async fn a_partition_of_100_000_sensors_is_restored_exactly() {
     println!(
         "restore: {} sensors from {} changelog records in {:.2} s ({:.0} records/s)",
         sensors.len(),
-        stats.records,
+        records,
         took.as_secs_f64(),
-        stats.records as f64 / took.as_secs_f64()
+        records as f64 / took.as_secs_f64()
     );
 
     let other = restore_partition(
@@ -96,10 +111,11 @@ async fn a_partition_of_100_000_sensors_is_restored_exactly() {
             partition: 1,
             ..target
         },
+        &never,
     )
     .expect("restore of partition 1");
     assert!(
-        other.sensors.is_empty(),
+        other.values.is_empty(),
         "partition 1 holds nothing: co-partitioned state stays apart"
     );
 }
@@ -153,23 +169,23 @@ async fn a_restore_waits_until_the_changelog_reaches_the_committed_offset() {
             .expect("enqueue");
         producer.flush(Duration::from_secs(10)).expect("flush");
     };
-    write(b"s", encode_state(&state(1, 3)));
-    write(CHECKPOINT_KEY, encode_checkpoint(400));
+    write(b"s", state(1, 3));
+    write(CHECKPOINT_KEY, checkpoint(400));
 
     let target = RestoreTarget {
-        state_topic: &state_topic,
-        input_topic: &input_topic,
-        group_id: &group,
+        state_topic: state_topic.clone(),
+        input_topic: input_topic.clone(),
+        group_id: group.clone(),
         partition: 0,
-        window_size: 10,
         catch_up_timeout: Duration::from_secs(30),
     };
+    let never = CancellationToken::new();
     let started = Instant::now();
     let restored = std::thread::scope(|scope| {
-        let restore = scope.spawn(|| restore_partition(&kafka, &target));
+        let restore = scope.spawn(|| restore_partition(&kafka, &target, &never));
         std::thread::sleep(Duration::from_millis(1500));
-        write(b"s", encode_state(&state(1, 7)));
-        write(CHECKPOINT_KEY, encode_checkpoint(500));
+        write(b"s", state(1, 7));
+        write(CHECKPOINT_KEY, checkpoint(500));
         restore.join().expect("restore thread")
     })
     .expect("restore");
@@ -178,9 +194,9 @@ async fn a_restore_waits_until_the_changelog_reaches_the_committed_offset() {
         "the restore waited for the checkpoint"
     );
     assert_eq!(restored.committed, Some(500));
-    assert_eq!(restored.checkpoint, Some(500));
+    assert_eq!(restored.checkpoint.map(|c| c.next_offset), Some(500));
     assert_eq!(
-        restored.sensors["s"],
+        restored.values["s"],
         state(1, 7),
         "the state of offset 500, not 400"
     );
@@ -197,12 +213,38 @@ async fn a_restore_waits_until_the_changelog_reaches_the_committed_offset() {
         &kafka,
         &RestoreTarget {
             catch_up_timeout: Duration::from_secs(2),
-            ..target
+            ..target.clone()
         },
+        &never,
     )
     .expect("restore");
     assert_eq!(
-        (restored.committed, restored.checkpoint),
+        (
+            restored.committed,
+            restored.checkpoint.map(|c| c.next_offset)
+        ),
         (Some(900), Some(500))
+    );
+
+    // Shutdown during a restore that waits for its checkpoint ends it at once.
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let result = std::thread::scope(|scope| {
+        let restore = scope.spawn(|| restore_partition(&kafka, &target, &cancel));
+        std::thread::sleep(Duration::from_millis(500));
+        cancel.cancel();
+        restore.join().expect("restore thread")
+    });
+    assert!(
+        matches!(
+            result,
+            Err(stream_engine::changelog::RestoreError::Cancelled)
+        ),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cancelled in {:?}",
+        started.elapsed()
     );
 }

@@ -3,6 +3,7 @@
 //! when).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,6 +14,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Histogram buckets of every `_seconds` metric: 1 ms to 30 s.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -80,12 +82,18 @@ struct Endpoints {
     health: Arc<Health>,
 }
 
-/// Serves the endpoints on `address` until `shutdown`; returns the bound address (useful with
-/// port 0). An empty `address` serves nothing and returns `None`.
+/// Serves the endpoints on `address` until `shutdown`, on tasks of `tasks`; returns the bound address (useful with
+/// port 0), and writes it to `address_file` when one is given. An empty `address` serves
+/// nothing and returns `None`.
+///
+/// Only the three routes exist: anything else is a 404 with an empty body (no listing, no
+/// debug routes).
 pub async fn serve(
     address: &str,
+    address_file: Option<&Path>,
     health: Arc<Health>,
     shutdown: CancellationToken,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<Option<SocketAddr>> {
     if address.is_empty() {
         return Ok(None);
@@ -97,7 +105,7 @@ pub async fn serve(
     // 2 million readings.
     let upkeep = metrics.clone();
     let upkeep_shutdown = shutdown.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut every = tokio::time::interval(UPKEEP_INTERVAL);
         loop {
             tokio::select! {
@@ -141,7 +149,14 @@ pub async fn serve(
         .with_context(|| format!("binding the HTTP endpoints to {address}"))?;
     let bound = listener.local_addr()?;
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
-    tokio::spawn(async move {
+    if let Some(path) = address_file {
+        // Written whole under another name, then renamed: a reader never sees half an address.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, bound.to_string())
+            .and_then(|()| std::fs::rename(&partial, path))
+            .with_context(|| format!("writing the HTTP address to {}", path.display()))?;
+    }
+    tasks.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;

@@ -1,4 +1,5 @@
-//! Kafka client set-up shared by both services.
+//! Kafka client set-up shared by every service: client configuration with guarded
+//! properties, enqueueing with back-off, waiting for topics, librdkafka's logs in `tracing`.
 
 use std::time::{Duration, Instant};
 
@@ -6,32 +7,151 @@ use rdkafka::ClientConfig;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::KafkaSettings;
+use crate::settings::{KafkaSettings, SettingsError};
+
+/// How a service's own client property may be overridden through `kafka.properties`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Override {
+    /// A tuning choice (`linger.ms`, `compression.type`, ...): the user's value wins.
+    Allowed,
+    /// A property a guarantee depends on (`isolation.level`, `enable.auto.commit`,
+    /// `transactional.id`, `acks`, ...): a different value in `kafka.properties` is a
+    /// configuration error naming the key.
+    Guarded,
+}
+
+/// Properties every client of the project sets and no user may change.
+///
+/// `allow.auto.create.topics=false`: a metadata request or a produce for a missing topic
+/// must never make a broker with stock settings (`auto.create.topics.enable=true`,
+/// `num.partitions=1`) create it with its defaults. (librdkafka's producers default to
+/// `true`, and an admin client is a producer handle.)
+const EVERY_CLIENT: &[(&str, &str)] = &[("allow.auto.create.topics", "false")];
+
+/// librdkafka's other names for guarded properties.
+const ALIASES: &[(&str, &str)] = &[
+    ("request.required.acks", "acks"),
+    ("auto.commit.enable", "enable.auto.commit"),
+    ("metadata.broker.list", "bootstrap.servers"),
+];
+
+/// The producer settings every service of the project starts from: idempotent (no duplicates
+/// or reordering from retries), acknowledged by all in-sync replicas, lz4, a short linger.
+pub const PRODUCER_DEFAULTS: &[(&str, &str, Override)] = &[
+    ("enable.idempotence", "true", Override::Guarded),
+    ("acks", "all", Override::Guarded),
+    ("linger.ms", "5", Override::Allowed),
+    ("compression.type", "lz4", Override::Allowed),
+];
 
 /// A librdkafka configuration for `settings`, named `client_id` in broker logs.
 ///
-/// `defaults` are the service's own choices; the user's `kafka.properties` come last and win.
+/// `properties` are the service's own choices. The user's `kafka.properties` come after them
+/// and win for [`Override::Allowed`] ones; for [`Override::Guarded`] ones (and
+/// `bootstrap.servers`, which is `kafka.brokers`, and `allow.auto.create.topics`) a
+/// different value is an error naming `kafka.properties.<key>`.
 pub fn client_config(
     settings: &KafkaSettings,
     client_id: &str,
-    defaults: &[(&str, &str)],
-) -> ClientConfig {
+    properties: &[(&str, &str, Override)],
+) -> Result<ClientConfig, SettingsError> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.brokers)
         .set("client.id", client_id)
         // Let librdkafka's log lines reach `ClientContext::log`, and so `tracing`.
         .set_log_level(RDKafkaLogLevel::Info);
-    for (key, value) in defaults {
+    let guarded = EVERY_CLIENT
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .chain(std::iter::once((
+            "bootstrap.servers",
+            settings.brokers.as_str(),
+        )))
+        .chain(
+            properties
+                .iter()
+                .filter(|(_, _, o)| *o == Override::Guarded)
+                .map(|(k, v, _)| (*k, *v)),
+        );
+    for (key, value) in guarded {
+        if let Some((user_key, user_value)) = user_value(settings, key)
+            && !same_value(key, user_value, value)
+        {
+            let why = if key == "bootstrap.servers" {
+                "set the brokers with kafka.brokers".to_owned()
+            } else {
+                format!("the service sets {key}={value} and its delivery guarantee depends on it")
+            };
+            return Err(SettingsError::invalid(
+                format!("kafka.properties.{user_key}"),
+                format!("cannot be overridden: {why}"),
+            ));
+        }
+    }
+    for (key, value) in EVERY_CLIENT {
+        config.set(*key, *value);
+    }
+    for (key, value, _) in properties {
         config.set(*key, *value);
     }
     for (key, value) in &settings.properties {
         config.set(key, value);
     }
-    config
+    Ok(config)
+}
+
+/// The user's value for `key` (under its name or an alias), with the name they used.
+fn user_value<'a>(settings: &'a KafkaSettings, key: &str) -> Option<(&'a str, &'a str)> {
+    settings.properties.iter().find_map(|(k, v)| {
+        let canonical = ALIASES
+            .iter()
+            .find(|(alias, _)| alias == k)
+            .map_or(k.as_str(), |(_, name)| name);
+        (canonical == key).then_some((k.as_str(), v.as_str()))
+    })
+}
+
+/// Whether two spellings of a property's value mean the same.
+fn same_value(key: &str, a: &str, b: &str) -> bool {
+    let norm = |v: &str| {
+        let v = v.trim().to_ascii_lowercase();
+        if key == "acks" && v == "-1" {
+            "all".to_owned()
+        } else {
+            v
+        }
+    };
+    norm(a) == norm(b)
+}
+
+/// Enqueues a record, waiting while librdkafka's local queue is full (a short back-off, then
+/// the same record again: the queue drains as the broker acknowledges). Any other error is
+/// returned. Every producer of the project enqueues through here.
+pub async fn send<C, K, P>(
+    producer: &FutureProducer<C>,
+    mut record: FutureRecord<'_, K, P>,
+) -> KafkaResult<DeliveryFuture>
+where
+    C: ClientContext + 'static,
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
 }
 
 /// Waits until the cluster answers and every topic in `topics` exists, logging what it is
@@ -133,3 +253,73 @@ impl ClientContext for TracingContext {
 }
 
 impl ConsumerContext for TracingContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(properties: &[(&str, &str)]) -> KafkaSettings {
+        KafkaSettings {
+            brokers: "b:1".into(),
+            properties: properties
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    const CONSUMER: &[(&str, &str, Override)] = &[
+        ("isolation.level", "read_committed", Override::Guarded),
+        ("session.timeout.ms", "10000", Override::Allowed),
+    ];
+
+    fn error(properties: &[(&str, &str)], own: &[(&str, &str, Override)]) -> String {
+        client_config(&kafka(properties), "c", own)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn tuning_properties_can_be_overridden() {
+        let config = client_config(
+            &kafka(&[("session.timeout.ms", "30000"), ("fetch.min.bytes", "10")]),
+            "c",
+            CONSUMER,
+        )
+        .unwrap();
+        assert_eq!(config.get("session.timeout.ms"), Some("30000"));
+        assert_eq!(config.get("fetch.min.bytes"), Some("10"));
+        assert_eq!(config.get("isolation.level"), Some("read_committed"));
+        assert_eq!(config.get("allow.auto.create.topics"), Some("false"));
+    }
+
+    #[test]
+    fn guarded_properties_are_errors_naming_the_key_unless_equal() {
+        assert_eq!(
+            error(&[("isolation.level", "read_uncommitted")], CONSUMER),
+            "configuration key `kafka.properties.isolation.level`: cannot be overridden: the \
+             service sets isolation.level=read_committed and its delivery guarantee depends on it"
+        );
+        // The same value is allowed, in any case.
+        assert_eq!(
+            error(&[("isolation.level", "READ_COMMITTED")], CONSUMER),
+            ""
+        );
+        // Aliases are caught under the name the user wrote; acks=-1 is acks=all.
+        assert!(
+            error(&[("request.required.acks", "1")], PRODUCER_DEFAULTS)
+                .starts_with("configuration key `kafka.properties.request.required.acks`")
+        );
+        assert_eq!(error(&[("acks", "-1")], PRODUCER_DEFAULTS), "");
+        assert!(
+            error(&[("allow.auto.create.topics", "true")], &[])
+                .starts_with("configuration key `kafka.properties.allow.auto.create.topics`")
+        );
+        assert_eq!(
+            error(&[("bootstrap.servers", "elsewhere:9092")], &[]),
+            "configuration key `kafka.properties.bootstrap.servers`: cannot be overridden: set \
+             the brokers with kafka.brokers"
+        );
+    }
+}

@@ -1,13 +1,16 @@
-//! What both services share, written once.
+//! What every service shares, written once: the scaffolding around a service's own work.
 //!
+//! - [`cli`]: the flags every service has (`--config`, `--brokers`, `--http-address-file`).
 //! - [`settings`]: layered configuration (file, `PIPELINE__` environment, flags) with errors
 //!   that name the key at fault, and the shared `[kafka]` and `[telemetry]` sections.
 //! - [`telemetry`]: the `tracing` subscriber (text or JSON), set up once per process.
-//! - [`kafka`]: client configuration and the client context that routes librdkafka's own
-//!   logs into `tracing`.
+//! - [`kafka`]: client configuration (with the properties a guarantee depends on guarded),
+//!   enqueueing with back-off, and the client context that routes librdkafka's logs into
+//!   `tracing`.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 //! - [`endpoints`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 
+pub mod cli;
 pub mod endpoints;
 pub mod kafka;
 pub mod settings;

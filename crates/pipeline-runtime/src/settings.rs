@@ -166,12 +166,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// The `[telemetry]` section. The log level comes from `RUST_LOG` (default `info`).
+/// The `[telemetry]` section: how the service reports on itself. The log level comes from
+/// `RUST_LOG` (default `info`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// Once the HTTP endpoints listen, their bound address is written to this file (for an
+    /// address on port 0). Unset: not written.
+    pub http_address_file: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use pipeline_runtime::kafka::Override::{Allowed, Guarded};
 use pipeline_runtime::kafka::{TracingContext, client_config};
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -246,15 +247,15 @@ fn reader(kafka: &KafkaSettings) -> anyhow::Result<BaseConsumer<TracingContext>>
         kafka,
         "sensor-audit",
         &[
-            ("group.id", "sensor-audit"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("isolation.level", "read_committed"),
-            ("fetch.max.bytes", "52428800"),
+            ("group.id", "sensor-audit", Guarded),
+            ("enable.auto.commit", "false", Guarded),
+            ("enable.auto.offset.store", "false", Guarded),
+            ("isolation.level", "read_committed", Guarded),
+            ("fetch.max.bytes", "52428800", Allowed),
             // Reaching the end is reported even when it is a transaction marker, not a record.
-            ("enable.partition.eof", "true"),
+            ("enable.partition.eof", "true", Guarded),
         ],
-    )
+    )?
     .create_with_context(TracingContext)
     .context("creating the audit consumer")
 }

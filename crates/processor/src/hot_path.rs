@@ -1,14 +1,17 @@
-//! The processor's per-record work without Kafka, for benchmarks: decode a record, apply it to
-//! its sensor's window through the [`Router`] (undo log and applied offsets included), encode
-//! each event as the output record's JSON with
-//! [`Event::write_json`](sensor_contract::Event::write_json), as the service does.
+//! The processor's per-record work without Kafka, for benchmarks: the engine's [`Task`] with
+//! the temperature job, exactly as the service runs it: decode a record, apply it to its
+//! sensor's window in the state store (undo log and applied offsets included), encode each
+//! event as the output record's JSON into the batch's outputs, and the batch's changelog
+//! records.
 //!
 //! Used by `benches/hot_path.rs` (criterion) and by `scripts/bench.sh`'s table.
 
 use sensor_contract::reading::format_millis;
-use sensor_contract::{DecodeOptions, ProcessingRules, RawRecord, Reading};
+use sensor_contract::{DecodeOptions, ProcessingRules, Reading};
+use stream_engine::task::StateWrites;
+use stream_engine::{InputRecord, Processed, Task};
 
-use crate::windows::{Routed, Router};
+use crate::job::TemperatureJob;
 
 /// An input record as the consumer hands it over.
 #[derive(Debug, Clone)]
@@ -60,11 +63,11 @@ pub fn sample_records(sensors: u32, count: u64, seed: u64) -> Vec<SampleRecord> 
         .collect()
 }
 
-/// A router and the buffers of one partition's processing.
+/// A task and the buffers of one partition's processing.
 #[derive(Debug)]
 pub struct HotPath {
-    router: Router,
-    encoded: Vec<u8>,
+    task: Task<TemperatureJob>,
+    writes: StateWrites,
     batch_records: usize,
     /// Added to the records' offsets, so that a repeated run continues the stream.
     offset_base: i64,
@@ -77,6 +80,8 @@ pub struct Produced {
     pub events: u64,
     /// Bytes of event JSON.
     pub bytes: u64,
+    /// Changelog records encoded.
+    pub state_records: u64,
 }
 
 impl Default for HotPath {
@@ -89,8 +94,11 @@ impl HotPath {
     /// The default rules (window 10, threshold 40 °C), batches of 10 000 records.
     pub fn new() -> Self {
         Self {
-            router: Router::new(ProcessingRules::default(), DecodeOptions::default()),
-            encoded: Vec::with_capacity(256),
+            task: Task::new(TemperatureJob::new(
+                ProcessingRules::default(),
+                DecodeOptions::default(),
+            )),
+            writes: StateWrites::default(),
             batch_records: 10_000,
             offset_base: 0,
         }
@@ -100,25 +108,26 @@ impl HotPath {
     /// stream (offsets keep growing, windows stay), as a long-running processor sees it.
     pub fn run(&mut self, records: &[SampleRecord]) -> Produced {
         let mut produced = Produced::default();
-        let mut events = Vec::new();
         for batch in records.chunks(self.batch_records) {
             for record in batch {
-                let raw = RawRecord {
+                let input = InputRecord {
                     key: Some(&record.key),
-                    payload: Some(&record.payload),
+                    value: Some(&record.payload),
                     timestamp_ms: Some(record.timestamp_ms),
+                    partition: 0,
                     offset: self.offset_base + record.offset,
                 };
-                if let Ok(Routed::Applied) = self.router.route(0, &raw, &mut events) {
-                    for event in events.drain(..) {
-                        self.encoded.clear();
-                        event.write_json(&mut self.encoded);
-                        produced.events += 1;
-                        produced.bytes += self.encoded.len() as u64;
-                    }
-                }
+                let _: Result<Processed, _> = self.task.process(&input);
             }
-            self.router.commit_batch();
+            for output in self.task.outputs().records() {
+                produced.events += 1;
+                produced.bytes += output.value.len() as u64;
+            }
+            let next = self.offset_base + batch.last().map_or(0, |r| r.offset + 1);
+            self.writes.clear();
+            self.task.changelog([(0, next)], &mut self.writes);
+            produced.state_records += self.writes.iter().len() as u64;
+            self.task.commit();
         }
         self.offset_base += records.len() as i64;
         produced
@@ -136,7 +145,7 @@ mod tests {
             .iter()
             .map(|r| {
                 Reading::decode(
-                    &RawRecord {
+                    &sensor_contract::RawRecord {
                         key: Some(&r.key),
                         payload: Some(&r.payload),
                         timestamp_ms: Some(r.timestamp_ms),
@@ -157,7 +166,9 @@ mod tests {
             produced,
             Produced {
                 events: expected.len() as u64,
-                bytes: expected_bytes
+                bytes: expected_bytes,
+                // One batch: each sensor once, and the partition's checkpoint.
+                state_records: 100 + 1,
             }
         );
         // Again from the start: the same, not skipped as already applied.

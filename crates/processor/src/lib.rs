@@ -1,28 +1,36 @@
-//! The processor: consumes readings in a consumer group, keeps a sliding window per sensor,
-//! and writes alerts and averages (and dead letters for unusable input) back to Kafka.
+//! The processor: the temperature job on the stream engine. Consumes readings in a consumer
+//! group, keeps a sliding window per sensor, and writes alerts and averages (and dead letters
+//! for unusable input) back to Kafka, exactly once.
 //!
-//! - [`settings`]: the `[processor]` settings and the command line.
-//! - [`windows`]: pure: per-partition sensor state, what one record does to it, the undo log
-//!   and the changelog encoding.
+//! - [`job`]: the temperature job: decode a reading, update its sensor's window, emit alerts
+//!   and averages; the window's changelog encoding.
+//! - [`settings`]: the `[processor]` settings and the command line, and the engine settings
+//!   they make.
+//! - [`metrics`]: the job's metric names.
 //! - [`hot_path`]: the per-record work without Kafka, for benchmarks.
-//! - [`changelog`]: the compacted window-state topic: creating it, restoring a partition.
-//! - [`metrics`]: the Prometheus metrics and how a batch is counted.
-//! - [`rebalance`]: the consumer context that reports partition assignments to the loop.
 //! - [`audit`]: checks an output topic against the reference semantics of its input.
-//! - [`bad_input`]: rate-limited logging of unusable records.
-//! - [`transactions`]: the transactional producer calls and their error classes.
-//! - [`service`]: the consume → process → produce → commit loop, in transactions or not.
 
 pub mod audit;
-pub mod bad_input;
-pub mod changelog;
 pub mod hot_path;
+pub mod job;
 pub mod metrics;
-pub mod rebalance;
-pub mod service;
 pub mod settings;
-pub mod transactions;
-pub mod windows;
 
-pub use service::run;
-pub use settings::{Cli, Config, Guarantee, ProcessorSettings};
+pub use settings::{Cli, Config, ProcessorSettings};
+pub use stream_engine::Guarantee;
+
+use tokio_util::sync::CancellationToken;
+
+/// Runs the temperature job until `shutdown` fires, then commits what it has processed,
+/// leaves the group and returns. An error means it could not go on safely (see
+/// [`stream_engine::run`]): its supervisor restarts it.
+pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = &config.processor;
+    let job = job::TemperatureJob::new(settings.rules(), settings.decode_options());
+    tracing::info!(
+        window_size = settings.window_size,
+        threshold = settings.threshold,
+        "temperature job"
+    );
+    stream_engine::run(job, &config.kafka, &config.engine(), shutdown).await
+}

@@ -1,13 +1,16 @@
 //! The processor's settings: `[processor]`, plus the shared `[kafka]` and `[telemetry]`.
 
-use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
-use pipeline_runtime::settings::{
-    self, KafkaSettings, Overrides, SettingsError, TelemetrySettings,
-};
+use pipeline_runtime::cli::CommonArgs;
+use pipeline_runtime::settings::{KafkaSettings, SettingsError, TelemetrySettings};
 use sensor_contract::{DecodeOptions, MAX_SENSOR_ID_BYTES, ProcessingRules};
 use serde::Deserialize;
+use serde_with::{DurationMilliSeconds, serde_as};
+use stream_engine::{EngineSettings, Guarantee};
+
+use crate::job::EVENT_TYPE_HEADER;
 
 /// Everything the processor reads from a configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -25,6 +28,7 @@ pub struct Config {
 }
 
 /// The `[processor]` section.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorSettings {
@@ -47,8 +51,10 @@ pub struct ProcessorSettings {
     pub max_record_bytes: usize,
     /// Most records processed and committed together.
     pub batch_max_records: usize,
-    /// Longest a batch collects records before it is processed and committed, in ms.
-    pub commit_interval_ms: u64,
+    /// Longest a batch collects records before it is processed and committed (the key is
+    /// in milliseconds).
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub commit_interval_ms: Duration,
     /// `exactly_once` (default): each batch's outputs, window-state changes and input offsets
     /// commit in one Kafka transaction. `at_least_once`: outputs are acknowledged before
     /// offsets are committed; a crash may repeat outputs.
@@ -61,22 +67,13 @@ pub struct ProcessorSettings {
     /// Compacted changelog topic holding each sensor's window, co-partitioned with the input.
     /// Default: `<group_id>-window-state`. Created if missing.
     pub state_topic: Option<String>,
-    /// Longest a transaction may stay open before the broker aborts it, in ms. Bounds how
-    /// long a crashed replica's open transaction can hold back `read_committed` readers.
-    pub transaction_timeout_ms: u64,
+    /// Longest a transaction may stay open before the broker aborts it (the key is in
+    /// milliseconds). Bounds how long a crashed replica's open transaction can hold back
+    /// `read_committed` readers.
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub transaction_timeout_ms: Duration,
     /// Address of the HTTP endpoints `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub http_address: String,
-}
-
-/// The delivery guarantee of the processor's outputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Guarantee {
-    /// Kafka transactions: outputs, state and offsets commit together.
-    #[default]
-    ExactlyOnce,
-    /// Outputs acknowledged before offsets are committed: repeats possible, losses not.
-    AtLeastOnce,
 }
 
 impl Default for ProcessorSettings {
@@ -91,11 +88,11 @@ impl Default for ProcessorSettings {
             default_sensor_id: "default".to_owned(),
             max_record_bytes: 64 * 1024,
             batch_max_records: 10_000,
-            commit_interval_ms: 100,
+            commit_interval_ms: Duration::from_millis(100),
             processing_guarantee: Guarantee::ExactlyOnce,
             instance_id: None,
             state_topic: None,
-            transaction_timeout_ms: 10_000,
+            transaction_timeout_ms: Duration::from_secs(10),
             http_address: "0.0.0.0:9100".to_owned(),
         }
     }
@@ -150,12 +147,9 @@ fn rand_suffix() -> u64 {
 #[derive(Debug, Parser, Default)]
 #[command(name = "processor", version)]
 pub struct Cli {
-    /// TOML configuration file (see config/default.toml).
-    #[arg(long, env = "PIPELINE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Kafka bootstrap servers, host:port[,host:port...]. [default: localhost:9092]
-    #[arg(long, value_name = "LIST")]
-    pub brokers: Option<String>,
+    /// The flags every service has.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Consumer group of the replicas. [default: temperature-processor]
     #[arg(long)]
     pub group_id: Option<String>,
@@ -206,8 +200,9 @@ pub struct Cli {
 impl Cli {
     /// Loads and checks the settings: defaults, file, environment, then these flags.
     pub fn load(&self) -> Result<Config, SettingsError> {
-        let overrides = Overrides::default()
-            .set("kafka.brokers", self.brokers.clone())
+        let overrides = self
+            .common
+            .overrides()
             .set("processor.group_id", self.group_id.clone())
             .set("processor.input_topic", self.input_topic.clone())
             .set("processor.output_topic", self.output_topic.clone())
@@ -232,7 +227,7 @@ impl Cli {
                 self.transaction_timeout_ms,
             )
             .set("processor.http_address", self.http_address.clone());
-        let config: Config = settings::load(self.config.as_deref(), overrides)?;
+        let config: Config = self.common.load(overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -304,19 +299,43 @@ impl Config {
                 "must be a topic of its own, not the input, output or dead-letter topic",
             ));
         }
-        if !(1_000..=900_000).contains(&p.transaction_timeout_ms) {
+        if !(Duration::from_secs(1)..=Duration::from_secs(900)).contains(&p.transaction_timeout_ms)
+        {
             return Err(SettingsError::invalid(
                 "processor.transaction_timeout_ms",
                 "must be between 1000 and 900000",
             ));
         }
-        if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
+        if p.commit_interval_ms.is_zero() || p.commit_interval_ms > Duration::from_secs(60) {
             return Err(SettingsError::invalid(
                 "processor.commit_interval_ms",
                 "must be between 1 and 60000",
             ));
         }
-        Ok(())
+        // kafka.properties must leave what the guarantees depend on alone.
+        stream_engine::clients::check(&self.kafka, &self.engine())
+    }
+
+    /// The engine's settings for the temperature job.
+    pub fn engine(&self) -> EngineSettings {
+        let p = &self.processor;
+        EngineSettings {
+            client_name: "processor".to_owned(),
+            group_id: p.group_id.clone(),
+            input_topic: p.input_topic.clone(),
+            output_topics: vec![p.output_topic.clone()],
+            dlq_topic: p.dlq_topic.clone(),
+            state_topic: p.state_topic(),
+            guarantee: p.processing_guarantee,
+            batch_max_records: p.batch_max_records,
+            commit_interval: p.commit_interval_ms,
+            transaction_timeout: p.transaction_timeout_ms,
+            instance_id: p.instance_id(),
+            http_address: p.http_address.clone(),
+            http_address_file: self.telemetry.http_address_file.clone(),
+            kind_header: Some(EVENT_TYPE_HEADER),
+            metrics: crate::metrics::NAMES,
+        }
     }
 }
 
@@ -433,7 +452,7 @@ mod tests {
                 p.batch_max_records,
                 p.commit_interval_ms
             ),
-            (99, 7, 5)
+            (99, 7, Duration::from_millis(5))
         );
         assert_eq!(p.processing_guarantee, Guarantee::AtLeastOnce);
         assert_eq!(
@@ -442,8 +461,28 @@ mod tests {
         );
         assert_eq!(
             (p.transaction_timeout_ms, p.http_address.as_str()),
-            (2000, "127.0.0.1:0")
+            (Duration::from_secs(2), "127.0.0.1:0")
         );
+    }
+
+    #[test]
+    fn guarded_kafka_properties_are_configuration_errors() {
+        let mut config = Config::default();
+        config
+            .kafka
+            .properties
+            .insert("enable.auto.commit".into(), "true".into());
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "configuration key `kafka.properties.enable.auto.commit`: cannot be overridden: the \
+             service sets enable.auto.commit=false and its delivery guarantee depends on it"
+        );
+        let mut config = Config::default();
+        config
+            .kafka
+            .properties
+            .insert("linger.ms".into(), "50".into());
+        assert!(config.validate().is_ok());
     }
 
     #[test]
@@ -456,12 +495,18 @@ mod tests {
     fn the_shipped_files_load() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config");
         let default = Cli {
-            config: Some(format!("{dir}/default.toml").into()),
+            common: CommonArgs {
+                config: Some(format!("{dir}/default.toml").into()),
+                ..CommonArgs::default()
+            },
             ..Cli::default()
         };
         assert_eq!(default.load().unwrap(), Config::default());
         let docker = Cli {
-            config: Some(format!("{dir}/docker.toml").into()),
+            common: CommonArgs {
+                config: Some(format!("{dir}/docker.toml").into()),
+                ..CommonArgs::default()
+            },
             ..Cli::default()
         };
         let docker = docker.load().unwrap();

@@ -6,7 +6,7 @@
 //!   with a precise reason for each unusable one.
 //! - [`event`]: the output records, [`Alert`] and [`Average`], and their JSON encoding.
 //! - [`window`]: one sensor's sliding window of the last `window_size` temperatures.
-//! - [`state`]: every sensor's window and the rule that turns a reading into events.
+//! - [`state`]: the processing rules, and what one reading does to its sensor's window.
 //! - [`reference`]: a deliberately naive model of the processing semantics, used by tests and
 //!   audits to check the real code.
 
@@ -18,7 +18,7 @@ pub mod window;
 
 pub use event::{Alert, Average, Event};
 pub use reading::{DecodeError, DecodeOptions, RawRecord, Reading};
-pub use state::{ProcessingRules, SensorWindows};
+pub use state::ProcessingRules;
 pub use window::Window;
 
 /// Longest accepted sensor id, in bytes.

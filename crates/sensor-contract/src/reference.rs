@@ -1,9 +1,10 @@
 //! The processing semantics in their plainest form: the specification the real code is held to.
 //!
 //! This is the original Python `TemperatureProcessor` (a `deque(maxlen=10)` and a threshold),
-//! made per sensor. It is kept naive on purpose; property tests compare the real
-//! [`SensorWindows`](crate::SensorWindows) with it, the end-to-end tests compute the expected
-//! output of a whole topic with it, and the audit command checks deployments with it.
+//! made per sensor. It is kept naive on purpose; property tests compare the processor's
+//! temperature job running on the engine's state store with it, the end-to-end tests compute
+//! the expected output of a whole topic with it, and the audit command checks deployments
+//! with it.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -1,6 +1,5 @@
-//! Every sensor's window, and the rule that turns one reading into zero, one or two events.
-
-use std::collections::HashMap;
+//! The processing rules, and what one reading does to its sensor's window: zero, one or two
+//! events.
 
 use crate::{Alert, Average, Event, Reading, Window};
 
@@ -22,57 +21,6 @@ impl Default for ProcessingRules {
     }
 }
 
-/// The windows of a set of sensors (the processor keeps one per assigned partition).
-#[derive(Debug, Clone)]
-pub struct SensorWindows {
-    rules: ProcessingRules,
-    windows: HashMap<String, Window>,
-}
-
-impl SensorWindows {
-    /// No sensor seen yet.
-    pub fn new(rules: ProcessingRules) -> Self {
-        Self {
-            rules,
-            windows: HashMap::new(),
-        }
-    }
-
-    /// Applies one reading: appends it to its sensor's window, then pushes an alert if it is
-    /// over the threshold and an average if the window is now full, in that order.
-    pub fn apply<'a>(&mut self, reading: &Reading<'a>, out: &mut Vec<Event<'a>>) {
-        let window_size = self.rules.window_size;
-        let window = match self.windows.get_mut(&*reading.sensor_id) {
-            Some(w) => w,
-            None => self
-                .windows
-                .entry(reading.sensor_id.clone().into_owned())
-                .or_insert_with(|| Window::new(window_size)),
-        };
-        step(window, reading, self.rules, out);
-    }
-
-    /// Number of sensors with a window.
-    pub fn len(&self) -> usize {
-        self.windows.len()
-    }
-
-    /// Whether no sensor has a window.
-    pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
-    }
-
-    /// The window of one sensor, if it has one.
-    pub fn window(&self, sensor_id: &str) -> Option<&Window> {
-        self.windows.get(sensor_id)
-    }
-
-    /// The rules these windows apply.
-    pub fn rules(&self) -> ProcessingRules {
-        self.rules
-    }
-}
-
 /// The processing rule for one reading and its sensor's window: append, then an alert if the
 /// temperature is strictly over the threshold, then an average if the window is full.
 pub fn step<'a>(
@@ -81,9 +29,19 @@ pub fn step<'a>(
     rules: ProcessingRules,
     out: &mut Vec<Event<'a>>,
 ) {
+    step_each(window, reading, rules, |event| out.push(event));
+}
+
+/// [`step`], handing each event to `emit` instead of collecting them: no allocation.
+pub fn step_each<'a>(
+    window: &mut Window,
+    reading: &Reading<'a>,
+    rules: ProcessingRules,
+    mut emit: impl FnMut(Event<'a>),
+) {
     window.push(reading.temperature);
     if reading.temperature > rules.threshold {
-        out.push(Event::Alert(Alert {
+        emit(Event::Alert(Alert {
             sensor_id: reading.sensor_id.clone(),
             seq: reading.seq,
             temperature: reading.temperature,
@@ -94,7 +52,7 @@ pub fn step<'a>(
     if window.is_full()
         && let Some(average) = window.mean()
     {
-        out.push(Event::Average(Average {
+        emit(Event::Average(Average {
             sensor_id: reading.sensor_id.clone(),
             seq: reading.seq,
             average,
@@ -107,8 +65,6 @@ pub fn step<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference;
-    use proptest::prelude::*;
 
     fn reading(sensor: &str, seq: u64, temperature: f64) -> Reading<'static> {
         Reading {
@@ -120,10 +76,13 @@ mod tests {
     }
 
     fn run<'a>(rules: ProcessingRules, readings: &[Reading<'a>]) -> Vec<Event<'a>> {
-        let mut state = SensorWindows::new(rules);
+        let mut windows = std::collections::HashMap::new();
         let mut out = Vec::new();
         for r in readings {
-            state.apply(r, &mut out);
+            let window = windows
+                .entry(r.sensor_id.to_string())
+                .or_insert_with(|| Window::new(rules.window_size));
+            step(window, r, rules, &mut out);
         }
         out
     }
@@ -180,34 +139,5 @@ mod tests {
     fn equal_to_threshold_is_not_an_alert() {
         let events = run(ProcessingRules::default(), &[reading("s", 0, 40.0)]);
         assert!(events.is_empty());
-    }
-
-    fn arb_readings() -> impl Strategy<Value = Vec<Reading<'static>>> {
-        prop::collection::vec((0u8..6, -50.0f64..80.0, 0u8..4), 0..400).prop_map(|items| {
-            let mut seqs = [0u64; 6];
-            items
-                .into_iter()
-                .map(|(sensor, t, round)| {
-                    let s = sensor as usize;
-                    seqs[s] += 1;
-                    // Some readings sit exactly on common thresholds.
-                    let t = if round == 0 { t.round() } else { t };
-                    reading(&format!("sensor-{s}"), seqs[s], t)
-                })
-                .collect()
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-        #[test]
-        fn matches_the_naive_reference(
-            readings in arb_readings(),
-            window_size in 1usize..16,
-            threshold in prop::sample::select(vec![-10.0, 0.0, 20.0, 40.0, 40.5, 79.0]),
-        ) {
-            let rules = ProcessingRules { window_size, threshold };
-            prop_assert_eq!(run(rules, &readings), reference::expected_events(&readings, rules));
-        }
     }
 }

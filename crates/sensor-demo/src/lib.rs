@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pipeline_runtime::kafka::{TracingContext, client_config};
+use pipeline_runtime::kafka::{Override, TracingContext, client_config};
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -55,9 +55,11 @@ pub async fn run(
     };
 
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..options.replicas {
+    for replica in 0..options.replicas {
         let mut config = processor::Config::default();
         config.kafka = kafka.clone();
+        // One transactional id per replica, or they would fence each other.
+        config.processor.instance_id = Some(format!("demo-{replica}"));
         // Several replicas in one process: no HTTP endpoints.
         config.processor.http_address = String::new();
         let stop = shutdown.clone();
@@ -68,7 +70,7 @@ pub async fn run(
     simulator.simulator.sensors = options.sensors;
     simulator.simulator.rate = options.rate;
     simulator.simulator.seed = Some(options.seed);
-    simulator.simulator.progress_interval_secs = 3600.0;
+    simulator.simulator.progress_interval_secs = Duration::from_secs(3600);
     simulator.simulator.http_address = String::new();
     let stop = shutdown.clone();
     tasks.spawn(async move { sensor_simulator::run(&simulator, stop).await.map(|_| ()) });
@@ -77,11 +79,11 @@ pub async fn run(
         &kafka,
         "demo-viewer",
         &[
-            ("group.id", "demo-viewer"),
-            ("auto.offset.reset", "earliest"),
-            ("enable.auto.commit", "false"),
+            ("group.id", "demo-viewer", Override::Guarded),
+            ("auto.offset.reset", "earliest", Override::Allowed),
+            ("enable.auto.commit", "false", Override::Guarded),
         ],
-    )
+    )?
     .create_with_context(TracingContext)
     .context("creating the viewer")?;
     viewer

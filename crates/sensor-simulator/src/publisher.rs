@@ -8,12 +8,15 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use pipeline_runtime::endpoints::{self, Health};
-use pipeline_runtime::kafka::{TracingContext, client_config, wait_for_topics};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use pipeline_runtime::kafka::{
+    Override, PRODUCER_DEFAULTS, TracingContext, client_config, send, wait_for_topics,
+};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use sensor_contract::reading::format_millis;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::{Config, Generator};
 
@@ -43,11 +46,34 @@ pub struct Summary {
 /// Publishes readings until `count` is reached or `shutdown` fires, then waits for every
 /// outstanding delivery. Delivery failures are counted, logged and returned, never dropped.
 pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Summary> {
+    let tasks = TaskTracker::new();
+    // Stops the endpoints when publishing ends, for any reason.
+    let stop = shutdown.child_token();
+    let result = publish(config, shutdown, &tasks, &stop).await;
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    result
+}
+
+async fn publish(
+    config: &Config,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> anyhow::Result<Summary> {
     let settings = &config.simulator;
     let seed = settings.seed.unwrap_or_else(rand::random);
     let health = Arc::new(Health::default());
     // The recorder is installed by `serve`: metrics registered before it would be lost.
-    endpoints::serve(&settings.http_address, health.clone(), shutdown.clone()).await?;
+    endpoints::serve(
+        &settings.http_address,
+        config.telemetry.http_address_file.as_deref(),
+        health.clone(),
+        stop.clone(),
+        tasks,
+    )
+    .await?;
     describe_counter!(READINGS_SENT, "Readings acknowledged by the broker.");
     describe_counter!(SEND_ERRORS, "Readings not delivered after retries.");
     describe_gauge!(
@@ -57,19 +83,12 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     counter!(READINGS_SENT).absolute(0);
     counter!(SEND_ERRORS).absolute(0);
 
-    let producer: FutureProducer<TracingContext> = client_config(
-        &config.kafka,
-        "sensor-simulator",
-        &[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "5"),
-            ("compression.type", "lz4"),
-            ("message.timeout.ms", "60000"),
-        ],
-    )
-    .create_with_context(TracingContext)
-    .context("creating the Kafka producer")?;
+    let mut properties = PRODUCER_DEFAULTS.to_vec();
+    properties.push(("message.timeout.ms", "60000", Override::Allowed));
+    let producer: FutureProducer<TracingContext> =
+        client_config(&config.kafka, "sensor-simulator", &properties)?
+            .create_with_context(TracingContext)
+            .context("creating the Kafka producer")?;
 
     tracing::info!(
         brokers = %config.kafka.brokers,
@@ -92,10 +111,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
 
     let mut generator = Generator::new(settings.sensors, seed, settings.profile);
     let mut in_flight: FuturesUnordered<DeliveryFuture> = FuturesUnordered::new();
-    let mut progress = Progress::new(
-        Duration::from_secs_f64(settings.progress_interval_secs),
-        health.clone(),
-    );
+    let mut progress = Progress::new(settings.progress_interval_secs, health.clone());
     let started = Instant::now();
     let mut sent: u64 = 0;
 
@@ -114,28 +130,14 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         }
         let reading = generator.next_reading(now_rfc3339());
         let payload = reading.to_json();
-        let mut record = FutureRecord::to(&settings.topic)
+        let record = FutureRecord::to(&settings.topic)
             .key(reading.sensor_id.as_bytes())
             .payload(&payload);
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    in_flight.push(delivery);
-                    break;
-                }
-                // The local queue is full: let deliveries drain, then try the same record again.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    drain_one(&mut in_flight, &mut progress).await;
-                    if in_flight.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }
-                Err((error, _)) => {
-                    progress.failed += 1;
-                    tracing::error!(%error, sensor_id = %reading.sensor_id, "could not enqueue reading");
-                    break;
-                }
+        match send(&producer, record).await {
+            Ok(delivery) => in_flight.push(delivery),
+            Err(error) => {
+                progress.failed += 1;
+                tracing::error!(%error, sensor_id = %reading.sensor_id, "could not enqueue reading");
             }
         }
         sent += 1;

@@ -1,12 +1,12 @@
 //! The simulator's settings: `[simulator]`, plus the shared `[kafka]` and `[telemetry]`.
 
-use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
-use pipeline_runtime::settings::{
-    self, KafkaSettings, Overrides, SettingsError, TelemetrySettings,
-};
+use pipeline_runtime::cli::CommonArgs;
+use pipeline_runtime::settings::{KafkaSettings, SettingsError, TelemetrySettings};
 use serde::Deserialize;
+use serde_with::{DurationSecondsWithFrac, serde_as};
 
 use crate::Profile;
 
@@ -26,6 +26,7 @@ pub struct Config {
 }
 
 /// The `[simulator]` section.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorSettings {
@@ -43,8 +44,9 @@ pub struct SimulatorSettings {
     /// `realistic` (each sensor wanders around its own base with noise and rare spikes over
     /// 40 °C) or `uniform` (the original example: uniform 0–50 °C).
     pub profile: Profile,
-    /// Seconds between progress lines.
-    pub progress_interval_secs: f64,
+    /// Time between progress lines (the key is in seconds, fractions allowed).
+    #[serde_as(as = "DurationSecondsWithFrac<f64>")]
+    pub progress_interval_secs: Duration,
     /// Address of the HTTP endpoints `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub http_address: String,
 }
@@ -58,7 +60,7 @@ impl Default for SimulatorSettings {
             count: 0,
             seed: None,
             profile: Profile::Realistic,
-            progress_interval_secs: 5.0,
+            progress_interval_secs: Duration::from_secs(5),
             http_address: "0.0.0.0:9101".to_owned(),
         }
     }
@@ -72,12 +74,9 @@ impl Default for SimulatorSettings {
 #[derive(Debug, Parser, Default)]
 #[command(name = "sensor-simulator", version)]
 pub struct Cli {
-    /// TOML configuration file (see config/default.toml).
-    #[arg(long, env = "PIPELINE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Kafka bootstrap servers, host:port[,host:port...]. [default: localhost:9092]
-    #[arg(long, value_name = "LIST")]
-    pub brokers: Option<String>,
+    /// The flags every service has.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Topic to publish to. [default: temperature-readings]
     #[arg(long)]
     pub topic: Option<String>,
@@ -107,8 +106,9 @@ pub struct Cli {
 impl Cli {
     /// Loads and checks the settings: defaults, file, environment, then these flags.
     pub fn load(&self) -> Result<Config, SettingsError> {
-        let overrides = Overrides::default()
-            .set("kafka.brokers", self.brokers.clone())
+        let overrides = self
+            .common
+            .overrides()
             .set("simulator.topic", self.topic.clone())
             .set("simulator.sensors", self.sensors.map(u64::from))
             .set("simulator.rate", self.rate)
@@ -117,7 +117,7 @@ impl Cli {
             .set("simulator.profile", self.profile.clone())
             .set("simulator.progress_interval_secs", self.progress_interval)
             .set("simulator.http_address", self.http_address.clone());
-        let config: Config = settings::load(self.config.as_deref(), overrides)?;
+        let config: Config = self.common.load(overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -146,7 +146,7 @@ impl Config {
                 "must be a number ≥ 0 (0 = unlimited)",
             ));
         }
-        if !s.progress_interval_secs.is_finite() || s.progress_interval_secs <= 0.0 {
+        if s.progress_interval_secs.is_zero() {
             return Err(SettingsError::invalid(
                 "simulator.progress_interval_secs",
                 "must be > 0",
@@ -205,7 +205,7 @@ mod tests {
         );
         assert_eq!(
             (s.profile, s.progress_interval_secs, s.http_address.as_str()),
-            (Profile::Uniform, 1.5, "")
+            (Profile::Uniform, Duration::from_millis(1500), "")
         );
     }
 
@@ -213,7 +213,10 @@ mod tests {
     fn the_shipped_default_file_equals_the_built_in_defaults() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/default.toml");
         let cli = Cli {
-            config: Some(path.into()),
+            common: CommonArgs {
+                config: Some(path.into()),
+                ..CommonArgs::default()
+            },
             ..Cli::default()
         };
         assert_eq!(cli.load().unwrap(), Config::default());

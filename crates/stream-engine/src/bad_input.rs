@@ -58,7 +58,8 @@ impl BadInputLog {
     }
 
     /// How many records were not logged in the current period.
-    pub fn suppressed(&self) -> u64 {
+    #[cfg(test)]
+    fn suppressed(&self) -> u64 {
         self.suppressed
     }
 }

@@ -1,11 +1,10 @@
 //! Kafka transactions for `exactly_once`: the producer's transactional calls with librdkafka's
-//! error classes handled. Retriable errors are retried, abortable ones returned for the caller
-//! to abort and rewind, fatal ones (this replica was fenced) returned as [`Fenced`].
+//! error classes handled. Retriable errors are retried; abortable ones are returned for the
+//! caller to abort and rewind; fatal ones (this replica was fenced) as [`BatchError::Fenced`].
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use pipeline_runtime::kafka::TracingContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -14,25 +13,15 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::BatchError;
+
 /// Timeout of one transactional call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts of a call that keeps failing with retriable errors.
 const ATTEMPTS: u32 = 5;
 
-/// This replica cannot use its transactional producer any more: another instance with its
-/// transactional id took over, or the broker reported another fatal error. The replica must
-/// stop; its supervisor restarts it.
-#[derive(Debug, thiserror::Error)]
-#[error("fatal transactional error (fenced by another instance of {transactional_id}?): {source}")]
-pub struct Fenced {
-    /// The producer's transactional id.
-    pub transactional_id: String,
-    /// The error librdkafka reported.
-    pub source: KafkaError,
-}
-
 /// The transactional producer of one replica.
-pub struct Transactions<'a> {
+pub(crate) struct Transactions<'a> {
     producer: &'a FutureProducer<TracingContext>,
     transactional_id: String,
 }
@@ -52,30 +41,31 @@ fn classify(error: &KafkaError) -> Class {
 }
 
 impl<'a> Transactions<'a> {
-    /// Wraps a producer created with a `transactional.id`.
-    pub fn new(producer: &'a FutureProducer<TracingContext>, transactional_id: &str) -> Self {
+    /// Wraps a producer created with `transactional_id`.
+    pub(crate) fn new(
+        producer: &'a FutureProducer<TracingContext>,
+        transactional_id: &str,
+    ) -> Self {
         Self {
             producer,
             transactional_id: transactional_id.to_owned(),
         }
     }
 
-    /// Whether `error` means the replica must stop.
-    pub fn is_fatal(error: &anyhow::Error) -> bool {
-        error.chain().any(|e| e.is::<Fenced>())
-    }
-
-    fn fenced(&self, source: KafkaError) -> anyhow::Error {
-        anyhow::Error::new(Fenced {
-            transactional_id: self.transactional_id.clone(),
-            source,
-        })
+    fn error(&self, context: &'static str, source: KafkaError) -> BatchError {
+        match classify(&source) {
+            Class::Fatal => BatchError::Fenced {
+                transactional_id: self.transactional_id.clone(),
+                source,
+            },
+            _ => BatchError::Kafka { context, source },
+        }
     }
 
     /// Registers the transactional id with the broker, fencing any earlier instance and
     /// aborting its open transaction. Waits (logging) while the broker is unreachable;
     /// `Ok(false)` if shutdown came first.
-    pub async fn init(&self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+    pub(crate) async fn init(&self, shutdown: &CancellationToken) -> Result<bool, BatchError> {
         loop {
             let result = tokio::task::block_in_place(|| {
                 self.producer
@@ -87,7 +77,7 @@ impl<'a> Transactions<'a> {
                     return Ok(true);
                 }
                 Err(error) => match classify(&error) {
-                    Class::Fatal => return Err(self.fenced(error)),
+                    Class::Fatal => return Err(self.error("initialising transactions", error)),
                     _ => tracing::warn!(%error, "initialising transactions failed, retrying"),
                 },
             }
@@ -99,30 +89,32 @@ impl<'a> Transactions<'a> {
     }
 
     /// Starts the batch's transaction.
-    pub fn begin(&self) -> anyhow::Result<()> {
+    pub(crate) fn begin(&self) -> Result<(), BatchError> {
         self.producer
             .begin_transaction()
-            .map_err(|error| match classify(&error) {
-                Class::Fatal => self.fenced(error),
-                _ => anyhow::Error::new(error).context("beginning a transaction"),
-            })
+            .map_err(|error| self.error("beginning a transaction", error))
     }
 
     /// Adds the batch's input offsets (`next_offsets`: where each partition resumes) with the
-    /// consumer's group metadata, and commits. An error that is not [`Fenced`] leaves a
-    /// transaction that must be aborted.
-    pub async fn commit<C: ConsumerContext + 'static>(
+    /// consumer's group metadata, and commits. An error that is not fatal leaves a transaction
+    /// that must be aborted.
+    pub(crate) async fn commit<C: ConsumerContext + 'static>(
         &self,
         consumer: &StreamConsumer<C>,
         topic: &str,
         next_offsets: &HashMap<i32, i64>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), BatchError> {
         let metadata = consumer
             .group_metadata()
-            .context("the consumer has no group metadata")?;
+            .ok_or(BatchError::NoGroupMetadata)?;
         let mut offsets = TopicPartitionList::new();
         for (&partition, &offset) in next_offsets {
-            offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+            offsets
+                .add_partition_offset(topic, partition, Offset::Offset(offset))
+                .map_err(|source| BatchError::Kafka {
+                    context: "building the offset list",
+                    source,
+                })?;
         }
         self.call("sending offsets to the transaction", || {
             self.producer.send_offsets_to_transaction(
@@ -139,14 +131,18 @@ impl<'a> Transactions<'a> {
 
     /// Aborts the open transaction: none of its records become visible to `read_committed`
     /// readers and its offsets are not committed.
-    pub fn abort(&self) -> anyhow::Result<()> {
+    pub(crate) fn abort(&self) -> Result<(), BatchError> {
         self.call("aborting the transaction", || {
             self.producer
                 .abort_transaction(Timeout::After(CALL_TIMEOUT))
         })
     }
 
-    fn call(&self, what: &str, mut f: impl FnMut() -> KafkaResult<()>) -> anyhow::Result<()> {
+    fn call(
+        &self,
+        what: &'static str,
+        mut f: impl FnMut() -> KafkaResult<()>,
+    ) -> Result<(), BatchError> {
         let mut attempt = 1;
         loop {
             match tokio::task::block_in_place(&mut f) {
@@ -156,8 +152,7 @@ impl<'a> Transactions<'a> {
                         tracing::debug!(%error, attempt, "{what}: retriable error, retrying");
                         attempt += 1;
                     }
-                    Class::Fatal => return Err(self.fenced(error)),
-                    _ => return Err(anyhow::Error::new(error).context(what.to_owned())),
+                    _ => return Err(self.error(what, error)),
                 },
             }
         }

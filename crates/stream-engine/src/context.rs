@@ -1,4 +1,5 @@
-//! The consumer context: logs librdkafka, and reports assignment changes to the loop.
+//! The consumer context: routes librdkafka's logs, reports assignment changes to the loop,
+//! and publishes each partition's lag from librdkafka's statistics.
 //!
 //! Rebalance callbacks run inside the consumer's poll, on the loop's own task, so the loop
 //! sees each change before it handles any record fetched after it.
@@ -8,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use pipeline_runtime::endpoints::Health;
+
+use crate::metrics::MetricNames;
 use pipeline_runtime::kafka::{error_to_tracing, log_to_tracing};
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -18,27 +21,30 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 
 /// A change of this replica's assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AssignmentChange {
+pub(crate) enum AssignmentChange {
     /// These partitions were added.
     Assigned(Vec<i32>),
     /// These partitions were taken away.
     Revoked(Vec<i32>),
 }
 
-/// Consumer context of the processor.
-#[derive(Debug, Clone, Default)]
-pub struct ProcessorContext {
+/// Consumer context of the engine.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineContext {
     changes: Arc<Mutex<Vec<AssignmentChange>>>,
     changed: Arc<Notify>,
     health: Arc<Health>,
+    metrics: MetricNames,
 }
 
-impl ProcessorContext {
+impl EngineContext {
     /// A context reporting fatal client errors to `health`.
-    pub fn new(health: Arc<Health>) -> Self {
+    pub fn new(health: Arc<Health>, metrics: MetricNames) -> Self {
         Self {
+            changes: Arc::default(),
+            changed: Arc::default(),
             health,
-            ..Self::default()
+            metrics,
         }
     }
 
@@ -69,7 +75,7 @@ fn partitions(list: &TopicPartitionList) -> Vec<i32> {
     list.elements().iter().map(|e| e.partition()).collect()
 }
 
-impl ClientContext for ProcessorContext {
+impl ClientContext for EngineContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_to_tracing(level, fac, log_message);
     }
@@ -97,20 +103,21 @@ impl ClientContext for ProcessorContext {
                     p.next_offset
                 };
                 if position >= 0 {
-                    crate::metrics::set_lag(p.partition, (p.ls_offset - position).max(0));
+                    self.metrics
+                        .set_lag(p.partition, (p.ls_offset - position).max(0));
                 }
             }
         }
     }
 }
 
-impl ConsumerContext for ProcessorContext {
+impl ConsumerContext for EngineContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
             // The new owner reports these partitions' lag from now on.
             for partition in &revoked {
-                crate::metrics::set_lag(*partition, 0);
+                self.metrics.set_lag(*partition, 0);
             }
             tracing::info!(partitions = ?revoked, "partitions revoked");
             self.push(AssignmentChange::Revoked(revoked));
@@ -120,7 +127,7 @@ impl ConsumerContext for ProcessorContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
-                // New partitions wait, paused, until their windows are restored; the partitions
+                // New partitions wait, paused, until their state is restored; the partitions
                 // this replica keeps go on being fetched and processed meanwhile.
                 if let Err(error) = consumer.pause(list) {
                     tracing::error!(%error, "could not pause newly assigned partitions");

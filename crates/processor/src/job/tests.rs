@@ -1,0 +1,287 @@
+//! The temperature job on the engine's task (state store, undo log, changelog encoding) held
+//! to the naive reference model under random batches, aborts, revocations and restores.
+
+// Partitions are numbers here, as in Kafka: indexing by them reads best.
+#![allow(clippy::needless_range_loop)]
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use sensor_contract::reference::expected_events;
+use sensor_contract::{Event, Reading};
+use smol_str::SmolStr;
+use stream_engine::codec::{CHECKPOINT_KEY, Checkpoint};
+use stream_engine::task::StateWrites;
+use stream_engine::{InputRecord, Processed, Task};
+
+use super::*;
+
+const PARTITIONS: usize = 3;
+
+fn job(window_size: usize) -> TemperatureJob {
+    TemperatureJob::new(
+        ProcessingRules {
+            window_size,
+            threshold: 40.0,
+        },
+        DecodeOptions::default(),
+    )
+}
+
+/// One partition's input: each record's value (valid readings and some that are not).
+fn partition_logs(items: &[(u8, f64, bool)]) -> Vec<Vec<Vec<u8>>> {
+    let mut logs = vec![Vec::new(); PARTITIONS];
+    let mut seqs = [0u64; 8];
+    for &(sensor, temperature, bad) in items {
+        let partition = sensor as usize % PARTITIONS;
+        if bad {
+            logs[partition].push(b"not json".to_vec());
+            continue;
+        }
+        seqs[sensor as usize] += 1;
+        let reading = Reading {
+            sensor_id: format!("sensor-{sensor}").into(),
+            seq: seqs[sensor as usize],
+            temperature,
+            timestamp: "2026-11-22T00:00:00.000Z".into(),
+        };
+        logs[partition].push(reading.to_json());
+    }
+    logs
+}
+
+fn record(partition: usize, offset: usize, value: &[u8]) -> InputRecord<'_> {
+    InputRecord {
+        key: None,
+        value: Some(value),
+        timestamp_ms: Some(0),
+        partition: partition as i32,
+        offset: offset as i64,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Process the next records of a partition into the current batch.
+    Take(usize, usize),
+    /// The batch's transaction commits.
+    Commit,
+    /// The batch's transaction aborts: state rolled back, partitions rewound.
+    Abort,
+    /// A partition is revoked and assigned again: restored from the changelog.
+    Reassign(usize),
+    /// The replica crashes and restarts: every partition restored from the changelog.
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..PARTITIONS, 1usize..25).prop_map(|(p, n)| Op::Take(p, n)),
+        3 => Just(Op::Commit),
+        1 => Just(Op::Abort),
+        1 => (0..PARTITIONS).prop_map(Op::Reassign),
+        1 => Just(Op::Restart),
+    ]
+}
+
+/// The changelog topic as a compacted reader sees it.
+#[derive(Default)]
+struct Changelog {
+    values: HashMap<(i32, Vec<u8>), Vec<u8>>,
+    checkpoints: HashMap<i32, Checkpoint>,
+}
+
+impl Changelog {
+    fn write(&mut self, writes: &StateWrites) {
+        for w in writes.iter() {
+            if w.key == CHECKPOINT_KEY {
+                let checkpoint = Checkpoint::decode(w.value.unwrap()).unwrap();
+                self.checkpoints.insert(w.partition, checkpoint);
+            } else if let Some(value) = w.value {
+                self.values
+                    .insert((w.partition, w.key.to_vec()), value.to_vec());
+            } else {
+                self.values.remove(&(w.partition, w.key.to_vec()));
+            }
+        }
+    }
+
+    /// Restores a partition into `task`; returns the offset to resume from.
+    fn restore(&self, task: &mut Task<TemperatureJob>, partition: usize) -> usize {
+        let p = partition as i32;
+        let values = self
+            .values
+            .iter()
+            .filter(|((q, _), _)| *q == p)
+            .map(|((_, k), v)| (SmolStr::new(std::str::from_utf8(k).unwrap()), v.clone()));
+        let checkpoint = self.checkpoints.get(&p).copied();
+        assert_eq!(
+            task.load_partition(p, values, checkpoint),
+            0,
+            "every value readable"
+        );
+        checkpoint.map_or(0, |c| c.next_offset as usize)
+    }
+}
+
+/// Drives the task as the engine does; returns the committed outputs per partition.
+fn simulate(
+    window_size: usize,
+    logs: &[Vec<Vec<u8>>],
+    ops: &[Op],
+) -> (Vec<Vec<Vec<u8>>>, Vec<usize>) {
+    let mut task = Task::new(job(window_size));
+    let mut changelog = Changelog::default();
+    let mut position = vec![0usize; PARTITIONS];
+    let mut batch_start: Vec<Option<usize>> = vec![None; PARTITIONS];
+    let mut committed_out = vec![Vec::new(); PARTITIONS];
+    let mut writes = StateWrites::default();
+    for p in 0..PARTITIONS {
+        position[p] = changelog.restore(&mut task, p);
+    }
+    let commit = |task: &mut Task<TemperatureJob>,
+                  changelog: &mut Changelog,
+                  position: &[usize],
+                  batch_start: &mut Vec<Option<usize>>,
+                  committed_out: &mut Vec<Vec<Vec<u8>>>,
+                  writes: &mut StateWrites| {
+        for output in task.outputs().records() {
+            let sensor: u8 = std::str::from_utf8(output.key).unwrap()[7..]
+                .parse()
+                .unwrap();
+            committed_out[sensor as usize % PARTITIONS].push(output.value.to_vec());
+        }
+        let next: Vec<(i32, i64)> = (0..PARTITIONS)
+            .filter(|p| batch_start[*p].is_some())
+            .map(|p| (p as i32, position[p] as i64))
+            .collect();
+        writes.clear();
+        task.changelog(next, writes);
+        changelog.write(writes);
+        task.commit();
+        batch_start.iter_mut().for_each(|s| *s = None);
+    };
+    for op in ops.iter().cloned().chain([Op::Commit]) {
+        match op {
+            Op::Take(p, n) => {
+                let end = (position[p] + n).min(logs[p].len());
+                for offset in position[p]..end {
+                    batch_start[p].get_or_insert(offset);
+                    let result = task.process(&record(p, offset, &logs[p][offset]));
+                    match result {
+                        Ok(processed) => assert_eq!(processed, Processed::Applied),
+                        Err(reason) => assert_eq!(reason.kind(), "not_json"),
+                    }
+                }
+                position[p] = end;
+            }
+            Op::Commit => commit(
+                &mut task,
+                &mut changelog,
+                &position,
+                &mut batch_start,
+                &mut committed_out,
+                &mut writes,
+            ),
+            Op::Abort => {
+                task.rollback();
+                for p in 0..PARTITIONS {
+                    if let Some(start) = batch_start[p].take() {
+                        position[p] = start;
+                    }
+                }
+            }
+            Op::Reassign(p) => {
+                // Between batches, as the engine sees rebalances: commit what is pending.
+                commit(
+                    &mut task,
+                    &mut changelog,
+                    &position,
+                    &mut batch_start,
+                    &mut committed_out,
+                    &mut writes,
+                );
+                task.drop_partition(p as i32);
+                position[p] = changelog.restore(&mut task, p);
+            }
+            Op::Restart => {
+                task = Task::new(job(window_size));
+                batch_start.iter_mut().for_each(|s| *s = None);
+                for p in 0..PARTITIONS {
+                    position[p] = changelog.restore(&mut task, p);
+                }
+            }
+        }
+    }
+    (committed_out, position)
+}
+
+fn expected(window_size: usize, log: &[Vec<u8>], upto: usize) -> Vec<Vec<u8>> {
+    let readings: Vec<Reading<'_>> = log[..upto]
+        .iter()
+        .filter_map(|v| {
+            let raw = RawRecord {
+                key: None,
+                payload: Some(v),
+                timestamp_ms: Some(0),
+                offset: 0,
+            };
+            Reading::decode(&raw, &DecodeOptions::default()).ok()
+        })
+        .collect();
+    let rules = ProcessingRules {
+        window_size,
+        threshold: 40.0,
+    };
+    expected_events(&readings, rules)
+        .iter()
+        .map(Event::to_json)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    #[test]
+    fn the_job_on_the_store_matches_the_reference_through_aborts_and_restores(
+        items in prop::collection::vec((0u8..6, -50.0f64..80.0, prop::bool::weighted(0.05)), 0..300),
+        ops in prop::collection::vec(op(), 0..60),
+        window_size in 1usize..12,
+    ) {
+        let logs = partition_logs(&items);
+        let (outputs, position) = simulate(window_size, &logs, &ops);
+        for p in 0..PARTITIONS {
+            prop_assert_eq!(&outputs[p], &expected(window_size, &logs[p], position[p]), "partition {}", p);
+        }
+    }
+}
+
+#[test]
+fn window_state_round_trips_in_version_1_and_reads_version_0() {
+    let job = job(4);
+    let mut window = Window::new(4);
+    for v in [1.5, 2.5, 3.5, 4.5, 5.5] {
+        window.push(v);
+    }
+    let mut bytes = Vec::new();
+    job.encode_state(&window, &mut bytes);
+    assert_eq!(bytes.len(), 4 + 4 * 8);
+    assert_eq!(job.decode_state(1, &bytes).unwrap(), window);
+    // The processor's JSON from before the engine's envelope; a larger window keeps the newest.
+    let v0 = job.decode_state(0, br#"{"offset":77,"values":[0.5,1.5,2.5,3.5,4.5,5.5]}"#);
+    assert_eq!(v0.unwrap(), window);
+    assert!(job.decode_state(1, &bytes[..10]).is_err());
+    assert!(job.decode_state(2, &bytes).is_err());
+}
+
+#[test]
+fn an_unusable_record_changes_nothing_and_says_why() {
+    let mut task = Task::new(job(10));
+    let err = task.process(&record(3, 5, b"nope")).unwrap_err();
+    assert_eq!(err.kind(), "not_json");
+    assert_eq!(
+        err.to_string(),
+        "record value is not valid JSON: expected ident at line 1 column 2"
+    );
+    assert_eq!(task.store().keys(), 0);
+    assert!(task.outputs().is_empty());
+}

@@ -1,0 +1,308 @@
+//! The state changelog topic: compacted, co-partitioned with the input (input partition p's
+//! keys live in changelog partition p, so a replica restores exactly the partitions it is
+//! assigned). Creating it, and reading a partition back.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use pipeline_runtime::kafka::{Override, TracingContext, client_config};
+use pipeline_runtime::settings::KafkaSettings;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use smol_str::SmolStr;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{CHECKPOINT_KEY, Checkpoint};
+
+/// A partition read back from the changelog: each key's latest value, undecoded.
+#[derive(Debug, Default)]
+pub struct RestoredPartition {
+    /// Each key's latest value (tombstoned keys are absent).
+    pub values: HashMap<SmolStr, Vec<u8>>,
+    /// The latest checkpoint: where processing of the partition resumes.
+    pub checkpoint: Option<Checkpoint>,
+    /// The group's committed input offset when the restore began.
+    pub committed: Option<i64>,
+    /// Changelog records read.
+    pub records: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// Where a partition's state is and whose offsets it must match.
+#[derive(Debug, Clone)]
+pub struct RestoreTarget {
+    /// The changelog topic.
+    pub state_topic: String,
+    /// The input topic, whose committed offset the state must reach.
+    pub input_topic: String,
+    /// The consumer group.
+    pub group_id: String,
+    /// The partition (the same number in both topics).
+    pub partition: i32,
+    /// Longest wait for the changelog to catch up with the committed offset.
+    pub catch_up_timeout: Duration,
+}
+
+/// Why a restore ended without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Shutdown was requested.
+    #[error("cancelled by shutdown")]
+    Cancelled,
+    /// Kafka failed; the restore can be tried again.
+    #[error(transparent)]
+    Kafka(#[from] anyhow::Error),
+}
+
+/// Creates the changelog topic if it is missing (compacted, `partitions` partitions, the
+/// cluster's default replication), and checks that it is co-partitioned with the input.
+pub async fn ensure_topic(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<TracingContext> = client_config(kafka, "changelog-admin", &[])?
+        .create_with_context(TracingContext)
+        .context("creating the admin client")?;
+    // The admin client never lets the broker create a topic for its metadata request
+    // (`allow.auto.create.topics=false` on every client): a stock broker would create the
+    // changelog with its default partition count.
+    let existing = || -> anyhow::Result<usize> {
+        tokio::task::block_in_place(|| {
+            admin
+                .inner()
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map(|m| {
+                    m.topics()
+                        .first()
+                        .filter(|t| t.error().is_none())
+                        .map_or(0, |t| t.partitions().len())
+                })
+        })
+        .context("reading the changelog topic's metadata")
+    };
+    let mut found = existing()?;
+    if found == 0 {
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", "compact")
+            .set("min.compaction.lag.ms", "60000")
+            .set("segment.ms", "3600000");
+        let results = admin
+            .create_topics(
+                &[new_topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .context("creating the state changelog topic")?;
+        for result in results {
+            match result {
+                Ok(name) => {
+                    tracing::info!(topic = %name, partitions, "created the state changelog topic")
+                }
+                // Another replica created it first.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => bail!("could not create the changelog topic {name}: {code}"),
+            }
+        }
+        // A new topic takes a moment to appear in metadata, with or without its partitions.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        found = existing()?;
+        while found == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            found = existing()?;
+        }
+    }
+    if found != partitions as usize {
+        bail!(
+            "the changelog topic {topic} has {found} partitions but the input topic has {partitions}: \
+             they must be equal (co-partitioned); delete the changelog or choose another state topic"
+        );
+    }
+    Ok(())
+}
+
+/// Reads a partition of the changelog from the beginning until its latest checkpoint reaches
+/// the group's committed input offset; returns each key's latest value. Blocking: run it off
+/// the async threads. Returns [`RestoreError::Cancelled`] within a fraction of a second of
+/// `cancel` firing.
+///
+/// Waiting for the checkpoint matters: a transaction's commit markers reach the offsets topic
+/// and the changelog independently, so the committed offset can already include a batch whose
+/// state changes are not yet readable. Restoring without them would resume after that batch
+/// with older state.
+pub fn restore_partition(
+    kafka: &KafkaSettings,
+    target: &RestoreTarget,
+    cancel: &CancellationToken,
+) -> Result<RestoredPartition, RestoreError> {
+    let started = Instant::now();
+    let (topic, partition) = (target.state_topic.as_str(), target.partition);
+    let consumer: BaseConsumer<TracingContext> = client_config(
+        kafka,
+        "changelog-restore",
+        &[
+            // The group, to read its committed offsets; this consumer never joins it and
+            // never commits.
+            ("group.id", target.group_id.as_str(), Override::Guarded),
+            ("enable.auto.commit", "false", Override::Guarded),
+            ("enable.auto.offset.store", "false", Override::Guarded),
+            // Only committed state (and stable offsets): an aborted or still open
+            // transaction's records are not part of it.
+            ("isolation.level", "read_committed", Override::Guarded),
+            ("fetch.max.bytes", "52428800", Override::Allowed),
+            ("max.partition.fetch.bytes", "10485760", Override::Allowed),
+            ("enable.partition.eof", "true", Override::Guarded),
+        ],
+    )
+    .map_err(anyhow::Error::from)?
+    .create_with_context(TracingContext)
+    .context("creating the restore consumer")?;
+    let committed = committed_offset(&consumer, target, cancel)?;
+
+    let mut restored = RestoredPartition {
+        committed,
+        ..RestoredPartition::default()
+    };
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Beginning)
+        .context("building the partition list")?;
+    consumer.assign(&list).context("assigning the changelog")?;
+    let caught_up = |checkpoint: Option<Checkpoint>| {
+        committed.is_none_or(|c| checkpoint.is_some_and(|k| k.next_offset >= c))
+    };
+    let deadline = Instant::now() + target.catch_up_timeout;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(RestoreError::Cancelled);
+        }
+        if Instant::now() > deadline {
+            tracing::warn!(
+                partition,
+                checkpoint = ?restored.checkpoint,
+                ?committed,
+                "the changelog did not reach the committed offset in time; \
+                 resuming from the checkpoint, state as restored"
+            );
+            break;
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                restored.records += 1;
+                apply_record(
+                    &mut restored,
+                    partition,
+                    message.key(),
+                    message.payload(),
+                    message.offset(),
+                );
+            }
+            // The end of what is readable now (more may become readable).
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                if caught_up(restored.checkpoint) {
+                    break;
+                }
+            }
+            Some(Err(error)) => {
+                return Err(anyhow::anyhow!("restoring {topic} [{partition}]: {error}").into());
+            }
+            // Idle: done if caught up and nothing readable is left.
+            None => {
+                if caught_up(restored.checkpoint) && at_end(&consumer, topic, partition)? {
+                    break;
+                }
+            }
+        }
+    }
+    restored.seconds = started.elapsed().as_secs_f64();
+    Ok(restored)
+}
+
+/// The group's committed offset of the input partition, asked in short attempts so that a
+/// shutdown is seen while the broker is unreachable.
+fn committed_offset(
+    consumer: &BaseConsumer<TracingContext>,
+    target: &RestoreTarget,
+    cancel: &CancellationToken,
+) -> Result<Option<i64>, RestoreError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut input = TopicPartitionList::new();
+        input.add_partition(&target.input_topic, target.partition);
+        match consumer.committed_offsets(input, Duration::from_secs(2)) {
+            Ok(list) => {
+                return Ok(list
+                    .find_partition(&target.input_topic, target.partition)
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0));
+            }
+            Err(_) if cancel.is_cancelled() => return Err(RestoreError::Cancelled),
+            Err(error) if Instant::now() > deadline => {
+                return Err(anyhow::anyhow!(
+                    "reading the committed offset of {} [{}]: {error}",
+                    target.input_topic,
+                    target.partition
+                )
+                .into());
+            }
+            Err(error) => tracing::debug!(%error, "reading the committed offset, retrying"),
+        }
+    }
+}
+
+/// Applies one changelog record: a checkpoint, a key's value, or a key's tombstone.
+fn apply_record(
+    restored: &mut RestoredPartition,
+    partition: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    offset: i64,
+) {
+    let key = key.unwrap_or_default();
+    if key == CHECKPOINT_KEY {
+        match value.map(Checkpoint::decode) {
+            Some(Ok(checkpoint)) => restored.checkpoint = Some(checkpoint),
+            _ => tracing::warn!(partition, offset, "unreadable checkpoint skipped"),
+        }
+        return;
+    }
+    let Ok(key) = std::str::from_utf8(key) else {
+        tracing::warn!(
+            partition,
+            offset,
+            "changelog record with a key that is not UTF-8 skipped"
+        );
+        return;
+    };
+    match value {
+        None => {
+            restored.values.remove(key);
+        }
+        Some(value) => match restored.values.get_mut(key) {
+            Some(current) => {
+                current.clear();
+                current.extend_from_slice(value);
+            }
+            None => {
+                restored.values.insert(SmolStr::new(key), value.to_vec());
+            }
+        },
+    }
+}
+
+/// Whether the consumer has read everything readable (up to the last stable offset).
+fn at_end(
+    consumer: &BaseConsumer<TracingContext>,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<bool> {
+    let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(2))?;
+    let position = consumer
+        .position()?
+        .find_partition(topic, partition)
+        .and_then(|e| e.offset().to_raw());
+    Ok(end == 0 || position.is_some_and(|p| p >= end))
+}

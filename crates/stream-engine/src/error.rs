@@ -1,0 +1,58 @@
+//! Why a batch failed, as the engine branches on it.
+
+use rdkafka::error::KafkaError;
+
+/// Why a batch could not be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// This replica cannot use its transactional producer any more: another instance with its
+    /// transactional id took over, or the broker reported another fatal error. The replica
+    /// stops; its supervisor restarts it, and the uncommitted input is processed again.
+    #[error(
+        "fatal transactional error (fenced by another instance of {transactional_id}?): {source}"
+    )]
+    Fenced {
+        /// The producer's transactional id.
+        transactional_id: String,
+        /// The error librdkafka reported.
+        source: KafkaError,
+    },
+    /// A record of the batch was not acknowledged by the broker.
+    #[error("{what} was not delivered: {source}")]
+    NotDelivered {
+        /// What kind of record: an output, a dead letter, a changelog record.
+        what: &'static str,
+        /// The delivery error.
+        source: KafkaError,
+    },
+    /// A record could not even be enqueued.
+    #[error("could not enqueue {what}: {source}")]
+    NotEnqueued {
+        /// What kind of record.
+        what: &'static str,
+        /// The error.
+        source: KafkaError,
+    },
+    /// The producer closed before a delivery was reported.
+    #[error("the producer closed before {0} was acknowledged")]
+    ProducerClosed(&'static str),
+    /// The consumer has no group metadata to commit offsets with (it left the group).
+    #[error("the consumer has no group metadata")]
+    NoGroupMetadata,
+    /// A Kafka call failed.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        source: KafkaError,
+    },
+}
+
+impl BatchError {
+    /// Whether the replica must stop: it was fenced. Every other error of an `exactly_once`
+    /// batch aborts its transaction, and the batch is processed again.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, BatchError::Fenced { .. })
+    }
+}

@@ -1,0 +1,496 @@
+//! The batch loop: collect a batch, process it through the task, produce its outputs and
+//! state, commit it with the guarantee's strategy, or roll it back.
+//!
+//! A batch takes the records the consumer has ready, and closes as soon as it has none ready
+//! (or after the commit interval, or at the batch size): a light load gives small batches
+//! committed at once, so results are not held back; a backlog gives full batches, so the cost
+//! of a commit is spread over many records. Newly assigned partitions stay paused until their
+//! state is restored; revoked ones are dropped with their part of the batch.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::metrics::{counter, histogram};
+use anyhow::Context as _;
+use futures::FutureExt as _;
+use pipeline_runtime::endpoints::Health;
+use pipeline_runtime::kafka::{TracingContext, send};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::bad_input::BadInputLog;
+use crate::context::{AssignmentChange, EngineContext};
+use crate::job::{InputRecord, Job, Rejection};
+use crate::metrics::{self, BatchTally};
+use crate::progress::Progress;
+use crate::restore::{Finished, Restores};
+use crate::task::{Processed, StateWrites, Task};
+use crate::transactions::Transactions;
+use crate::{BatchError, EngineSettings, dead_letters};
+
+/// How a batch is committed: the guarantee, as the one place that branches on it.
+pub(crate) enum Commit<'a> {
+    /// Everything in one Kafka transaction.
+    ExactlyOnce(Transactions<'a>),
+    /// Outputs acknowledged, then state, then offsets stored.
+    AtLeastOnce,
+}
+
+pub(crate) struct Worker<'a, J: Job> {
+    settings: &'a EngineSettings,
+    consumer: &'a StreamConsumer<EngineContext>,
+    context: &'a EngineContext,
+    producer: &'a FutureProducer<TracingContext>,
+    commit: Commit<'a>,
+    task: Task<J>,
+    restores: Restores,
+    health: Arc<Health>,
+    assigned: BTreeSet<i32>,
+    assigned_once: bool,
+    bad_input: BadInputLog,
+    progress: Progress,
+    tally: BatchTally,
+    writes: StateWrites,
+}
+
+impl<'a, J: Job> Worker<'a, J> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: &'a EngineSettings,
+        consumer: &'a StreamConsumer<EngineContext>,
+        context: &'a EngineContext,
+        producer: &'a FutureProducer<TracingContext>,
+        commit: Commit<'a>,
+        job: J,
+        restores: Restores,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            settings,
+            consumer,
+            context,
+            producer,
+            commit,
+            task: Task::new(job),
+            restores,
+            health,
+            assigned: BTreeSet::new(),
+            assigned_once: false,
+            bad_input: BadInputLog::new(Duration::from_secs(10), 10),
+            progress: Progress::default(),
+            tally: BatchTally::default(),
+            writes: StateWrites::default(),
+        }
+    }
+
+    pub async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        while !shutdown.is_cancelled() {
+            let mut batch = self.collect_batch(shutdown).await?;
+            self.apply_assignment_changes(&mut batch);
+            if !batch.is_empty() {
+                self.process_batch(&batch).await?;
+            }
+            self.progress.maybe_report(self.task.store().keys());
+        }
+        Ok(())
+    }
+
+    /// Cancels the restores under way and waits for their threads.
+    pub async fn shut_down(&mut self) {
+        self.restores.shut_down().await;
+    }
+
+    /// Waits for a first record, then takes the records already waiting until none is ready,
+    /// the batch is full or the commit interval has passed. Finished restores and assignment
+    /// changes are applied meanwhile.
+    async fn collect_batch(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Vec<BorrowedMessage<'a>>> {
+        let consumer = self.consumer;
+        let settings = self.settings;
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(done) = self.restores.next_done() => {
+                    if let Some(finished) = self.restores.finish(done) {
+                        self.finish_restore(finished)?;
+                    }
+                }
+                _ = self.context.changed() => self.apply_assignment_changes(&mut batch),
+                message = consumer.recv() => {
+                    let started = Instant::now();
+                    self.accept(&mut batch, message).await;
+                    while batch.len() < settings.batch_max_records
+                        && started.elapsed() < settings.commit_interval
+                    {
+                        match consumer.recv().now_or_never() {
+                            Some(message) => self.accept(&mut batch, message).await,
+                            None => break,
+                        }
+                    }
+                    if !batch.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn accept(
+        &mut self,
+        batch: &mut Vec<BorrowedMessage<'a>>,
+        message: Result<BorrowedMessage<'a>, KafkaError>,
+    ) {
+        // A rebalance reported during this poll applies to what was collected before it.
+        self.apply_assignment_changes(batch);
+        match message {
+            Ok(message) if self.restores.is_pending(message.partition()) => {
+                // Fetched before the partition was paused: processed after the restore.
+                self.restores
+                    .fetched_meanwhile(message.partition(), message.offset());
+            }
+            Ok(message) => batch.push(message),
+            Err(error) => {
+                tracing::warn!(%error, "consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Revoked partitions: their state and collected records are dropped. Assigned ones:
+    /// their restore starts (a stateless job's resume at once).
+    fn apply_assignment_changes(&mut self, batch: &mut Vec<BorrowedMessage<'a>>) {
+        let changes = self.context.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        for change in changes {
+            counter!(self.settings.metrics.rebalances).increment(1);
+            match change {
+                AssignmentChange::Revoked(partitions) => {
+                    for partition in &partitions {
+                        self.task.drop_partition(*partition);
+                        self.restores.forget(*partition);
+                        self.assigned.remove(partition);
+                    }
+                    batch.retain(|m| !partitions.contains(&m.partition()));
+                }
+                AssignmentChange::Assigned(partitions) => {
+                    self.assigned_once = true;
+                    for partition in partitions {
+                        self.assigned.insert(partition);
+                        if J::STATEFUL {
+                            self.restores.start(partition);
+                        } else if let Err(error) = self.resume(partition, None) {
+                            tracing::error!(partition, "{error:#}");
+                        }
+                    }
+                }
+            }
+        }
+        self.update_health();
+    }
+
+    /// Ready once the replica has been assigned partitions and restored every one of them.
+    fn update_health(&self) {
+        let restoring = self.assigned.iter().any(|p| self.restores.is_pending(*p));
+        self.health.set_ready(self.assigned_once && !restoring);
+        self.settings
+            .metrics
+            .set_state(self.assigned.len(), self.task.store().keys());
+    }
+
+    fn finish_restore(&mut self, finished: Finished) -> anyhow::Result<()> {
+        let Finished {
+            partition,
+            restored,
+            rewind_to,
+        } = finished;
+        let keys = restored.values.len();
+        let unreadable = self
+            .task
+            .load_partition(partition, restored.values, restored.checkpoint);
+        tracing::info!(
+            partition,
+            keys,
+            unreadable,
+            records = restored.records,
+            seconds = restored.seconds,
+            checkpoint = ?restored.checkpoint,
+            committed = ?restored.committed,
+            "state restored"
+        );
+        histogram!(self.settings.metrics.restore_seconds).record(restored.seconds);
+        self.update_health();
+        // The state belongs to the checkpoint's offset: resume there. Without one (a new
+        // partition) resume where the consumer started, before any record dropped meanwhile.
+        let resume_at = restored.checkpoint.map(|c| c.next_offset).or(rewind_to);
+        self.resume(partition, resume_at)
+    }
+
+    fn resume(&self, partition: i32, at: Option<i64>) -> anyhow::Result<()> {
+        if let Some(offset) = at {
+            self.seek(partition, offset)?;
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.settings.input_topic, partition);
+        self.consumer
+            .resume(&list)
+            .context("resuming a restored partition")
+    }
+
+    fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
+        self.consumer
+            .seek(
+                &self.settings.input_topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            )
+            .with_context(|| format!("moving partition {partition} to offset {offset}"))
+    }
+
+    async fn process_batch(&mut self, batch: &[BorrowedMessage<'a>]) -> anyhow::Result<()> {
+        let mut first_offsets: HashMap<i32, i64> = HashMap::new();
+        let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+        for message in batch {
+            first_offsets
+                .entry(message.partition())
+                .or_insert(message.offset());
+            next_offsets.insert(message.partition(), message.offset() + 1);
+        }
+        if let Commit::ExactlyOnce(transactions) = &self.commit {
+            transactions.begin()?;
+        }
+        self.tally.clear();
+        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.len() * 2);
+        let processing = Instant::now();
+        let outcome = self.produce_outputs(batch, &mut deliveries).await;
+        histogram!(self.settings.metrics.processing_seconds)
+            .record(processing.elapsed().as_secs_f64());
+        let committing = Instant::now();
+        let (task, writes) = (&self.task, &mut self.writes);
+        let (producer, settings, consumer) = (self.producer, self.settings, self.consumer);
+        let committed = match &self.commit {
+            Commit::AtLeastOnce => {
+                // Any failure stops the replica: its uncommitted input is processed again.
+                outcome?;
+                await_all(deliveries, "an output").await?;
+                let state = produce_state(task, writes, producer, settings, &next_offsets).await?;
+                await_all(state, "a changelog record").await?;
+                self.store_offsets(&next_offsets)?;
+                Ok(())
+            }
+            Commit::ExactlyOnce(transactions) => {
+                let committed = async {
+                    outcome?;
+                    let state =
+                        produce_state(task, writes, producer, settings, &next_offsets).await?;
+                    // Every record of the transaction is acknowledged before the commit is
+                    // asked for. The commit would wait for them anyway, but through
+                    // rust-rdkafka's flush, which polls the event queue in 100 ms slices that
+                    // the producer's own polling thread empties first.
+                    await_all(deliveries, "an output").await?;
+                    await_all(state, "a changelog record").await?;
+                    transactions
+                        .commit(consumer, &settings.input_topic, &next_offsets)
+                        .await
+                }
+                .await;
+                match committed {
+                    Err(error) if !error.is_fatal() => {
+                        tracing::warn!(
+                            "transaction aborted, the batch will be processed again: {error}"
+                        );
+                        transactions.abort()?;
+                        Err(())
+                    }
+                    other => Ok(other?),
+                }
+            }
+        };
+        match committed {
+            Ok(()) => {
+                histogram!(self.settings.metrics.commit_seconds)
+                    .record(committing.elapsed().as_secs_f64());
+                self.task.commit();
+                self.tally.committed(&self.settings.metrics);
+                self.progress.add(&self.tally);
+                if matches!(self.commit, Commit::ExactlyOnce(_)) {
+                    self.progress.transactions += 1;
+                }
+                self.update_health();
+            }
+            Err(()) => {
+                self.progress.aborts += 1;
+                counter!(self.settings.metrics.batches, "outcome" => "aborted").increment(1);
+                self.task.rollback();
+                self.rewind(&first_offsets)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes the batch's records through the task and produces their outputs and dead
+    /// letters.
+    async fn produce_outputs(
+        &mut self,
+        batch: &[BorrowedMessage<'a>],
+        deliveries: &mut Vec<DeliveryFuture>,
+    ) -> Result<(), BatchError> {
+        let settings = self.settings;
+        for message in batch {
+            let record = InputRecord {
+                key: message.key(),
+                value: message.payload(),
+                timestamp_ms: message.timestamp().to_millis(),
+                partition: message.partition(),
+                offset: message.offset(),
+            };
+            self.tally.consumed += 1;
+            if let Some(ms) = record.timestamp_ms {
+                self.tally.timestamps_ms.push(ms);
+            }
+            match self.task.process(&record) {
+                Ok(Processed::Applied) => {}
+                Ok(Processed::AlreadyApplied) => self.progress.skipped += 1,
+                Err(reason) => {
+                    deliveries.push(self.dead_letter(message, &reason).await?);
+                }
+            }
+        }
+        for output in self.task.outputs().records() {
+            metrics::add(&mut self.tally.produced, output.kind, 1);
+            let mut record = FutureRecord::to(&settings.output_topics[output.topic])
+                .key(output.key)
+                .payload(output.value);
+            if let Some(header) = settings.kind_header {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: header,
+                    value: Some(output.kind),
+                }));
+            }
+            deliveries.push(enqueue(self.producer, record, "an output").await?);
+        }
+        self.task.clear_outputs();
+        Ok(())
+    }
+
+    /// Produces an unusable record to the dead-letter topic, with its key, bytes and reason.
+    async fn dead_letter(
+        &mut self,
+        message: &BorrowedMessage<'a>,
+        reason: &J::Reject,
+    ) -> Result<DeliveryFuture, BatchError> {
+        let (partition, offset) = (message.partition(), message.offset());
+        metrics::add(&mut self.tally.dead_letters, reason.kind(), 1);
+        self.bad_input
+            .record(partition, offset, reason.kind(), &reason.to_string());
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in
+            dead_letters::headers(reason, &self.settings.input_topic, partition, offset)
+        {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            });
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.settings.dlq_topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        enqueue(self.producer, record, "a dead letter").await
+    }
+
+    /// Stores, for commit, the offset each partition resumes from (`at_least_once`).
+    ///
+    /// `store_offsets` takes the offsets to resume from as they are. (The single-partition
+    /// `store_offset` is librdkafka's legacy call that stores offset + 1, which would skip a
+    /// record per partition on restart.)
+    fn store_offsets(&self, next_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
+        let topic = self.settings.input_topic.as_str();
+        for (&partition, &offset) in next_offsets {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .context("building the offset list")?;
+            // Fails only for a partition revoked meanwhile; its new owner processes it again.
+            if let Err(error) = self.consumer.store_offsets(&list) {
+                tracing::debug!(partition, offset, %error, "offset not stored: partition no longer assigned");
+            }
+        }
+        Ok(())
+    }
+
+    /// After an abort: every partition of the batch goes back to the batch's first record.
+    fn rewind(&self, first_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
+        for (&partition, &offset) in first_offsets {
+            if self.assigned.contains(&partition) && !self.restores.is_pending(partition) {
+                self.seek(partition, offset)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Produces the batch's changelog records: each key it changed, then each partition's
+/// checkpoint, the input offset this state corresponds to.
+async fn produce_state<J: Job>(
+    task: &Task<J>,
+    writes: &mut StateWrites,
+    producer: &FutureProducer<TracingContext>,
+    settings: &EngineSettings,
+    next_offsets: &HashMap<i32, i64>,
+) -> Result<Vec<DeliveryFuture>, BatchError> {
+    writes.clear();
+    task.changelog(next_offsets.iter().map(|(p, o)| (*p, *o)), writes);
+    let mut deliveries = Vec::with_capacity(writes.iter().len());
+    for write in writes.iter() {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&settings.state_topic)
+            .partition(write.partition)
+            .key(write.key);
+        if let Some(value) = write.value {
+            record = record.payload(value);
+        }
+        deliveries.push(enqueue(producer, record, "a changelog record").await?);
+    }
+    Ok(deliveries)
+}
+
+/// Enqueues a record (waiting while the local queue is full); any other error names `what`.
+async fn enqueue<K, P>(
+    producer: &FutureProducer<TracingContext>,
+    record: FutureRecord<'_, K, P>,
+    what: &'static str,
+) -> Result<DeliveryFuture, BatchError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    send(producer, record)
+        .await
+        .map_err(|source| BatchError::NotEnqueued { what, source })
+}
+
+/// Waits for every delivery; the first failure is an error naming `what` was not delivered.
+async fn await_all(deliveries: Vec<DeliveryFuture>, what: &'static str) -> Result<(), BatchError> {
+    for delivery in futures::future::join_all(deliveries).await {
+        match delivery {
+            Ok(Ok(_)) => {}
+            Ok(Err((source, _))) => return Err(BatchError::NotDelivered { what, source }),
+            Err(_) => return Err(BatchError::ProducerClosed(what)),
+        }
+    }
+    Ok(())
+}
