@@ -19,6 +19,9 @@ use crate::BatchError;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts of a call that keeps failing with retriable errors.
 const ATTEMPTS: u32 = 5;
+/// Timeout of one attempt to initialise transactions: short, so that a shutdown while the
+/// broker is unreachable is seen within seconds (initialisation is retried until it succeeds).
+const INIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The transactional producer of one replica.
 pub(crate) struct Transactions<'a> {
@@ -69,7 +72,7 @@ impl<'a> Transactions<'a> {
         loop {
             let result = tokio::task::block_in_place(|| {
                 self.producer
-                    .init_transactions(Timeout::After(CALL_TIMEOUT))
+                    .init_transactions(Timeout::After(INIT_TIMEOUT))
             });
             match result {
                 Ok(()) => {

@@ -13,25 +13,28 @@ use std::time::{Duration, Instant};
 
 use ::metrics::{counter, histogram};
 use anyhow::Context as _;
-use futures::FutureExt as _;
 use pipeline_runtime::endpoints::Health;
-use pipeline_runtime::kafka::{TracingContext, send};
+use pipeline_runtime::kafka::TracingContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::bad_input::BadInputLog;
-use crate::context::{AssignmentChange, EngineContext};
+use crate::context::EngineContext;
 use crate::job::{InputRecord, Job, Rejection};
 use crate::metrics::{self, BatchTally};
 use crate::progress::Progress;
-use crate::restore::{Finished, Restores};
+use crate::restore::Restores;
 use crate::task::{Processed, StateWrites, Task};
 use crate::transactions::Transactions;
 use crate::{BatchError, EngineSettings, dead_letters};
+
+use produce::{await_all, enqueue, produce_state};
+
+mod partitions;
+mod produce;
 
 /// How a batch is committed: the guarantee, as the one place that branches on it.
 pub(crate) enum Commit<'a> {
@@ -103,160 +106,6 @@ impl<'a, J: Job> Worker<'a, J> {
     /// Cancels the restores under way and waits for their threads.
     pub async fn shut_down(&mut self) {
         self.restores.shut_down().await;
-    }
-
-    /// Waits for a first record, then takes the records already waiting until none is ready,
-    /// the batch is full or the commit interval has passed. Finished restores and assignment
-    /// changes are applied meanwhile.
-    async fn collect_batch(
-        &mut self,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<Vec<BorrowedMessage<'a>>> {
-        let consumer = self.consumer;
-        let settings = self.settings;
-        let mut batch = Vec::new();
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                Some(done) = self.restores.next_done() => {
-                    if let Some(finished) = self.restores.finish(done) {
-                        self.finish_restore(finished)?;
-                    }
-                }
-                _ = self.context.changed() => self.apply_assignment_changes(&mut batch),
-                message = consumer.recv() => {
-                    let started = Instant::now();
-                    self.accept(&mut batch, message).await;
-                    while batch.len() < settings.batch_max_records
-                        && started.elapsed() < settings.commit_interval
-                    {
-                        match consumer.recv().now_or_never() {
-                            Some(message) => self.accept(&mut batch, message).await,
-                            None => break,
-                        }
-                    }
-                    if !batch.is_empty() {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(batch)
-    }
-
-    async fn accept(
-        &mut self,
-        batch: &mut Vec<BorrowedMessage<'a>>,
-        message: Result<BorrowedMessage<'a>, KafkaError>,
-    ) {
-        // A rebalance reported during this poll applies to what was collected before it.
-        self.apply_assignment_changes(batch);
-        match message {
-            Ok(message) if self.restores.is_pending(message.partition()) => {
-                // Fetched before the partition was paused: processed after the restore.
-                self.restores
-                    .fetched_meanwhile(message.partition(), message.offset());
-            }
-            Ok(message) => batch.push(message),
-            Err(error) => {
-                tracing::warn!(%error, "consumer error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    /// Revoked partitions: their state and collected records are dropped. Assigned ones:
-    /// their restore starts (a stateless job's resume at once).
-    fn apply_assignment_changes(&mut self, batch: &mut Vec<BorrowedMessage<'a>>) {
-        let changes = self.context.take_changes();
-        if changes.is_empty() {
-            return;
-        }
-        for change in changes {
-            counter!(self.settings.metrics.rebalances).increment(1);
-            match change {
-                AssignmentChange::Revoked(partitions) => {
-                    for partition in &partitions {
-                        self.task.drop_partition(*partition);
-                        self.restores.forget(*partition);
-                        self.assigned.remove(partition);
-                    }
-                    batch.retain(|m| !partitions.contains(&m.partition()));
-                }
-                AssignmentChange::Assigned(partitions) => {
-                    self.assigned_once = true;
-                    for partition in partitions {
-                        self.assigned.insert(partition);
-                        if J::STATEFUL {
-                            self.restores.start(partition);
-                        } else if let Err(error) = self.resume(partition, None) {
-                            tracing::error!(partition, "{error:#}");
-                        }
-                    }
-                }
-            }
-        }
-        self.update_health();
-    }
-
-    /// Ready once the replica has been assigned partitions and restored every one of them.
-    fn update_health(&self) {
-        let restoring = self.assigned.iter().any(|p| self.restores.is_pending(*p));
-        self.health.set_ready(self.assigned_once && !restoring);
-        self.settings
-            .metrics
-            .set_state(self.assigned.len(), self.task.store().keys());
-    }
-
-    fn finish_restore(&mut self, finished: Finished) -> anyhow::Result<()> {
-        let Finished {
-            partition,
-            restored,
-            rewind_to,
-        } = finished;
-        let keys = restored.values.len();
-        let unreadable = self
-            .task
-            .load_partition(partition, restored.values, restored.checkpoint);
-        tracing::info!(
-            partition,
-            keys,
-            unreadable,
-            records = restored.records,
-            seconds = restored.seconds,
-            checkpoint = ?restored.checkpoint,
-            committed = ?restored.committed,
-            "state restored"
-        );
-        histogram!(self.settings.metrics.restore_seconds).record(restored.seconds);
-        self.update_health();
-        // The state belongs to the checkpoint's offset: resume there. Without one (a new
-        // partition) resume where the consumer started, before any record dropped meanwhile.
-        let resume_at = restored.checkpoint.map(|c| c.next_offset).or(rewind_to);
-        self.resume(partition, resume_at)
-    }
-
-    fn resume(&self, partition: i32, at: Option<i64>) -> anyhow::Result<()> {
-        if let Some(offset) = at {
-            self.seek(partition, offset)?;
-        }
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&self.settings.input_topic, partition);
-        self.consumer
-            .resume(&list)
-            .context("resuming a restored partition")
-    }
-
-    fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
-        self.consumer
-            .seek(
-                &self.settings.input_topic,
-                partition,
-                Offset::Offset(offset),
-                Duration::from_secs(10),
-            )
-            .with_context(|| format!("moving partition {partition} to offset {offset}"))
     }
 
     async fn process_batch(&mut self, batch: &[BorrowedMessage<'a>]) -> anyhow::Result<()> {
@@ -442,55 +291,4 @@ impl<'a, J: Job> Worker<'a, J> {
         }
         Ok(())
     }
-}
-
-/// Produces the batch's changelog records: each key it changed, then each partition's
-/// checkpoint, the input offset this state corresponds to.
-async fn produce_state<J: Job>(
-    task: &Task<J>,
-    writes: &mut StateWrites,
-    producer: &FutureProducer<TracingContext>,
-    settings: &EngineSettings,
-    next_offsets: &HashMap<i32, i64>,
-) -> Result<Vec<DeliveryFuture>, BatchError> {
-    writes.clear();
-    task.changelog(next_offsets.iter().map(|(p, o)| (*p, *o)), writes);
-    let mut deliveries = Vec::with_capacity(writes.iter().len());
-    for write in writes.iter() {
-        let mut record = FutureRecord::<[u8], [u8]>::to(&settings.state_topic)
-            .partition(write.partition)
-            .key(write.key);
-        if let Some(value) = write.value {
-            record = record.payload(value);
-        }
-        deliveries.push(enqueue(producer, record, "a changelog record").await?);
-    }
-    Ok(deliveries)
-}
-
-/// Enqueues a record (waiting while the local queue is full); any other error names `what`.
-async fn enqueue<K, P>(
-    producer: &FutureProducer<TracingContext>,
-    record: FutureRecord<'_, K, P>,
-    what: &'static str,
-) -> Result<DeliveryFuture, BatchError>
-where
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    send(producer, record)
-        .await
-        .map_err(|source| BatchError::NotEnqueued { what, source })
-}
-
-/// Waits for every delivery; the first failure is an error naming `what` was not delivered.
-async fn await_all(deliveries: Vec<DeliveryFuture>, what: &'static str) -> Result<(), BatchError> {
-    for delivery in futures::future::join_all(deliveries).await {
-        match delivery {
-            Ok(Ok(_)) => {}
-            Ok(Err((source, _))) => return Err(BatchError::NotDelivered { what, source }),
-            Err(_) => return Err(BatchError::ProducerClosed(what)),
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,174 @@
+//! The worker's side of the consumer: collecting a batch, assignment changes, finished
+//! restores, and moving partitions.
+
+use std::time::{Duration, Instant};
+
+use ::metrics::{counter, histogram};
+use anyhow::Context as _;
+use futures::FutureExt as _;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::Worker;
+use crate::Job;
+use crate::context::AssignmentChange;
+use crate::restore::Finished;
+
+impl<'a, J: Job> Worker<'a, J> {
+    /// Waits for a first record, then takes the records already waiting until none is ready,
+    /// the batch is full or the commit interval has passed. Finished restores and assignment
+    /// changes are applied meanwhile.
+    pub(super) async fn collect_batch(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Vec<BorrowedMessage<'a>>> {
+        let consumer = self.consumer;
+        let settings = self.settings;
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(done) = self.restores.next_done() => {
+                    if let Some(finished) = self.restores.finish(done) {
+                        self.finish_restore(finished)?;
+                    }
+                }
+                _ = self.context.changed() => self.apply_assignment_changes(&mut batch),
+                message = consumer.recv() => {
+                    let started = Instant::now();
+                    self.accept(&mut batch, message).await;
+                    while batch.len() < settings.batch_max_records
+                        && started.elapsed() < settings.commit_interval
+                    {
+                        match consumer.recv().now_or_never() {
+                            Some(message) => self.accept(&mut batch, message).await,
+                            None => break,
+                        }
+                    }
+                    if !batch.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn accept(
+        &mut self,
+        batch: &mut Vec<BorrowedMessage<'a>>,
+        message: Result<BorrowedMessage<'a>, KafkaError>,
+    ) {
+        // A rebalance reported during this poll applies to what was collected before it.
+        self.apply_assignment_changes(batch);
+        match message {
+            Ok(message) if self.restores.is_pending(message.partition()) => {
+                // Fetched before the partition was paused: processed after the restore.
+                self.restores
+                    .fetched_meanwhile(message.partition(), message.offset());
+            }
+            Ok(message) => batch.push(message),
+            Err(error) => {
+                tracing::warn!(%error, "consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Revoked partitions: their state and collected records are dropped. Assigned ones:
+    /// their restore starts (a stateless job's resume at once).
+    pub(super) fn apply_assignment_changes(&mut self, batch: &mut Vec<BorrowedMessage<'a>>) {
+        let changes = self.context.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        for change in changes {
+            counter!(self.settings.metrics.rebalances).increment(1);
+            match change {
+                AssignmentChange::Revoked(partitions) => {
+                    for partition in &partitions {
+                        self.task.drop_partition(*partition);
+                        self.restores.forget(*partition);
+                        self.assigned.remove(partition);
+                    }
+                    batch.retain(|m| !partitions.contains(&m.partition()));
+                }
+                AssignmentChange::Assigned(partitions) => {
+                    self.assigned_once = true;
+                    for partition in partitions {
+                        self.assigned.insert(partition);
+                        if J::STATEFUL {
+                            self.restores.start(partition);
+                        } else if let Err(error) = self.resume(partition, None) {
+                            tracing::error!(partition, "{error:#}");
+                        }
+                    }
+                }
+            }
+        }
+        self.update_health();
+    }
+
+    /// Ready once the replica has been assigned partitions and restored every one of them.
+    pub(super) fn update_health(&self) {
+        let restoring = self.assigned.iter().any(|p| self.restores.is_pending(*p));
+        self.health.set_ready(self.assigned_once && !restoring);
+        self.settings
+            .metrics
+            .set_state(self.assigned.len(), self.task.store().keys());
+    }
+
+    fn finish_restore(&mut self, finished: Finished) -> anyhow::Result<()> {
+        let Finished {
+            partition,
+            restored,
+            rewind_to,
+        } = finished;
+        let keys = restored.values.len();
+        let unreadable = self
+            .task
+            .load_partition(partition, restored.values, restored.checkpoint);
+        tracing::info!(
+            partition,
+            keys,
+            unreadable,
+            records = restored.records,
+            seconds = restored.seconds,
+            checkpoint = ?restored.checkpoint,
+            committed = ?restored.committed,
+            "state restored"
+        );
+        histogram!(self.settings.metrics.restore_seconds).record(restored.seconds);
+        self.update_health();
+        // The state belongs to the checkpoint's offset: resume there. Without one (a new
+        // partition) resume where the consumer started, before any record dropped meanwhile.
+        let resume_at = restored.checkpoint.map(|c| c.next_offset).or(rewind_to);
+        self.resume(partition, resume_at)
+    }
+
+    fn resume(&self, partition: i32, at: Option<i64>) -> anyhow::Result<()> {
+        if let Some(offset) = at {
+            self.seek(partition, offset)?;
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.settings.input_topic, partition);
+        self.consumer
+            .resume(&list)
+            .context("resuming a restored partition")
+    }
+
+    pub(super) fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
+        self.consumer
+            .seek(
+                &self.settings.input_topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            )
+            .with_context(|| format!("moving partition {partition} to offset {offset}"))
+    }
+}
