@@ -4,8 +4,9 @@
 
 FROM rust:1.88-bookworm AS build
 WORKDIR /src
-# librdkafka is built from the source bundled in rdkafka-sys: it needs a C toolchain, which this
-# image has, and nothing else.
+# librdkafka and OpenSSL are built from the sources bundled in rdkafka-sys and openssl-src: they
+# need a C toolchain, perl and make, which this image has, and nothing else. The runtime image
+# needs no libssl; its ca-certificates are the trusted CAs when kafka.tls.ca_file is unset.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

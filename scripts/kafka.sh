@@ -3,7 +3,10 @@
 # and gives access to Kafka's console tools.
 #
 #   scripts/kafka.sh fetch                       resolve the jars once (cached in ~/.m2)
-#   scripts/kafka.sh start [--dir D] [--port P]  start a broker in the background, print its address
+#   scripts/kafka.sh start [--dir D] [--port P] [--secure]
+#                                                start a broker in the background, print its address;
+#                                                --secure adds SASL_SSL, SSL (client certificates) and
+#                                                SASL_PLAINTEXT listeners, see D/secure.env
 #   scripts/kafka.sh stop  [--dir D]             stop it (by pid) and wait until it is gone
 #   scripts/kafka.sh status [--dir D]            print the address if it runs, exit 1 if not
 #   scripts/kafka.sh bootstrap [--dir D]         print the address of a started broker
@@ -68,12 +71,14 @@ port_open() {
 DIR="${KAFKA_STATE_DIR:-$ROOT/.kafka/default}"
 PORT=""
 CONTROLLER_PORT=""
+SECURE=""
 parse_dir_opts() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --dir) DIR="$2"; shift 2 ;;
       --port) PORT="$2"; shift 2 ;;
       --controller-port) CONTROLLER_PORT="$2"; shift 2 ;;
+      --secure) SECURE=1; shift ;;
       *) die "unknown option: $1" ;;
     esac
   done
@@ -129,7 +134,70 @@ logger.request.name = kafka.request.logger
 logger.request.level = warn
 EOF
   echo "127.0.0.1:$PORT" >"$DIR/bootstrap"
+  [[ -z "$SECURE" ]] || write_secure_config
 }
+
+# A throwaway CA, a broker certificate for 127.0.0.1 (only: "localhost" is a name mismatch), a
+# client certificate, a second CA the broker does not use (for "untrusted" tests), and a SCRAM
+# and PLAIN user `pipeline` with a random password. The plaintext listener stays, for the broker
+# itself and for test harnesses; clients under test use the secured ones listed in D/secure.env.
+write_secure_config() {
+  command -v openssl >/dev/null || die "openssl is needed for --secure"
+  local tls="$DIR/tls" sasl_ssl ssl sasl_plain password
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=sensor-pipeline test CA" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=some other CA" \
+      -keyout other-ca.key -out other-ca.pem 2>/dev/null
+    for name in broker client; do
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$name.key" -out "$name.csr" 2>/dev/null
+      printf 'subjectAltName=IP:127.0.0.1\n' >"$name.ext"
+      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+        -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+    done
+    # Kafka's PEM keystore: an unencrypted PKCS#8 key, then the certificate chain.
+    openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
+    cat broker.pk8 broker.crt ca.pem >broker.pem
+  ) || die "making the test certificates failed"
+  password="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+  echo -n "$password" >"$tls/password"
+  sasl_ssl="$(free_port)"; ssl="$(free_port)"; sasl_plain="$(free_port)"
+  local plain_jaas="org.apache.kafka.common.security.plain.PlainLoginModule required user_pipeline=\"$password\";"
+  local scram_jaas="org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  sed -i \
+    -e "s|^listeners=.*|&,SASL_SSL://127.0.0.1:$sasl_ssl,SSL://127.0.0.1:$ssl,SASL_PLAINTEXT://127.0.0.1:$sasl_plain|" \
+    -e "s|^advertised.listeners=.*|&,SASL_SSL://127.0.0.1:$sasl_ssl,SSL://127.0.0.1:$ssl,SASL_PLAINTEXT://127.0.0.1:$sasl_plain|" \
+    -e "s|^listener.security.protocol.map=.*|&,SASL_SSL:SASL_SSL,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT|" \
+    "$DIR/server.properties"
+  cat >>"$DIR/server.properties" <<EOF
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/broker.pem
+listener.name.ssl.ssl.client.auth=required
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$tls/ca.pem
+listener.name.sasl_ssl.plain.sasl.jaas.config=$plain_jaas
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$plain_jaas
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$scram_jaas
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$scram_jaas
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=$scram_jaas
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$scram_jaas
+EOF
+  cat >"$DIR/secure.env" <<EOF
+SASL_SSL_BOOTSTRAP=127.0.0.1:$sasl_ssl
+SSL_BOOTSTRAP=127.0.0.1:$ssl
+SASL_PLAINTEXT_BOOTSTRAP=127.0.0.1:$sasl_plain
+SASL_USERNAME=pipeline
+SASL_PASSWORD_FILE=$tls/password
+CA_FILE=$tls/ca.pem
+OTHER_CA_FILE=$tls/other-ca.pem
+CLIENT_CERTIFICATE_FILE=$tls/client.crt
+CLIENT_KEY_FILE=$tls/client.key
+EOF
+}
+
 
 # The broker's JVM: about 512 MB of heap is plenty for a single-node test broker.
 broker_java() {
@@ -158,8 +226,17 @@ start() {
     # 22 characters of URL-safe base64, as Kafka's cluster ids are.
     local cluster_id
     cluster_id="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')"
+    # With --secure, the SCRAM user is created with the storage (KRaft has no ZooKeeper to add
+    # it to later, and the broker must know it before the first client connects).
+    local scram=()
+    if [[ -f "$DIR/tls/password" ]]; then
+      local password
+      password="$(cat "$DIR/tls/password")"
+      scram=(--add-scram "SCRAM-SHA-256=[name=pipeline,password=$password]"
+        --add-scram "SCRAM-SHA-512=[name=pipeline,password=$password]")
+    fi
     "${BROKER_JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$DIR/server.properties" \
-      >"$DIR/format.log" 2>&1 || { cat "$DIR/format.log" >&2; die "storage format failed"; }
+      "${scram[@]}" >"$DIR/format.log" 2>&1 || { cat "$DIR/format.log" >&2; die "storage format failed"; }
   fi
   log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port (logs: $DIR/broker.log)"
   # setsid: the broker must not receive the terminal's Ctrl-C meant for a foreground command.

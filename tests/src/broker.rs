@@ -52,6 +52,32 @@ impl PrivateBroker {
         );
     }
 
+    /// Starts the broker with its secured listeners (`scripts/kafka.sh start --secure`): a
+    /// throwaway CA and certificates, a SCRAM and PLAIN user. See [`PrivateBroker::secure`].
+    pub fn start_secure(&self) {
+        let output = self
+            .script("start")
+            .arg("--secure")
+            .output()
+            .expect("running scripts/kafka.sh start --secure");
+        assert!(
+            output.status.success(),
+            "scripts/kafka.sh start --secure failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// What `start --secure` made: listener addresses, the user, the password file, the CA and
+    /// client certificate files (the keys of `secure.env`).
+    pub fn secure(&self) -> std::collections::HashMap<String, String> {
+        std::fs::read_to_string(self.dir.path().join("secure.env"))
+            .expect("secure.env: start the broker with start_secure")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
     /// Stops the broker and waits until it is gone.
     pub fn stop(&self) {
         let _ = self.script("stop").output();

@@ -36,15 +36,20 @@ impl Service {
     /// Starts the processor with the docker profile (as compose does, unless `args` has a
     /// `--config`) and `args`.
     pub fn processor(args: &[String]) -> Self {
-        Self::start("processor", args)
+        Self::start("processor", args, &[])
+    }
+
+    /// As [`Service::processor`], with extra environment variables.
+    pub fn processor_with_env(args: &[String], env: &[(&str, &str)]) -> Self {
+        Self::start("processor", args, env)
     }
 
     /// Starts the simulator with the docker profile and `args`.
     pub fn simulator(args: &[String]) -> Self {
-        Self::start("sensor-simulator", args)
+        Self::start("sensor-simulator", args, &[])
     }
 
-    fn start(name: &str, args: &[String]) -> Self {
+    fn start(name: &str, args: &[String], env: &[(&str, &str)]) -> Self {
         let log_dir = tempfile::Builder::new()
             .prefix(name)
             .tempdir()
@@ -76,6 +81,7 @@ impl Service {
             .arg(&address_file)
             .env_remove("PIPELINE_CONFIG")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)

@@ -97,6 +97,10 @@ pub fn client_config(
     for (key, value) in EVERY_CLIENT {
         config.set(*key, *value);
     }
+    // Checked by `KafkaSettings::validate`: `kafka.properties` cannot set these.
+    for (key, value) in settings.security().properties()? {
+        config.set(key, value);
+    }
     for (key, value, _) in properties {
         config.set(*key, *value);
     }
@@ -155,7 +159,8 @@ where
 }
 
 /// Waits until the cluster answers and every topic in `topics` exists, logging what it is
-/// waiting for. Returns `false` if `shutdown` fires first.
+/// waiting for. `Ok(false)` if `shutdown` fires first; an error if the cluster refuses this
+/// client (wrong credentials, a TLS handshake that fails): waiting would not help.
 ///
 /// Services start before the broker in compose and after crashes; waiting here turns "broker
 /// not reachable" into a clear log line instead of an exit.
@@ -163,7 +168,7 @@ pub async fn wait_for_topics<C: ClientContext>(
     client: &Client<C>,
     topics: &[&str],
     shutdown: &CancellationToken,
-) -> bool {
+) -> Result<bool, ConnectionRefused> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
@@ -171,24 +176,74 @@ pub async fn wait_for_topics<C: ClientContext>(
         match missing {
             Ok(missing) if missing.is_empty() => {
                 tracing::info!(?topics, "Kafka is reachable and the topics exist");
-                return true;
+                return Ok(true);
             }
             Ok(missing) => tracing::warn!(
                 ?missing,
                 waited_secs = started.elapsed().as_secs(),
                 "waiting for topics to be created"
             ),
-            Err(error) => tracing::warn!(
-                %error,
-                waited_secs = started.elapsed().as_secs(),
-                "waiting for Kafka to become reachable"
-            ),
+            Err(error) => {
+                if let Some(refused) = connection_refused() {
+                    return Err(refused);
+                }
+                tracing::warn!(
+                    %error,
+                    waited_secs = started.elapsed().as_secs(),
+                    "waiting for Kafka to become reachable"
+                )
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => return false,
+            _ = shutdown.cancelled() => return Ok(false),
         }
         delay = (delay * 2).min(Duration::from_secs(3));
+    }
+}
+
+/// The cluster refused this process's clients: retrying with the same settings cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionRefused {
+    /// SASL authentication failed.
+    #[error(
+        "Kafka rejected the credentials ({0}); check kafka.sasl.mechanism, kafka.sasl.username \
+         and kafka.sasl.password (or kafka.sasl.password_file)"
+    )]
+    Authentication(String),
+    /// The TLS handshake failed.
+    #[error(
+        "the TLS handshake with Kafka failed ({0}); check kafka.tls.ca_file (the CA that \
+         signed the broker's certificate) and that the broker address in kafka.brokers is a \
+         name or address its certificate is issued for"
+    )]
+    Tls(String),
+}
+
+/// The first refusal librdkafka reported in this process, if any. Every client of a process
+/// shares its settings, so one refusal stands for all; librdkafka reports it through the
+/// client context's error callback, not through the call that then times out.
+fn connection_refused() -> Option<ConnectionRefused> {
+    REFUSED.lock().ok()?.clone()
+}
+
+static REFUSED: std::sync::Mutex<Option<ConnectionRefused>> = std::sync::Mutex::new(None);
+
+/// Notes an authentication or TLS failure reported by librdkafka.
+fn note_refusal(error: &KafkaError, reason: &str) {
+    let code = error.rdkafka_error_code();
+    let refused = if matches!(
+        code,
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    ) {
+        ConnectionRefused::Authentication(reason.to_owned())
+    } else if code == Some(RDKafkaErrorCode::SSL) || reason.contains("SSL handshake failed") {
+        ConnectionRefused::Tls(reason.to_owned())
+    } else {
+        return;
+    };
+    if let Ok(mut slot) = REFUSED.lock() {
+        slot.get_or_insert(refused);
     }
 }
 
@@ -229,6 +284,7 @@ pub fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
 /// Writes a librdkafka client error as a `tracing` event. Connection failures are expected
 /// while a broker is down and librdkafka retries them on its own, so they are warnings.
 pub fn error_to_tracing(error: &KafkaError, reason: &str) {
+    note_refusal(error, reason);
     // The end of a partition is news only to readers that asked for it (enable.partition.eof).
     if matches!(error, KafkaError::PartitionEOF(_)) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
@@ -265,6 +321,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            ..KafkaSettings::default()
         }
     }
 

@@ -3,6 +3,8 @@
 //! - [`cli`]: the flags every service has (`--config`, `--brokers`, `--http-address-file`).
 //! - [`settings`]: layered configuration (file, `PIPELINE__` environment, flags) with errors
 //!   that name the key at fault, and the shared `[kafka]` and `[telemetry]` sections.
+//! - [`security`]: TLS and SASL settings, checked at start, as librdkafka properties; and
+//!   [`secret`], a value whose `Debug` is `***`.
 //! - [`telemetry`]: the `tracing` subscriber (text or JSON), set up once per process.
 //! - [`kafka`]: client configuration (with the properties a guarantee depends on guarded),
 //!   enqueueing with back-off, and the client context that routes librdkafka's logs into
@@ -13,6 +15,8 @@
 pub mod cli;
 pub mod endpoints;
 pub mod kafka;
+pub mod secret;
+pub mod security;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::security::{SaslSettings, Security, SecurityProtocol, TlsSettings};
+
 /// Prefix of the environment variables that set configuration keys.
 pub const ENV_PREFIX: &str = "PIPELINE";
 
@@ -123,13 +125,19 @@ pub fn load_with_env<T: DeserializeOwned>(
 }
 
 /// The `[kafka]` section: how to reach the cluster.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap servers, comma-separated `host:port` pairs.
     pub brokers: String,
-    /// Extra librdkafka properties passed to every client as they are (security settings,
-    /// tuning). See librdkafka's CONFIGURATION.md.
+    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: SecurityProtocol,
+    /// SASL authentication (`[kafka.sasl]`).
+    pub sasl: SaslSettings,
+    /// TLS (`[kafka.tls]`).
+    pub tls: TlsSettings,
+    /// Extra librdkafka properties passed to every client as they are (tuning, and security
+    /// options beyond the settings above). See librdkafka's CONFIGURATION.md.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -137,13 +145,40 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         Self {
             brokers: "localhost:9092".to_owned(),
+            security_protocol: SecurityProtocol::default(),
+            sasl: SaslSettings::default(),
+            tls: TlsSettings::default(),
             properties: BTreeMap::new(),
         }
     }
 }
 
+/// Property values whose key looks secret are shown as `***`: settings end up in panic
+/// messages and debug logs.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let secret = ["password", "secret", "jaas", "token"]
+                    .iter()
+                    .any(|s| k.contains(s));
+                (k.as_str(), if secret { "***" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl", &self.sasl)
+            .field("tls", &self.tls)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
 impl KafkaSettings {
-    /// Checks the values that deserialization cannot.
+    /// Checks the values that deserialization cannot, the security settings' files included.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.brokers.split(',').any(|b| b.trim().is_empty()) {
             return Err(SettingsError::invalid(
@@ -151,7 +186,16 @@ impl KafkaSettings {
                 "must list one or more host:port pairs, separated by commas",
             ));
         }
-        Ok(())
+        self.security().validate(self.properties.keys())
+    }
+
+    /// The security settings.
+    pub fn security(&self) -> Security<'_> {
+        Security {
+            protocol: self.security_protocol,
+            sasl: &self.sasl,
+            tls: &self.tls,
+        }
     }
 }
 

@@ -100,7 +100,7 @@ async fn publish(
         profile = ?settings.profile,
         "sensor simulator starting"
     );
-    if !wait_for_topics(producer.client(), &[settings.topic.as_str()], &shutdown).await {
+    if !wait_for_topics(producer.client(), &[settings.topic.as_str()], &shutdown).await? {
         return Ok(Summary {
             delivered: 0,
             failed: 0,

@@ -86,7 +86,7 @@ async fn run_job<J: Job>(
     );
     let mut topics = vec![settings.input_topic.as_str(), settings.dlq_topic.as_str()];
     topics.extend(settings.output_topics.iter().map(String::as_str));
-    if !wait_for_topics(consumer.client(), &topics, shutdown).await {
+    if !wait_for_topics(consumer.client(), &topics, shutdown).await? {
         return Ok(());
     }
     if J::STATEFUL {
