@@ -1,6 +1,7 @@
-//! The processor's hot path without Kafka, per reading: decode the record, apply it to its
-//! sensor's window (with the undo log and applied offsets the service keeps), encode the events
-//! it yields as the output records' JSON. The input is what the simulator publishes: seeded
+//! The processor's hot path without Kafka, per reading: the engine's task with the temperature
+//! job, as the service runs it: decode the record, apply it to its sensor's window (with the
+//! undo log and applied offsets), encode the events it yields as the output records' JSON, and
+//! per batch the changelog records of the sensors it touched. The input is what the simulator publishes: seeded
 //! realistic readings from 10 000 sensors, keyed by sensor id. Batches of 10 000 readings, as
 //! the service commits them.
 //!

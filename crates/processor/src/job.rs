@@ -69,7 +69,7 @@ impl Job for TemperatureJob {
         Window::new(self.rules.window_size)
     }
 
-    fn apply(&mut self, reading: &Reading<'_>, window: &mut Window, out: &mut Outputs) {
+    fn apply(&self, reading: &Reading<'_>, window: &mut Window, out: &mut Outputs) {
         step_each(window, reading, self.rules, |event| {
             out.emit(
                 EVENTS,

@@ -65,13 +65,13 @@ pub trait Job: Send + Sync {
     fn new_state(&self) -> Self::State;
 
     /// Applies an input to its key's state, emitting outputs.
-    fn apply(&mut self, input: &Self::Input<'_>, state: &mut Self::State, out: &mut Outputs);
+    fn apply(&self, input: &Self::Input<'_>, state: &mut Self::State, out: &mut Outputs);
 
     /// Called when a partition's stream time advances (after the input that advanced it, and
     /// before the next): a job whose results close on time emits and forgets them here.
     /// Default: nothing.
     fn on_stream_time(
-        &mut self,
+        &self,
         _stream_time_ms: i64,
         _partition: &mut PartitionView<'_, Self::State>,
         _out: &mut Outputs,
