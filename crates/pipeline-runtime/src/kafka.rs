@@ -286,7 +286,9 @@ pub fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
 pub fn error_to_tracing(error: &KafkaError, reason: &str) {
     note_refusal(error, reason);
     // The end of a partition is news only to readers that asked for it (enable.partition.eof).
-    if matches!(error, KafkaError::PartitionEOF(_)) {
+    if matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+    {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
     } else {
         tracing::warn!(target: "librdkafka", %error, "{reason}");

@@ -2,6 +2,13 @@
 //! reference model what the output must be, and reports missing, duplicated, wrong and
 //! unexpected events per sensor.
 //!
+//! Right on a live deployment: it reads the processors' committed input offsets first, then the
+//! output's end, and judges only the input below the committed offsets, whose outputs are all
+//! committed by then. Per sensor, outputs come in input order, so once every judged event of a
+//! sensor has been seen, its later outputs belong to readings not judged yet (newer ones, or a
+//! restarted producer's repeated sequence numbers) and are left for a later audit. A group that
+//! has committed nothing (no processor ran) is judged against the whole input.
+//!
 //! Memory is bounded: sensors are split into buckets by a hash of their id, sized so that one
 //! bucket's expected events fit in `max_events_in_memory`, and each bucket is checked in its own
 //! pass over both topics.
@@ -61,6 +68,10 @@ pub struct AuditReport {
     pub unexpected: u64,
     /// Output records that are not events at all.
     pub undecodable_output: u64,
+    /// Input records past the group's committed offsets: not processed yet, not judged.
+    pub unjudged_input: u64,
+    /// Output records of readings past the judged input, left for a later audit.
+    pub unjudged_output: u64,
     /// Passes over the topics (buckets of sensors).
     pub passes: u64,
     /// Sensors with a problem (at most 1000 listed), by id.
@@ -81,9 +92,10 @@ impl AuditReport {
     /// The one-line summary.
     pub fn summary(&self) -> String {
         format!(
-            "{} input records ({} unusable), {} expected events, {} output records: {} matched, {} missing, {} duplicated, {} wrong, {} unexpected, {} undecodable",
+            "{} input records ({} unusable, {} not processed yet), {} expected events, {} output records: {} matched, {} missing, {} duplicated, {} wrong, {} unexpected, {} undecodable, {} of newer readings",
             self.input_records,
             self.unusable_input,
+            self.unjudged_input,
             self.expected_events,
             self.output_records,
             self.matched,
@@ -91,7 +103,8 @@ impl AuditReport {
             self.duplicated,
             self.wrong,
             self.unexpected,
-            self.undecodable_output
+            self.undecodable_output,
+            self.unjudged_output
         )
     }
 
@@ -119,8 +132,23 @@ pub fn audit(
     settings: &ProcessorSettings,
     max_events_in_memory: usize,
 ) -> anyhow::Result<AuditReport> {
-    let input_ends = end_offsets(kafka, &settings.input_topic)?;
+    // In this order: everything committed below the group's offsets is in the output by the
+    // time its end is read.
+    let committed = committed_offsets(kafka, settings)?;
     let output_ends = end_offsets(kafka, &settings.output_topic)?;
+    let input_ends = end_offsets(kafka, &settings.input_topic)?;
+    let mut unjudged_input = 0;
+    let input_ends: BTreeMap<i32, (i64, i64)> = input_ends
+        .into_iter()
+        .map(|(p, (low, high))| {
+            let until = match &committed {
+                None => high,
+                Some(offsets) => offsets.get(&p).copied().unwrap_or(low).clamp(low, high),
+            };
+            unjudged_input += high - until;
+            (p, (low, until))
+        })
+        .collect();
     let input_total: i64 = input_ends.values().map(|(low, high)| high - low).sum();
     // A reading causes at most two events.
     let buckets =
@@ -128,6 +156,7 @@ pub fn audit(
     let options = settings.decode_options();
     let mut report = AuditReport {
         passes: buckets,
+        unjudged_input: unjudged_input as u64,
         ..AuditReport::default()
     };
     for bucket in 0..buckets {
@@ -135,6 +164,8 @@ pub fn audit(
         let label = format!("pass {}/{buckets}", bucket + 1);
 
         let mut expected: HashMap<EventKey, Vec<Slot>> = HashMap::new();
+        // Per sensor: judged events expected, and matched so far.
+        let mut per_sensor: HashMap<String, (u64, u64)> = HashMap::new();
         let mut models: HashMap<i32, Model> = HashMap::new();
         scan(
             kafka,
@@ -165,6 +196,10 @@ pub fn audit(
                     .or_insert_with(|| Model::new(settings.rules()));
                 for event in model.apply(&reading) {
                     report.expected_events += 1;
+                    per_sensor
+                        .entry(event.sensor_id().to_owned())
+                        .or_default()
+                        .0 += 1;
                     let key = (event.sensor_id().to_owned(), event.seq(), event.kind());
                     expected.entry(key).or_default().push(Slot {
                         event: event.into_owned(),
@@ -197,6 +232,16 @@ pub fn audit(
                 }
                 report.output_records += 1;
                 let key = (event.sensor_id().to_owned(), event.seq(), event.kind());
+                let (judged, matched) =
+                    per_sensor.get(event.sensor_id()).copied().unwrap_or((0, 0));
+                let repeats_a_judged_event = expected
+                    .get(&key)
+                    .is_some_and(|slots| slots.iter().any(|s| s.seen > 0 && s.event == event));
+                if matched == judged && !repeats_a_judged_event {
+                    // Every judged event of this sensor is out: this one is of a newer reading.
+                    report.unjudged_output += 1;
+                    return;
+                }
                 let Some(slots) = expected.get_mut(&key) else {
                     report.unexpected += 1;
                     if let Some(s) = report.sensor(event.sensor_id()) {
@@ -207,6 +252,9 @@ pub fn audit(
                 if let Some(slot) = slots.iter_mut().find(|s| s.seen == 0 && s.event == event) {
                     slot.seen = 1;
                     report.matched += 1;
+                    if let Some(counts) = per_sensor.get_mut(event.sensor_id()) {
+                        counts.1 += 1;
+                    }
                 } else if let Some(slot) = slots.iter_mut().find(|s| s.event == event) {
                     slot.seen += 1;
                     report.duplicated += 1;
@@ -258,6 +306,44 @@ fn reader(kafka: &KafkaSettings) -> anyhow::Result<BaseConsumer<TracingContext>>
     )?
     .create_with_context(TracingContext)
     .context("creating the audit consumer")
+}
+
+/// The processors' committed offsets of the input, by partition; `None` if the group has
+/// committed none at all (no processor ran: the whole input is judged).
+fn committed_offsets(
+    kafka: &KafkaSettings,
+    settings: &ProcessorSettings,
+) -> anyhow::Result<Option<BTreeMap<i32, i64>>> {
+    // The processors' group, only to read its offsets: this consumer never joins or commits.
+    let consumer: BaseConsumer<TracingContext> = client_config(
+        kafka,
+        "sensor-audit",
+        &[
+            ("group.id", settings.group_id.as_str(), Guarded),
+            ("enable.auto.commit", "false", Guarded),
+        ],
+    )?
+    .create_with_context(TracingContext)
+    .context("creating the audit's offset reader")?;
+    let topic = settings.input_topic.as_str();
+    let partitions = end_offsets(kafka, topic)?;
+    let mut list = TopicPartitionList::new();
+    for p in partitions.keys() {
+        list.add_partition(topic, *p);
+    }
+    let committed: BTreeMap<i32, i64> = consumer
+        .committed_offsets(list, Duration::from_secs(30))
+        .with_context(|| {
+            format!(
+                "reading the committed offsets of group {}",
+                settings.group_id
+            )
+        })?
+        .elements()
+        .iter()
+        .filter_map(|e| Some((e.partition(), e.offset().to_raw().filter(|o| *o >= 0)?)))
+        .collect();
+    Ok((!committed.is_empty()).then_some(committed))
 }
 
 /// Each partition's (low, last stable) offsets.

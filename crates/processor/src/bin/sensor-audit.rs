@@ -11,8 +11,10 @@ use pipeline_runtime::telemetry;
 /// right, 1 when anything differs, 2 for bad configuration.
 ///
 /// It takes the processor's configuration (same file, PIPELINE__ variables and flags), so it
-/// audits what the processors were configured to do. Run it after the processors have caught
-/// up: input records they have not processed yet show up as missing events.
+/// audits what the processors were configured to do. It can run at any time, on a live
+/// deployment: it judges the input below the processors' committed offsets, and leaves newer
+/// input and its outputs for a later run (counted as "not processed yet" and "of newer
+/// readings").
 #[derive(Debug, Parser)]
 #[command(name = "sensor-audit", version)]
 struct Args {
