@@ -116,3 +116,21 @@ fn help_documents_every_option() {
         assert!(help.contains(flag), "sensor-simulator --help lacks {flag}");
     }
 }
+
+/// Logs written to a pipe or a file carry no terminal colour codes (they did: `sensor-audit`
+/// output piped to a file was full of escape sequences).
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    // No broker there: the audit logs librdkafka's connection warnings, then gives up.
+    let (code, output) = run(
+        "sensor-audit",
+        &["--brokers", "127.0.0.1:1"],
+        &[("RUST_LOG", "info")],
+    );
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("WARN"), "no log line to check:\n{output}");
+    assert!(
+        !output.contains('\u{1b}'),
+        "escape codes in piped logs:\n{output}"
+    );
+}
