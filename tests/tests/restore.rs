@@ -248,3 +248,76 @@ async fn a_restore_waits_until_the_changelog_reaches_the_committed_offset() {
         started.elapsed()
     );
 }
+
+/// A SIGTERM while a partition's restore waits for its checkpoint (here, one that never comes:
+/// the restore would wait for the transaction timeout + 30 s) stops the processor at once: the
+/// restore runs on a tracked, cancellable thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_during_a_restore_stops_the_processor_at_once() {
+    use e2e_tests::service::{Service, http_get};
+    use e2e_tests::topics::PipelineTopics;
+
+    let bootstrap = shared_bootstrap();
+    let kafka = KafkaSettings {
+        brokers: bootstrap.clone(),
+        ..KafkaSettings::default()
+    };
+    let topics = PipelineTopics::unique("restore-sigterm");
+    topics.create(&bootstrap, 1);
+    let state_topic = format!("{}-window-state", topics.group);
+    ensure_topic(&kafka, &state_topic, 1)
+        .await
+        .expect("changelog topic");
+    // The group committed offset 500, the changelog's checkpoint says 400.
+    let committer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &topics.group)
+        .create()
+        .expect("consumer");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topics.input, 0, Offset::Offset(500))
+        .unwrap();
+    committer
+        .commit(&offsets, CommitMode::Sync)
+        .expect("commit");
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            BaseRecord::to(&state_topic)
+                .partition(0)
+                .key(CHECKPOINT_KEY)
+                .payload(&checkpoint(400)),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    producer.flush(Duration::from_secs(10)).expect("flush");
+
+    let mut processor = Service::processor(&topics.processor_args(&bootstrap));
+    assert!(
+        processor.wait_for_log("partitions assigned", Duration::from_secs(30)),
+        "{}",
+        processor.log_tail()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let address = processor.http_address(Duration::from_secs(5));
+    assert_eq!(
+        http_get(&address, "/readyz").0,
+        503,
+        "still restoring: not ready"
+    );
+    let (status, took) = processor.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        processor.log_tail()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM during a restore took {took:?}"
+    );
+    println!("sigterm during a restore: exit 0 after {took:?}");
+}
