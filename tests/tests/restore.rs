@@ -251,7 +251,8 @@ async fn a_restore_waits_until_the_changelog_reaches_the_committed_offset() {
 
 /// A SIGTERM while a partition's restore waits for its checkpoint (here, one that never comes:
 /// the restore would wait for the transaction timeout + 30 s) stops the processor at once: the
-/// restore runs on a tracked, cancellable thread.
+/// restore runs on a tracked, cancellable thread. Meanwhile, reaching the changelog's end is not
+/// logged as a warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_during_a_restore_stops_the_processor_at_once() {
     use e2e_tests::service::{Service, http_get};
@@ -308,6 +309,17 @@ async fn a_sigterm_during_a_restore_stops_the_processor_at_once() {
         http_get(&address, "/readyz").0,
         503,
         "still restoring: not ready"
+    );
+    let warnings: Vec<String> = processor
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"WARN\"") && l.contains("EOF"))
+        .map(str::to_owned)
+        .collect();
+    // Reaching a changelog partition's end is how a restore works, not a warning.
+    assert!(
+        warnings.is_empty(),
+        "end-of-partition warnings: {warnings:?}"
     );
     let (status, took) = processor.terminate(Duration::from_secs(20));
     assert!(
