@@ -4,7 +4,7 @@
 
 use sensor_contract::state::step_each;
 use sensor_contract::{DecodeError, DecodeOptions, ProcessingRules, RawRecord, Reading, Window};
-use stream_engine::{InputRecord, Job, Outputs, Rejection};
+use stream_engine::{ApplyContext, InputRecord, Job, Outputs, Rejection};
 
 /// Header naming the event type on the output topic (`alert` or `average`).
 pub const EVENT_TYPE_HEADER: &str = "event-type";
@@ -69,7 +69,13 @@ impl Job for TemperatureJob {
         Window::new(self.rules.window_size)
     }
 
-    fn apply(&self, reading: &Reading<'_>, window: &mut Window, out: &mut Outputs) {
+    fn apply(
+        &self,
+        reading: &Reading<'_>,
+        window: &mut Window,
+        _context: &ApplyContext,
+        out: &mut Outputs,
+    ) -> Result<(), Unusable> {
         step_each(window, reading, self.rules, |event| {
             out.emit(
                 EVENTS,
@@ -78,6 +84,7 @@ impl Job for TemperatureJob {
                 |value| event.write_json(value),
             );
         });
+        Ok(())
     }
 
     fn encode_state(&self, window: &Window, out: &mut Vec<u8>) {

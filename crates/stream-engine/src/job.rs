@@ -26,6 +26,17 @@ pub struct InputRecord<'r> {
     pub offset: i64,
 }
 
+/// Where an input is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyContext {
+    /// The input partition.
+    pub partition: i32,
+    /// The input's offset.
+    pub offset: i64,
+    /// The partition's stream time before this input (the largest event time applied to it).
+    pub stream_time_ms: Option<i64>,
+}
+
 /// Why a record is unusable: a sentence for people (`Display`, the dead letter's `error`
 /// header) and a stable short name for machines (`error.kind`, the metric's `reason`).
 pub trait Rejection: Display {
@@ -64,14 +75,25 @@ pub trait Job: Send + Sync {
     /// A key's state before its first input.
     fn new_state(&self) -> Self::State;
 
-    /// Applies an input to its key's state, emitting outputs.
-    fn apply(&self, input: &Self::Input<'_>, state: &mut Self::State, out: &mut Outputs);
+    /// Applies an input to its key's state, emitting outputs. An input the job cannot use
+    /// where it stands (one later than its window's close, say) is rejected: it goes to the
+    /// dead-letter topic like an undecodable one. A job that rejects must not have changed the
+    /// state or emitted anything for that input.
+    fn apply(
+        &self,
+        input: &Self::Input<'_>,
+        state: &mut Self::State,
+        context: &ApplyContext,
+        out: &mut Outputs,
+    ) -> Result<(), Self::Reject>;
 
-    /// Called when a partition's stream time advances (after the input that advanced it, and
-    /// before the next): a job whose results close on time emits and forgets them here.
-    /// Default: nothing.
+    /// Called when a partition's stream time advances from `previous_ms` (`None`: the first
+    /// event time seen, or restored) to `stream_time_ms`, after the input that advanced it and
+    /// before the next: a job whose results close on time emits and forgets them here. Default:
+    /// nothing.
     fn on_stream_time(
         &self,
+        _previous_ms: Option<i64>,
         _stream_time_ms: i64,
         _partition: &mut PartitionView<'_, Self::State>,
         _out: &mut Outputs,

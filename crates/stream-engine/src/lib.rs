@@ -48,7 +48,7 @@ mod worker;
 
 pub use engine::run;
 pub use error::BatchError;
-pub use job::{InputRecord, Job, Rejection};
+pub use job::{ApplyContext, InputRecord, Job, Rejection};
 pub use metrics::MetricNames;
 pub use outputs::{OutputRecord, Outputs};
 pub use settings::{EngineSettings, Guarantee};

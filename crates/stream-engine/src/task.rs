@@ -7,7 +7,7 @@ use std::ops::Range;
 use smol_str::SmolStr;
 
 use crate::codec::{self, Checkpoint};
-use crate::job::{InputRecord, Job};
+use crate::job::{ApplyContext, InputRecord, Job};
 use crate::outputs::Outputs;
 use crate::store::{Restored, StateStore};
 
@@ -49,7 +49,8 @@ impl<J: Job> Task<J> {
     }
 
     /// Decodes a record and applies it to its key's state, emitting its outputs into
-    /// [`Task::outputs`]; an unusable record is returned as the error, and changes nothing.
+    /// [`Task::outputs`]; an unusable record (undecodable, or rejected by the job) is returned
+    /// as the error.
     /// Afterwards the partition's stream time advances to the record's event time if that is
     /// later, and the job acts on it.
     pub fn process(&mut self, record: &InputRecord<'_>) -> Result<Processed, J::Reject> {
@@ -62,10 +63,16 @@ impl<J: Job> Task<J> {
         let input = job.decode(record)?;
         let event_time = job.event_time_ms(&input, record);
         let key = job.key(&input);
+        let previous = store.stream_time(record.partition);
+        let context = ApplyContext {
+            partition: record.partition,
+            offset: record.offset,
+            stream_time_ms: previous,
+        };
         let processed = match store.entry(record.partition, key, record.offset, || job.new_state())
         {
             Some(state) => {
-                job.apply(&input, state, outputs);
+                job.apply(&input, state, &context, outputs)?;
                 Processed::Applied
             }
             None => Processed::AlreadyApplied,
@@ -74,7 +81,7 @@ impl<J: Job> Task<J> {
             && let Some(stream_time) = store.advance_stream_time(record.partition, event_time)
             && let Some(mut view) = store.view(record.partition)
         {
-            job.on_stream_time(stream_time, &mut view, outputs);
+            job.on_stream_time(previous, stream_time, &mut view, outputs);
         }
         Ok(processed)
     }
