@@ -1,0 +1,170 @@
+//! Reading the topics for the audit: committed offsets, ends, and every committed record up to
+//! an end, with a `read_committed` consumer that never joins a group.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use pipeline_runtime::kafka::Override::{Allowed, Guarded};
+use pipeline_runtime::kafka::{TracingContext, client_config};
+use pipeline_runtime::settings::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::ProcessorSettings;
+
+fn reader(kafka: &KafkaSettings) -> anyhow::Result<BaseConsumer<TracingContext>> {
+    client_config(
+        kafka,
+        "sensor-audit",
+        &[
+            ("group.id", "sensor-audit", Guarded),
+            ("enable.auto.commit", "false", Guarded),
+            ("enable.auto.offset.store", "false", Guarded),
+            ("isolation.level", "read_committed", Guarded),
+            ("fetch.max.bytes", "52428800", Allowed),
+            // Reaching the end is reported even when it is a transaction marker, not a record.
+            ("enable.partition.eof", "true", Guarded),
+        ],
+    )?
+    .create_with_context(TracingContext)
+    .context("creating the audit consumer")
+}
+
+/// The processors' committed offsets of the input, by partition; `None` if the group has
+/// committed none at all (no processor ran: the whole input is judged).
+pub(super) fn committed_offsets(
+    kafka: &KafkaSettings,
+    settings: &ProcessorSettings,
+) -> anyhow::Result<Option<BTreeMap<i32, i64>>> {
+    // The processors' group, only to read its offsets: this consumer never joins or commits.
+    let consumer: BaseConsumer<TracingContext> = client_config(
+        kafka,
+        "sensor-audit",
+        &[
+            ("group.id", settings.group_id.as_str(), Guarded),
+            ("enable.auto.commit", "false", Guarded),
+        ],
+    )?
+    .create_with_context(TracingContext)
+    .context("creating the audit's offset reader")?;
+    let topic = settings.input_topic.as_str();
+    let partitions = end_offsets(kafka, topic)?;
+    let mut list = TopicPartitionList::new();
+    for p in partitions.keys() {
+        list.add_partition(topic, *p);
+    }
+    let committed: BTreeMap<i32, i64> = consumer
+        .committed_offsets(list, Duration::from_secs(30))
+        .with_context(|| {
+            format!(
+                "reading the committed offsets of group {}",
+                settings.group_id
+            )
+        })?
+        .elements()
+        .iter()
+        .filter_map(|e| Some((e.partition(), e.offset().to_raw().filter(|o| *o >= 0)?)))
+        .collect();
+    Ok((!committed.is_empty()).then_some(committed))
+}
+
+/// Each partition's (low, last stable) offsets.
+pub(super) fn end_offsets(
+    kafka: &KafkaSettings,
+    topic: &str,
+) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
+    let consumer = reader(kafka)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("reading the metadata of {topic}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        bail!("topic {topic} does not exist");
+    }
+    partitions
+        .into_iter()
+        .map(|p| {
+            let ends = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .with_context(|| format!("reading the offsets of {topic} [{p}]"))?;
+            Ok((p, ends))
+        })
+        .collect()
+}
+
+/// Feeds every committed record of `topic` up to `ends` to `each`, partition by partition in
+/// offset order.
+pub(super) fn scan(
+    kafka: &KafkaSettings,
+    topic: &str,
+    ends: &BTreeMap<i32, (i64, i64)>,
+    label: &str,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> anyhow::Result<()> {
+    let consumer = reader(kafka)?;
+    let total: i64 = ends.values().map(|(low, high)| high - low).sum();
+    let mut list = TopicPartitionList::new();
+    for (&p, &(low, high)) in ends {
+        if high > low {
+            list.add_partition_offset(topic, p, Offset::Offset(low))?;
+        }
+    }
+    consumer.assign(&list)?;
+    let mut remaining: BTreeMap<i32, i64> = ends
+        .iter()
+        .filter(|(_, (l, h))| h > l)
+        .map(|(p, (_, h))| (*p, *h))
+        .collect();
+    let (mut read, mut last_progress, mut last_advance) = (0u64, Instant::now(), Instant::now());
+    while !remaining.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                last_advance = Instant::now();
+                if let Some(&end) = remaining.get(&m.partition())
+                    && m.offset() < end
+                {
+                    read += 1;
+                    each(&m);
+                    if m.offset() + 1 >= end {
+                        remaining.remove(&m.partition());
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                remaining.remove(&partition);
+            }
+            Some(Err(error)) => bail!("reading {topic}: {error}"),
+            None => {}
+        }
+        // Transaction markers take offsets without being records: when reads pause, the
+        // position tells whether the end is passed (end-of-partition events say it too).
+        if last_advance.elapsed() > Duration::from_millis(500) || read % 10_000 == 0 {
+            let positions = consumer.position()?;
+            remaining.retain(|p, end| {
+                positions
+                    .find_partition(topic, *p)
+                    .and_then(|e| e.offset().to_raw())
+                    .is_none_or(|pos| pos < *end)
+            });
+        }
+        if last_advance.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "reading {topic} stalled for 60 s with {} partitions unfinished",
+                remaining.len()
+            );
+        }
+        if last_progress.elapsed() > Duration::from_secs(3) {
+            tracing::info!("{label}: {read} of about {total} records");
+            last_progress = Instant::now();
+        }
+    }
+    Ok(())
+}
