@@ -2,7 +2,7 @@
 # One image for both services, `processor` (default) and `sensor-simulator`, and the
 # `sensor-audit` command.
 
-FROM rust:1.88-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # librdkafka and OpenSSL are built from the sources bundled in rdkafka-sys and openssl-src: they
 # need a C toolchain, perl and make, which this image has, and nothing else. The runtime image
