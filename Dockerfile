@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for both services, `processor` (default) and `sensor-simulator`, and the
 # `sensor-audit` command.
 
