@@ -7,9 +7,15 @@ WORKDIR /src
 # need a C toolchain, perl and make, which this image has, and nothing else. The runtime image
 # needs no libssl; its ca-certificates are the trusted CAs when kafka.tls.ca_file is unset.
 COPY . .
+# target/ lives in a cache mount, and cargo judges the project's own crates fresh by file times,
+# which COPY keeps: a context older than the cached build (another checkout, a reverted file)
+# would ship the cached binaries. Touching the sources first makes cargo rebuild the project's
+# crates on every image build (dependencies, keyed by version, stay cached), so the image always
+# holds what its context says.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p processor -p sensor-simulator \
+    find crates -type f -exec touch {} + \
+    && cargo build --release --locked -p processor -p sensor-simulator \
     && mkdir -p /out \
     && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator /out/
 

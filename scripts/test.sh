@@ -38,3 +38,14 @@ step "broker at $KAFKA_BOOTSTRAP"
 step "running the tests"
 [[ "${1:-}" == "--" ]] && shift
 cargo test --workspace --locked -- "$@"
+
+# docker compose for real, after the others so it does not share the two cores with them:
+# scripts/docker.sh starts the engine and builds what is missing (Compose v2, buildx, the
+# base-image stand-ins), then the test runs the user's path. Skipped only when a NAME filter
+# leaves it out.
+if [[ $# -eq 0 || "compose_stack_as_a_user_runs_it" == *"$1"* ]]; then
+  step "docker compose end to end (scripts/docker.sh, then tests/tests/compose_stack.rs)"
+  COMPOSE="$(scripts/docker.sh)"
+  export COMPOSE
+  cargo test -p e2e-tests --locked --test compose_stack -- --ignored --nocapture
+fi

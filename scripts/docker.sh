@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Makes `docker compose` work on this machine for the compose end-to-end test, the way a user's
+# machine has it: a running Docker engine, the Compose v2 and buildx CLI plugins, and the base
+# images the project names. Each step is skipped when already done, so a second run takes a
+# second.
+#
+#   scripts/docker.sh     prints the compose command to use ("docker compose", or Debian's
+#                         "docker-compose" when Compose v2 could not be built: reported on stderr)
+#
+# - Engine: Debian's docker.io when no `dockerd` is installed; dockerd started in the background
+#   (log: $STATE/dockerd.log) when `docker info` cannot reach one.
+# - Compose v2 and buildx: built from the Go module proxy (no other download site is reachable on
+#   the development machines) into ~/.docker/cli-plugins. buildx v0.17.x names a docker/cli
+#   pseudo-version the proxy refuses; v0.18.0 builds.
+# - Base images: tests/fixtures/images/build.sh builds stand-ins under the tags the project names
+#   when no registry is reachable (see its README).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+COMPOSE_VERSION="${COMPOSE_VERSION:-v2.29.7}"
+BUILDX_VERSION="${BUILDX_VERSION:-v0.18.0}"
+STATE="${XDG_CACHE_HOME:-$HOME/.cache}/sensor-pipeline/docker"
+PLUGINS="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+mkdir -p "$STATE" "$PLUGINS"
+
+step() { echo "==> docker.sh: $*" >&2; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  step "installing $* from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- the engine -----------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  command -v dockerd >/dev/null || apt_install docker.io
+  if ! pgrep -x dockerd >/dev/null; then
+    step "starting dockerd (log: $STATE/dockerd.log)"
+    as_root bash -c "nohup dockerd >'$STATE/dockerd.log' 2>&1 &"
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || { tail -20 "$STATE/dockerd.log" >&2; echo "docker.sh: the engine did not start" >&2; exit 1; }
+fi
+step "engine $(docker version --format '{{.Server.Version}}')"
+
+# --- CLI plugins from the Go module proxy -----------------------------------------------------
+# go_plugin NAME MODULE_PATH VERSION: builds MODULE_PATH@VERSION into cli-plugins/docker-NAME.
+go_plugin() {
+  local name="$1" package="$2" version="$3" bin
+  bin="$(mktemp -d "${TMPDIR:-/tmp}/docker-plugin.XXXXXX")"
+  step "building docker $name $version from the Go module proxy (a few minutes the first time)"
+  if GOBIN="$bin" GOFLAGS=-mod=mod go install "$package@$version" >"$STATE/$name-build.log" 2>&1; then
+    install -m 0755 "$bin/$(basename "$package")" "$PLUGINS/docker-$name"
+    rm -rf "$bin"
+    return 0
+  fi
+  tail -5 "$STATE/$name-build.log" >&2
+  rm -rf "$bin"
+  return 1
+}
+
+if ! docker buildx version 2>/dev/null | grep -q "$BUILDX_VERSION"; then
+  command -v go >/dev/null || { echo "docker.sh: Go is needed to build buildx" >&2; exit 1; }
+  go_plugin buildx github.com/docker/buildx/cmd/buildx "$BUILDX_VERSION" \
+    || { echo "docker.sh: buildx $BUILDX_VERSION did not build ($STATE/buildx-build.log)" >&2; exit 1; }
+fi
+step "$(docker buildx version)"
+
+compose=(docker compose)
+if ! docker compose version 2>/dev/null | grep -q "${COMPOSE_VERSION#v}"; then
+  if ! command -v go >/dev/null || ! go_plugin compose github.com/docker/compose/v2/cmd "$COMPOSE_VERSION"; then
+    echo "docker.sh: FALLBACK: Compose v2 did not build ($STATE/compose-build.log); using Debian's docker-compose" >&2
+    command -v docker-compose >/dev/null || apt_install docker-compose
+    compose=(docker-compose)
+  fi
+fi
+step "$("${compose[@]}" version | head -1)"
+
+# --- base images --------------------------------------------------------------------------------
+command -v debootstrap >/dev/null || docker image inspect debian:bookworm-slim >/dev/null 2>&1 \
+  || apt_install debootstrap
+"$ROOT/tests/fixtures/images/build.sh"
+
+echo "${compose[*]}"

@@ -1,0 +1,543 @@
+//! `docker compose`, run for real the way a user runs it: build and start the stack, read alerts
+//! with the README's one-liner, scale to three processors, SIGKILL one, audit the live
+//! deployment, bring up Prometheus, tear everything down. Plus the fixes of the first real run:
+//! one image build shared by both services, no stale binaries from the build cache, a
+//! healthcheck that starts no JVM, a quiet broker log, a topics service that does not run again.
+//!
+//! It needs a Docker engine with Compose v2 and the base images: `scripts/docker.sh` provides
+//! them and prints the compose command, which `scripts/test.sh` passes in `COMPOSE`. It is
+//! `#[ignore]`d so that a plain `cargo test` on a developer's machine starts no containers;
+//! `scripts/test.sh` runs it explicitly, after the other tests, with `--ignored`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_tests::repo_root;
+
+const IMAGE: &str = "sensor-pipeline:local";
+const GROUP: &str = "temperature-processor";
+
+/// One compose project, torn down (with its volumes) when dropped.
+struct Compose {
+    command: Vec<String>,
+    project: String,
+    logs: PathBuf,
+}
+
+impl Compose {
+    fn new(project: &str) -> Self {
+        let command: Vec<String> = std::env::var("COMPOSE")
+            .unwrap_or_else(|_| "docker compose".to_owned())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let logs = repo_root().join("target/test-logs");
+        std::fs::create_dir_all(&logs).expect("target/test-logs");
+        let compose = Self {
+            command,
+            project: project.to_owned(),
+            logs,
+        };
+        // A project left over by an interrupted run would hold the ports.
+        compose.run_status(&["down", "-v", "--remove-orphans"]);
+        compose
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.command[0]);
+        cmd.args(&self.command[1..])
+            .args(["-p", &self.project, "-f", "docker-compose.yml"])
+            .args(args)
+            .current_dir(repo_root());
+        cmd
+    }
+
+    /// Runs a compose command; panics with its output when it fails.
+    fn run(&self, args: &[&str]) -> String {
+        let output = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{:?}: {e}", self.command));
+        assert!(
+            output.status.success(),
+            "compose {args:?} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn run_status(&self, args: &[&str]) -> bool {
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// The project's containers: name -> (id, state, health).
+    fn containers(&self) -> BTreeMap<String, Container> {
+        self.run(&["ps", "-a", "--format", "json"])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let c: serde_json::Value = serde_json::from_str(line).expect("ps json");
+                let name = c["Name"].as_str().expect("Name").to_owned();
+                (
+                    name.clone(),
+                    Container {
+                        id: c["ID"].as_str().expect("ID").to_owned(),
+                        name,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn container(&self, service: &str, index: u32) -> String {
+        format!("{}-{service}-{index}", self.project)
+    }
+
+    /// A command in the kafka container (console tools).
+    fn kafka_tool(&self, tool: &str, args: &[&str]) -> String {
+        let mut all = vec![
+            "exec",
+            "-T",
+            "kafka",
+            tool,
+            "--bootstrap-server",
+            "localhost:9092",
+        ];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    fn save_logs(&self) {
+        let path = self.logs.join(format!("{}.log", self.project));
+        if let Ok(output) = self.cmd(&["logs", "--no-color", "-t"]).output() {
+            let _ = std::fs::write(&path, &output.stdout);
+            eprintln!("compose logs: {}", path.display());
+        }
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.save_logs();
+            let _ = self
+                .cmd(&[
+                    "--profile",
+                    "observability",
+                    "down",
+                    "-v",
+                    "--remove-orphans",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Container {
+    id: String,
+    name: String,
+}
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn inspect(container: &str, format: &str) -> String {
+    docker(&["inspect", "-f", format, container])
+}
+
+fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `kafka-consumer-groups.sh --describe --members`: (members, partitions held in all).
+fn group_members(compose: &Compose) -> (usize, usize) {
+    let out = compose.kafka_tool(
+        "/opt/kafka/bin/kafka-consumer-groups.sh",
+        &["--describe", "--group", GROUP, "--members"],
+    );
+    let mut members = 0;
+    let mut partitions = 0;
+    let mut column = None;
+    for line in out.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first() == Some(&"GROUP") {
+            column = fields.iter().position(|f| *f == "#PARTITIONS");
+        } else if let Some(held) = column.and_then(|i| fields.get(i)) {
+            members += 1;
+            partitions += held.parse::<usize>().expect("#PARTITIONS is a number");
+        }
+    }
+    (members, partitions)
+}
+
+fn wait_for_members(compose: &Compose, members: usize) -> Duration {
+    let started = Instant::now();
+    wait_until(
+        &format!("{members} group members sharing 6 partitions"),
+        Duration::from_secs(120),
+        || (group_members(compose) == (members, 6)).then_some(()),
+    );
+    started.elapsed()
+}
+
+/// The README's alert one-liner, taken from the README itself (so the test fails if the README
+/// shows a command that does not work), made non-interactive (`exec -T`) and aimed at this
+/// project.
+fn readme_alert_command(compose: &Compose) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("docker compose exec kafka /opt/kafka/bin/kafka-console-consumer.sh")
+        .expect("the README shows the alert one-liner");
+    let end = start
+        + readme[start..]
+            .find("\n```")
+            .expect("end of the code block");
+    let command = readme[start..end].replace("\\\n", " ");
+    assert!(
+        command.contains("grep --line-buffered '\"type\":\"alert\"'"),
+        "{command}"
+    );
+    command.replacen(
+        "docker compose exec kafka",
+        &format!(
+            "{} -p {} exec -T kafka",
+            compose.command.join(" "),
+            compose.project
+        ),
+        1,
+    )
+}
+
+/// Runs `command` in bash until it has printed `lines` lines or `timeout` passes, then kills it.
+fn first_lines(command: &str, lines: usize, timeout: Duration) -> Vec<String> {
+    let mut child = Command::new("setsid")
+        .args(["bash", "-c", command])
+        .current_dir(repo_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bash");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    while got.len() < lines {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
+    }
+    // The whole session: bash, compose exec and grep.
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    got
+}
+
+fn copy_context(to: &Path) {
+    // What the image build sees: the repository without what .dockerignore leaves out.
+    let status = Command::new("bash")
+        .args([
+            "-c",
+            "tar -C \"$0\" --exclude=./target --exclude=./.git --exclude=./.kafka -cf - . | tar -C \"$1\" -xf -",
+        ])
+        .arg(repo_root())
+        .arg(to)
+        .status()
+        .expect("tar");
+    assert!(status.success());
+}
+
+#[test]
+#[ignore = "starts containers: scripts/test.sh runs it with --ignored after scripts/docker.sh"]
+fn compose_stack_as_a_user_runs_it() {
+    let compose = Compose::new("sensor-e2e");
+
+    // 1. Build, then start until every service is healthy.
+    let started = Instant::now();
+    compose.run(&["build"]);
+    let build_time = started.elapsed();
+    let started = Instant::now();
+    compose.run(&["up", "-d", "--build", "--wait", "--wait-timeout", "240"]);
+    let healthy_time = started.elapsed();
+    println!(
+        "compose: build {:.1} s, up to healthy {:.1} s",
+        build_time.as_secs_f64(),
+        healthy_time.as_secs_f64()
+    );
+
+    // One build, one image: both services run the image the tag names.
+    let image_id = docker(&["image", "inspect", "-f", "{{.Id}}", IMAGE]);
+    for service in ["processor", "simulator"] {
+        assert_eq!(
+            inspect(&compose.container(service, 1), "{{.Image}}"),
+            image_id,
+            "{service} runs {IMAGE}"
+        );
+    }
+
+    // 2. The topics the script creates, with its partition counts.
+    for (topic, partitions) in [
+        ("temperature-readings", 6),
+        ("temperature-events", 6),
+        ("temperature-readings-dlq", 3),
+    ] {
+        let out = compose.kafka_tool(
+            "/opt/kafka/bin/kafka-topics.sh",
+            &["--describe", "--topic", topic],
+        );
+        assert!(
+            out.contains(&format!("PartitionCount: {partitions}\t")),
+            "{topic} has {partitions} partitions:\n{out}"
+        );
+    }
+
+    // 3. The README's alert one-liner shows alerts.
+    let alerts = first_lines(&readme_alert_command(&compose), 2, Duration::from_secs(120));
+    assert_eq!(alerts.len(), 2, "the alert one-liner printed {alerts:?}");
+    for line in &alerts {
+        let (key, value) = line.split_once('\t').expect("key<TAB>value");
+        let event: serde_json::Value = serde_json::from_str(value).expect("alert JSON");
+        assert_eq!(event["type"], "alert", "{line}");
+        assert_eq!(event["sensor_id"], key, "{line}");
+        assert!(
+            event["temperature"].as_f64().expect("temperature") > 40.0,
+            "{line}"
+        );
+    }
+    println!("compose: alert one-liner: {}", alerts[0]);
+
+    // 4. Scale to three: nothing is recreated or run again, three members share six partitions.
+    let before = compose.containers();
+    let topics_started = inspect(&compose.container("topics", 1), "{{.State.StartedAt}}");
+    compose.run(&[
+        "up",
+        "-d",
+        "--scale",
+        "processor=3",
+        "--wait",
+        "--wait-timeout",
+        "120",
+    ]);
+    let after = compose.containers();
+    for (name, container) in &before {
+        assert_eq!(
+            after.get(name),
+            Some(container),
+            "{name} was recreated by --scale"
+        );
+    }
+    assert_eq!(after.len(), before.len() + 2, "{after:?}");
+    let rebalance = wait_for_members(&compose, 3);
+    println!(
+        "compose: 3 members share 6 partitions {:.1} s after --scale",
+        rebalance.as_secs_f64()
+    );
+
+    // 5. A replica's process SIGKILLed: the restart policy brings it back and it rejoins.
+    let victim = compose.container("processor", 2);
+    let pid: i32 = inspect(&victim, "{{.State.Pid}}").parse().expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 the replica");
+    let killed = Instant::now();
+    wait_until(
+        "the killed replica restarted by its restart policy",
+        Duration::from_secs(60),
+        || (inspect(&victim, "{{.RestartCount}} {{.State.Running}}") == "1 true").then_some(()),
+    );
+    wait_for_members(&compose, 3);
+    println!(
+        "compose: SIGKILLed replica restarted and the group whole again in {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+
+    // 6. The audit passes on the live deployment, the simulator still producing.
+    assert_eq!(
+        inspect(&compose.container("simulator", 1), "{{.State.Running}}"),
+        "true"
+    );
+    let audit = compose
+        .cmd(&["run", "--rm", "processor", "sensor-audit"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("compose run");
+    let report = String::from_utf8_lossy(&audit.stdout);
+    let audit_line = report
+        .lines()
+        .find(|l| l.starts_with("audit "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        audit.status.success() && audit_line.starts_with("audit OK"),
+        "audit on the live deployment ({}):\n{report}\n{}",
+        audit.status,
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    assert!(!report.contains('\x1b'), "no colour codes in piped output");
+    println!("compose: {audit_line}");
+    assert_eq!(
+        inspect(&compose.container("topics", 1), "{{.State.StartedAt}}"),
+        topics_started,
+        "the topics service ran again on --scale or compose run"
+    );
+
+    // 7. --profile observability: Prometheus scrapes every replica.
+    compose.run(&[
+        "--profile",
+        "observability",
+        "up",
+        "-d",
+        "--wait",
+        "--wait-timeout",
+        "120",
+        "prometheus",
+    ]);
+    let targets = wait_until(
+        "Prometheus with 3 processor targets and the simulator up",
+        Duration::from_secs(120),
+        || {
+            let body = e2e_tests::service::http_get("127.0.0.1:9090", "/api/v1/targets").1;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let active = json["data"]["activeTargets"].as_array()?.clone();
+            let up = |job: &str| {
+                active
+                    .iter()
+                    .filter(|t| t["labels"]["job"] == job && t["health"] == "up")
+                    .count()
+            };
+            (up("processor") == 3 && up("simulator") == 1 && active.len() == 4).then_some(active)
+        },
+    );
+    println!("compose: Prometheus has {} targets up", targets.len());
+
+    // 8. The first minutes' rough edges.
+    let health = inspect(&compose.container("kafka", 1), "{{json .State.Health.Log}}");
+    let probes: Vec<serde_json::Value> = serde_json::from_str(&health).expect("health log");
+    assert!(!probes.is_empty());
+    for probe in &probes {
+        let took = rfc3339_seconds(probe["End"].as_str().expect("End"))
+            - rfc3339_seconds(probe["Start"].as_str().expect("Start"));
+        assert!(
+            took < 1.0,
+            "a Kafka healthcheck probe took {took:.2} s: it must not start a JVM"
+        );
+    }
+    let kafka_log = compose.run(&["logs", "--no-color", "kafka"]);
+    let kafka_lines = kafka_log.lines().count();
+    assert!(
+        kafka_lines < 100,
+        "the broker logged {kafka_lines} lines into compose's output"
+    );
+    let processor_log = compose.run(&["logs", "--no-color", "processor"]);
+    assert!(
+        !processor_log.contains("PartitionEOF"),
+        "restores log no PartitionEOF warnings"
+    );
+
+    // 9. Down: nothing of the project left.
+    let started = Instant::now();
+    compose.run(&["--profile", "observability", "down", "-v"]);
+    let label = format!("label=com.docker.compose.project={}", compose.project);
+    for kind in ["container", "network", "volume"] {
+        let left = if kind == "container" {
+            docker(&["ps", "-a", "-q", "--filter", &label])
+        } else {
+            docker(&[kind, "ls", "-q", "--filter", &label])
+        };
+        assert_eq!(left, "", "{kind}s left after down -v");
+    }
+    println!(
+        "compose: down -v in {:.1} s, nothing left",
+        started.elapsed().as_secs_f64()
+    );
+
+    // 10. The image holds what its context says, even a context older than the build cache.
+    let context = tempfile::tempdir().expect("tempdir");
+    copy_context(context.path());
+    let marker = format!("stale-check-{:08x}", rand::random::<u32>());
+    let audit_source = context
+        .path()
+        .join("crates/processor/src/bin/sensor-audit.rs");
+    let source = std::fs::read_to_string(&audit_source).expect("sensor-audit.rs");
+    let changed = source.replacen(
+        "/// Reads the input and output topics",
+        &format!("/// {marker}. Reads the input and output topics"),
+        1,
+    );
+    assert_ne!(changed, source);
+    std::fs::write(&audit_source, changed).expect("write");
+    let old = Command::new("find")
+        .arg(context.path())
+        .args(["-exec", "touch", "-h", "-d", "2001-01-01", "{}", "+"])
+        .status()
+        .expect("touch");
+    assert!(old.success());
+    let tag = "sensor-pipeline:stale-context-check";
+    let started = Instant::now();
+    docker(&["build", "-q", "-t", tag, &context.path().to_string_lossy()]);
+    let help = docker(&["run", "--rm", tag, "sensor-audit", "--help"]);
+    docker(&["image", "rm", tag]);
+    assert!(
+        help.contains(&marker),
+        "an image built from an older context carries the cached binaries:\n{help}"
+    );
+    println!(
+        "compose: image from an older context rebuilt its binaries ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Seconds of a Docker timestamp (RFC 3339 with nanoseconds).
+fn rfc3339_seconds(stamp: &str) -> f64 {
+    let time = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{stamp}: {e}"));
+    time.unix_timestamp_nanos() as f64 / 1e9
+}
