@@ -235,13 +235,17 @@ pub fn wait_ready(address: &str) {
 
 /// GETs `path` from `address` over plain HTTP/1.0: (status code, body).
 pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    try_http_get(address, path).unwrap_or_else(|e| panic!("GET {path} from {address}: {e}"))
+}
+
+/// [`http_get`] for a server that may not be listening yet.
+pub fn try_http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address)
-        .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("request");
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
+    stream.read_to_string(&mut response)?;
     let status = response
         .split(' ')
         .nth(1)
@@ -251,7 +255,7 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// Command-line flags for the simulator publishing to `topic`, followed by `extra`.

@@ -16,9 +16,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e_tests::repo_root;
+use e2e_tests::service::try_http_get;
 
 const IMAGE: &str = "sensor-pipeline:local";
 const GROUP: &str = "temperature-processor";
+const PROMETHEUS: &str = "127.0.0.1:9090";
 
 /// One compose project, torn down (with its volumes) when dropped.
 struct Compose {
@@ -311,6 +313,28 @@ fn compose_stack_as_a_user_runs_it() {
         healthy_time.as_secs_f64()
     );
 
+    // The image was built with the toolchain the Dockerfile names (the stand-in carries this
+    // machine's; build.sh takes the tag from the Dockerfile, and this keeps the two equal).
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    let rust_tag = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("FROM rust:<tag>");
+    let rustc = docker(&[
+        "run",
+        "--rm",
+        &format!("rust:{rust_tag}"),
+        "rustc",
+        "--version",
+    ]);
+    let version = rust_tag.split('-').next().expect("version");
+    assert!(
+        rustc.starts_with(&format!("rustc {version}."))
+            || rustc.starts_with(&format!("rustc {version} ")),
+        "the Dockerfile names rust:{rust_tag} but the image builds with {rustc}"
+    );
+
     // One build, one image: both services run the image the tag names.
     let image_id = docker(&["image", "inspect", "-f", "{{.Id}}", IMAGE]);
     for service in ["processor", "simulator"] {
@@ -444,7 +468,7 @@ fn compose_stack_as_a_user_runs_it() {
         "Prometheus with 3 processor targets and the simulator up",
         Duration::from_secs(120),
         || {
-            let body = e2e_tests::service::http_get("127.0.0.1:9090", "/api/v1/targets").1;
+            let body = try_http_get(PROMETHEUS, "/api/v1/targets").ok()?.1;
             let json: serde_json::Value = serde_json::from_str(&body).ok()?;
             let active = json["data"]["activeTargets"].as_array()?.clone();
             let up = |job: &str| {
@@ -457,6 +481,7 @@ fn compose_stack_as_a_user_runs_it() {
         },
     );
     println!("compose: Prometheus has {} targets up", targets.len());
+    check_dashboard_queries();
 
     // 8. The first minutes' rough edges.
     let health = inspect(&compose.container("kafka", 1), "{{json .State.Health.Log}}");
@@ -533,6 +558,99 @@ fn compose_stack_as_a_user_runs_it() {
         "compose: image from an older context rebuilt its binaries ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Grafana cannot run here (no registry, no package), so the dashboard's queries run against the
+/// real Prometheus scraping the stack: every query is valid PromQL, and every query returns data
+/// unless the metric it reads has no sample at all yet (dead letters and aborts in a healthy
+/// run), which is then reported.
+fn check_dashboard_queries() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo_root().join("observability/grafana/dashboards/pipeline.json"),
+        )
+        .expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let query = |expr: &str| -> Vec<serde_json::Value> {
+        let (status, body) = try_http_get(
+            PROMETHEUS,
+            &format!("/api/v1/query?query={}", url_encode(expr)),
+        )
+        .expect("Prometheus answers");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("query JSON");
+        assert_eq!(status, 200, "{expr}: {body}");
+        assert_eq!(json["status"], "success", "{expr}: {body}");
+        json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut answered = 0;
+    let mut no_samples = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let selector = metric_selector(expr);
+            if query(&format!("count({selector})")).is_empty() {
+                assert!(
+                    query(expr).is_empty(),
+                    "{expr} has data but {selector} has none"
+                );
+                no_samples.push(selector);
+                continue;
+            }
+            // Rates need two scrapes (5 s apart) inside their range.
+            wait_until(
+                &format!("data for {expr:?}"),
+                Duration::from_secs(60),
+                || {
+                    let result = query(expr);
+                    let finite = result.iter().any(|series| {
+                        series["value"][1]
+                            .as_str()
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .is_some_and(f64::is_finite)
+                    });
+                    finite.then_some(())
+                },
+            );
+            answered += 1;
+        }
+    }
+    println!(
+        "compose: {answered} dashboard queries returned data from Prometheus; no samples yet for {no_samples:?}"
+    );
+    assert!(
+        answered >= 12,
+        "most panels must show data in a running stack"
+    );
+}
+
+/// The metric (with its label matchers) a dashboard expression reads.
+fn metric_selector(expr: &str) -> String {
+    let start = expr.find("sensor_").expect("a sensor_ metric");
+    let rest = &expr[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let matchers = rest[end..]
+        .strip_prefix('{')
+        .and_then(|m| m.split_once('}'))
+        .map(|(m, _)| format!("{{{m}}}"))
+        .unwrap_or_default();
+    format!("{}{matchers}", &rest[..end])
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Seconds of a Docker timestamp (RFC 3339 with nanoseconds).
