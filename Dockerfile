@@ -6,7 +6,11 @@ WORKDIR /src
 # librdkafka and OpenSSL are built from the sources bundled in rdkafka-sys and openssl-src: they
 # need a C toolchain, perl and make, which this image has, and nothing else. The runtime image
 # needs no libssl; its ca-certificates are the trusted CAs when kafka.tls.ca_file is unset.
-COPY . .
+# Only what the build reads, so a change to the README or the scripts does not rebuild. tests/ is
+# a workspace member: cargo reads its manifest and targets even when it does not build them.
+COPY Cargo.toml Cargo.lock clippy.toml ./
+COPY crates crates
+COPY tests tests
 # target/ lives in a cache mount, and cargo judges the project's own crates fresh by file times,
 # which COPY keeps: a context older than the cached build (another checkout, a reverted file)
 # would ship the cached binaries. Touching the sources first makes cargo rebuild the project's
@@ -14,7 +18,7 @@ COPY . .
 # holds what its context says.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    find crates -type f -exec touch {} + \
+    find crates tests -type f -exec touch {} + \
     && cargo build --release --locked -p processor -p sensor-simulator \
     && mkdir -p /out \
     && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator /out/

@@ -39,13 +39,14 @@ step "running the tests"
 [[ "${1:-}" == "--" ]] && shift
 cargo test --workspace --locked -- "$@"
 
-# docker compose for real, after the others so it does not share the two cores with them:
-# scripts/docker.sh starts the engine and builds what is missing (Compose v2, buildx, the
-# base-image stand-ins), then the test runs the user's path. Skipped only when a NAME filter
-# leaves it out.
-if [[ $# -eq 0 || "compose_stack_as_a_user_runs_it" == *"$1"* ]]; then
+# docker compose and the image for real, after the others so they do not share the two cores
+# with them: scripts/docker.sh starts the engine and builds what is missing (Compose v2, buildx,
+# the base-image stand-ins), then the tests run the user's path and the image against a secured
+# broker. Left out only when a NAME filter matches neither.
+DOCKER_TESTS="compose_stack_as_a_user_runs_it the_image_connects_to_a_secured_broker_over_sasl_ssl"
+if [[ $# -eq 0 || "$DOCKER_TESTS" == *"$1"* ]]; then
   step "docker compose end to end (scripts/docker.sh, then tests/tests/compose_stack.rs)"
   COMPOSE="$(scripts/docker.sh)"
   export COMPOSE
-  cargo test -p e2e-tests --locked --test compose_stack -- --ignored --nocapture
+  cargo test -p e2e-tests --locked --test compose_stack -- --ignored --nocapture --test-threads=1 "$@"
 fi

@@ -659,3 +659,153 @@ fn rfc3339_seconds(stamp: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{stamp}: {e}"));
     time.unix_timestamp_nanos() as f64 / 1e9
 }
+
+/// `docker run` of the project's image on the host network, with `dirs` mounted read-only at
+/// the same paths; (exit code, stdout and stderr).
+fn run_image(dirs: &[&Path], detach: Option<&str>, args: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new("docker");
+    cmd.arg("run").args(["--network", "host"]);
+    match detach {
+        Some(name) => cmd.args(["-d", "--name", name]),
+        None => cmd.arg("--rm"),
+    };
+    for dir in dirs {
+        let dir = dir.to_string_lossy();
+        cmd.args(["-v", &format!("{dir}:{dir}:ro")]);
+    }
+    let output = cmd
+        .arg(IMAGE)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker run");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// The image, not only the native build, talks to a secured cluster: the simulator, a processor
+/// and the audit from `sensor-pipeline:local` (as compose builds it) against a broker with a
+/// SASL_SSL listener (SCRAM-SHA-512, a throwaway CA), the output equal to the reference.
+#[test]
+#[ignore = "needs the Docker engine: scripts/test.sh runs it with --ignored after scripts/docker.sh"]
+fn the_image_connects_to_a_secured_broker_over_sasl_ssl() {
+    use e2e_tests::broker::{PrivateBroker, free_port};
+    use e2e_tests::expect::{actual_events, assert_same_events, expected_events};
+    use e2e_tests::kafka_io::{read_topic, wait_until_consumed};
+    use e2e_tests::topics::PipelineTopics;
+
+    Compose::new("sensor-e2e-image").run(&["build", "processor"]);
+    let broker = PrivateBroker::new(free_port());
+    broker.start_secure();
+    let plaintext = broker.bootstrap();
+    let secure = broker.secure();
+    let password = std::fs::read_to_string(&secure["SASL_PASSWORD_FILE"]).expect("password");
+    let topics = PipelineTopics::unique("image-secure");
+    topics.create(&plaintext, 3);
+
+    // The image runs as uid 10001: the certificates and settings must be readable to it.
+    let settings_dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings_dir.path().join("secure.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\nsecurity_protocol = \"sasl_ssl\"\n\
+             [kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"pipeline\"\n\
+             password_file = \"{}\"\n[kafka.tls]\nca_file = \"{}\"\n\
+             [telemetry]\nlog_format = \"json\"\n",
+            secure["SASL_SSL_BOOTSTRAP"], secure["SASL_PASSWORD_FILE"], secure["CA_FILE"]
+        ),
+    )
+    .expect("settings");
+    for dir in [settings_dir.path().to_owned(), broker.dir()] {
+        let status = Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&dir)
+            .status()
+            .expect("chmod");
+        assert!(status.success());
+    }
+    let mounts = [settings_dir.path(), &broker.dir()];
+    let config = settings.to_string_lossy().into_owned();
+    let topic_args = topics.processor_args("unused");
+    let mut processor_args = vec!["processor", "--config", &config];
+    processor_args.extend(topic_args.iter().skip(2).map(String::as_str));
+
+    let (code, simulator) = run_image(
+        &mounts,
+        None,
+        &[
+            "sensor-simulator",
+            "--config",
+            &config,
+            "--topic",
+            &topics.input,
+            "--count",
+            "2000",
+            "--sensors",
+            "20",
+            "--seed",
+            "11",
+            "--rate",
+            "0",
+        ],
+    );
+    assert_eq!(
+        code, 0,
+        "the simulator in the image over SASL_SSL:\n{simulator}"
+    );
+
+    let name = format!("image-secure-{:08x}", rand::random::<u32>());
+    let (code, out) = run_image(&mounts, Some(&name), &processor_args);
+    assert_eq!(code, 0, "{out}");
+    wait_until_consumed(
+        &plaintext,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(90),
+    );
+    docker(&["stop", "-t", "20", &name]);
+    let exit = inspect(&name, "{{.State.ExitCode}}");
+    let logs = Command::new("docker")
+        .args(["logs", &name])
+        .output()
+        .expect("docker logs");
+    let processor_log =
+        String::from_utf8_lossy(&logs.stdout).into_owned() + &String::from_utf8_lossy(&logs.stderr);
+    docker(&["rm", &name]);
+    assert_eq!(
+        exit, "0",
+        "the processor stops cleanly on SIGTERM:\n{processor_log}"
+    );
+
+    let input = read_topic(&plaintext, &topics.input);
+    assert_eq!(input.len(), 2000);
+    let expected = expected_events(
+        &input,
+        sensor_contract::ProcessingRules::default(),
+        &std::collections::HashMap::new(),
+    );
+    let comparison = assert_same_events(
+        &expected,
+        &actual_events(&read_topic(&plaintext, &topics.output)),
+    );
+
+    let mut audit_args = vec!["sensor-audit"];
+    audit_args.extend(processor_args.iter().skip(1));
+    let (code, audit) = run_image(&mounts, None, &audit_args);
+    assert_eq!(code, 0, "the audit in the image over SASL_SSL:\n{audit}");
+    assert!(audit.contains("audit OK"), "{audit}");
+    for text in [&simulator, &processor_log, &audit] {
+        assert!(
+            !text.contains(password.trim()),
+            "the password leaked:\n{text}"
+        );
+    }
+    println!(
+        "image over SASL_SSL: 2000 readings from the image's simulator, {} events from its processor as the reference says, its audit OK",
+        comparison.actual
+    );
+}
