@@ -25,6 +25,9 @@ pub struct Config {
     /// The simulator's section, which a shared file may hold; not read here.
     #[serde(skip_serializing)]
     simulator: serde::de::IgnoredAny,
+    /// The log gateway's section; not read here.
+    #[serde(skip_serializing)]
+    gateway: serde::de::IgnoredAny,
 }
 
 /// The `[processor]` section.

@@ -23,6 +23,9 @@ pub struct Config {
     /// The processor's section, which a shared file may hold; not read here.
     #[serde(skip_serializing)]
     processor: serde::de::IgnoredAny,
+    /// The log gateway's section; not read here.
+    #[serde(skip_serializing)]
+    gateway: serde::de::IgnoredAny,
 }
 
 /// The `[simulator]` section.

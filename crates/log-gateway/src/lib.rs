@@ -1,0 +1,165 @@
+//! `log-gateway`: the network-log pipeline's front door. Log shippers connect over TCP and send
+//! lines; each line becomes one Kafka record on `access-logs` (value: the line's bytes without
+//! its line ending; headers `sender` and `received-at-ms`; timestamp: when it was read).
+//!
+//! - No line is dropped to keep up: at `max_in_flight` unacknowledged records the connections
+//!   stop being read and TCP flow control slows the senders ([`sink`]).
+//! - A line longer than `max_line_bytes` is dead-lettered with the reason and the sender, and
+//!   the connection carries on ([`framing`]).
+//! - At most `max_connections` connections, each a task, closed after `idle_timeout_secs` of
+//!   silence ([`connection`]); more are refused, logged and counted.
+//! - SIGTERM: stop accepting, read what the connections have already sent, flush, exit 0 within
+//!   `shutdown_grace_secs`.
+
+pub mod connection;
+pub mod framing;
+pub mod metrics;
+pub mod settings;
+pub mod sink;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ::metrics::{counter, gauge};
+use anyhow::Context;
+use pipeline_runtime::endpoints::{self, Health};
+use pipeline_runtime::kafka::wait_for_topics;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use settings::{Cli, Config, GatewaySettings};
+
+use crate::connection::{Connection, Ended};
+use crate::sink::Sink;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Lines Kafka acknowledged.
+    pub lines: u64,
+    /// Oversize lines Kafka acknowledged on the dead-letter topic.
+    pub dead_letters: u64,
+    /// Records that could not be delivered.
+    pub failed: u64,
+    /// Records still unacknowledged when the grace period ended (lost).
+    pub unflushed: usize,
+}
+
+/// Runs the gateway until `shutdown`, then drains and flushes.
+pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Summary> {
+    let settings = &config.gateway;
+    let health = Arc::new(Health::default());
+    let tasks = TaskTracker::new();
+    metrics::describe();
+    endpoints::serve(
+        &settings.http_address,
+        config.telemetry.http_address_file.as_deref(),
+        health.clone(),
+        shutdown.clone(),
+        &tasks,
+    )
+    .await
+    .context("starting the HTTP endpoints (gateway.http_address)")?;
+
+    let sink = Arc::new(Sink::new(&config.kafka, settings, health.clone())?);
+    tracing::info!(
+        brokers = %config.kafka.brokers,
+        topic = %settings.topic,
+        dlq_topic = %settings.dlq_topic,
+        "log gateway starting"
+    );
+    let topics = [settings.topic.as_str(), settings.dlq_topic.as_str()];
+    if !wait_for_topics(sink.client(), &topics, &shutdown).await? {
+        return Ok(Summary {
+            lines: 0,
+            dead_letters: 0,
+            failed: 0,
+            unflushed: 0,
+        });
+    }
+    let listener = TcpListener::bind(&settings.listen_address)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} (gateway.listen_address)",
+                settings.listen_address
+            )
+        })?;
+    tracing::info!(address = %listener.local_addr()?, "receiving log lines");
+    health.set_ready(true);
+
+    let connections = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let drain_deadline = Arc::new(std::sync::OnceLock::new());
+    let open = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, for example: wait a little and go on.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = connections.clone().try_acquire_owned() else {
+            counter!(metrics::CONNECTIONS_REFUSED).increment(1);
+            tracing::warn!(%peer, max_connections = settings.max_connections, "connection refused: gateway.max_connections are open");
+            drop(stream);
+            continue;
+        };
+        counter!(metrics::CONNECTIONS_ACCEPTED).increment(1);
+        gauge!(metrics::CONNECTIONS_OPEN).increment(1.0);
+        tracing::debug!(%peer, "connection accepted");
+        let connection = Connection {
+            stream,
+            peer,
+            sink: sink.clone(),
+            max_line_bytes: settings.max_line_bytes,
+            idle_timeout: settings.idle_timeout_secs,
+            shutdown: shutdown.clone(),
+            drain_deadline: drain_deadline.clone(),
+        };
+        open.spawn(async move {
+            let ended = connection.serve().await;
+            gauge!(metrics::CONNECTIONS_OPEN).decrement(1.0);
+            if ended == Ended::Idle {
+                tracing::info!(%peer, "connection closed after gateway.idle_timeout_secs of silence");
+            } else {
+                tracing::debug!(%peer, ?ended, "connection ended");
+            }
+            drop(slot);
+        });
+    }
+
+    // SIGTERM: no new connections; the open ones read what their senders already sent.
+    drop(listener);
+    health.set_ready(false);
+    let deadline = Instant::now() + settings.shutdown_grace_secs;
+    let _ = drain_deadline.set(deadline);
+    open.close();
+    let drained = tokio::time::timeout_at(deadline.into(), open.wait())
+        .await
+        .is_ok();
+    if !drained {
+        tracing::warn!("connections still busy at the end of gateway.shutdown_grace_secs");
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let flush_sink = sink.clone();
+    let unflushed = tokio::task::spawn_blocking(move || flush_sink.flush(left))
+        .await
+        .context("flushing the producer")?;
+    tasks.close();
+    let deliveries = sink.deliveries();
+    let summary = Summary {
+        lines: deliveries.lines.load(Ordering::Relaxed),
+        dead_letters: deliveries.dead_letters.load(Ordering::Relaxed),
+        failed: deliveries.failed.load(Ordering::Relaxed),
+        unflushed,
+    };
+    Ok(summary)
+}
