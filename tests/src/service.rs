@@ -49,6 +49,11 @@ impl Service {
         Self::start("sensor-simulator", args, &[])
     }
 
+    /// Starts the log gateway with the docker profile and `args`.
+    pub fn gateway(args: &[String]) -> Self {
+        Self::start("log-gateway", args, &[])
+    }
+
     fn start(name: &str, args: &[String], env: &[(&str, &str)]) -> Self {
         let log_dir = tempfile::Builder::new()
             .prefix(name)
@@ -256,6 +261,19 @@ pub fn try_http_get(address: &str, path: &str) -> std::io::Result<(u16, String)>
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// `name{labels}` → value, from a service's `/metrics` (the Prometheus text format).
+pub fn scrape(address: &str) -> std::collections::HashMap<String, f64> {
+    let (status, body) = http_get(address, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Command-line flags for the simulator publishing to `topic`, followed by `extra`.

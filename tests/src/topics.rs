@@ -65,3 +65,25 @@ impl PipelineTopics {
         .collect()
     }
 }
+
+/// Creates `topics` (name, partitions) on `bootstrap` with Kafka's `kafka-topics.sh`, side by
+/// side (each call starts a JVM).
+pub fn create_topics(bootstrap: &str, topics: &[(&str, u32)]) {
+    std::thread::scope(|scope| {
+        for (name, partitions) in topics {
+            scope.spawn(move || {
+                let output = Command::new(repo_root().join("scripts/kafka.sh"))
+                    .args(["topics", "--bootstrap-server", bootstrap, "--create"])
+                    .args(["--topic", name, "--partitions", &partitions.to_string()])
+                    .args(["--replication-factor", "1"])
+                    .output()
+                    .expect("running scripts/kafka.sh topics");
+                assert!(
+                    output.status.success(),
+                    "creating {name}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            });
+        }
+    });
+}

@@ -6,21 +6,9 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::kafka_io::{produce, producer, read_topic, wait_for_group, wait_until_consumed};
+use e2e_tests::service::scrape;
 use e2e_tests::service::{Service, http_get, simulator_args, wait_ready};
 use e2e_tests::topics::PipelineTopics;
-
-/// `name{labels}` → value, from the Prometheus text format.
-fn scrape(address: &str) -> HashMap<String, f64> {
-    let (status, body) = http_get(address, "/metrics");
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 #[test]
 fn metrics_and_health_match_what_was_sent_and_processed() {

@@ -52,7 +52,6 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     let settings = &config.gateway;
     let health = Arc::new(Health::default());
     let tasks = TaskTracker::new();
-    metrics::describe();
     endpoints::serve(
         &settings.http_address,
         config.telemetry.http_address_file.as_deref(),
@@ -62,6 +61,8 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     )
     .await
     .context("starting the HTTP endpoints (gateway.http_address)")?;
+    // After the recorder is installed (by `serve`), or the series would go nowhere.
+    metrics::describe();
 
     let sink = Arc::new(Sink::new(&config.kafka, settings, health.clone())?);
     tracing::info!(

@@ -1,0 +1,385 @@
+//! The log gateway on the real broker: lines from several TCP connections become records,
+//! exactly; oversize lines are dead-lettered and the connection goes on; connections beyond the
+//! limit are refused and counted; SIGTERM drains what was sent; a throttled broker blocks the
+//! sender instead of losing lines.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use e2e_tests::broker::{free_port, shared_bootstrap};
+use e2e_tests::kafka_io::{Record, read_topic};
+use e2e_tests::service::{Service, scrape, wait_ready};
+use e2e_tests::topics::create_topics;
+use e2e_tests::unique;
+
+struct Gateway {
+    service: Service,
+    listen: String,
+    http: String,
+    topic: String,
+    dlq: String,
+}
+
+fn start_gateway(bootstrap: &str, test: &str, extra: &[&str]) -> Gateway {
+    let id = unique(test);
+    let topic = format!("{id}-access-logs");
+    let dlq = format!("{id}-access-logs-dlq");
+    create_topics(bootstrap, &[(&topic, 3), (&dlq, 1)]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args: Vec<String> = [
+        "--brokers",
+        bootstrap,
+        "--topic",
+        &topic,
+        "--dlq-topic",
+        &dlq,
+        "--listen-address",
+        &listen,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let service = Service::gateway(&args);
+    let http = service.http_address(Duration::from_secs(30));
+    wait_ready(&http);
+    Gateway {
+        service,
+        listen,
+        http,
+        topic,
+        dlq,
+    }
+}
+
+/// Lines by sender (`ip:port`), from the `sender` header.
+fn lines_by_sender(records: &[Record]) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut by_sender: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for record in records {
+        let sender = record.header("sender").expect("sender header");
+        by_sender
+            .entry(sender)
+            .or_default()
+            .push(record.payload.clone().unwrap_or_default());
+    }
+    for lines in by_sender.values_mut() {
+        lines.sort();
+    }
+    by_sender
+}
+
+fn wait_for_records(bootstrap: &str, topic: &str, count: usize) -> Vec<Record> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let records = read_topic(bootstrap, topic);
+        if records.len() >= count || Instant::now() > deadline {
+            return records;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn lines_from_several_connections_become_records_and_oversize_lines_are_dead_lettered() {
+    let bootstrap = shared_bootstrap();
+    let mut gateway = start_gateway(&bootstrap, "gateway-lines", &["--max-line-bytes", "100"]);
+    let oversize = "x".repeat(300);
+    let mut expected: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut oversize_sender = String::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|c| {
+                let listen = gateway.listen.clone();
+                let oversize = oversize.clone();
+                scope.spawn(move || {
+                    let mut stream = TcpStream::connect(&listen).expect("connect");
+                    let sender = stream.local_addr().expect("local address").to_string();
+                    let mut sent = Vec::new();
+                    let mut text = String::new();
+                    for i in 0..500 {
+                        let line = format!(
+                            "10.0.{c}.{} - - [22/Nov/2026:10:00:00 +0000] \"GET /{i}\" 200 5",
+                            i % 250
+                        );
+                        // Connection 1 ends its lines with \r\n, the others with \n.
+                        text.push_str(&line);
+                        text.push_str(if c == 1 { "\r\n" } else { "\n" });
+                        sent.push(line.into_bytes());
+                        if c == 2 && i == 250 {
+                            text.push_str(&oversize);
+                            text.push('\n');
+                        }
+                    }
+                    // The last line has no line ending.
+                    text.push_str("last line");
+                    sent.push(b"last line".to_vec());
+                    // Written in uneven pieces, as TCP may deliver them.
+                    for piece in text.as_bytes().chunks(777) {
+                        stream.write_all(piece).expect("write");
+                    }
+                    drop(stream);
+                    sent.sort();
+                    (sender, sent)
+                })
+            })
+            .collect();
+        for (c, handle) in handles.into_iter().enumerate() {
+            let (sender, sent) = handle.join().expect("sender thread");
+            if c == 2 {
+                oversize_sender = sender.clone();
+            }
+            expected.insert(sender, sent);
+        }
+    });
+
+    let records = wait_for_records(&bootstrap, &gateway.topic, 4 * 501);
+    assert_eq!(records.len(), 4 * 501, "every line once");
+    assert_eq!(lines_by_sender(&records), expected);
+    for record in &records {
+        let received: i64 = record
+            .header("received-at-ms")
+            .and_then(|v| v.parse().ok())
+            .expect("received-at-ms");
+        assert_eq!(
+            record.timestamp_ms,
+            Some(received),
+            "the timestamp is the time received"
+        );
+    }
+
+    let dead = wait_for_records(&bootstrap, &gateway.dlq, 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].payload.as_deref(),
+        Some(&oversize.as_bytes()[..100])
+    );
+    assert_eq!(
+        dead[0].header("error.kind").as_deref(),
+        Some("oversize_line")
+    );
+    assert_eq!(dead[0].header("line-bytes").as_deref(), Some("300"));
+    assert_eq!(dead[0].header("sender"), Some(oversize_sender));
+    assert!(
+        dead[0]
+            .header("error.reason")
+            .expect("reason")
+            .contains("gateway.max_line_bytes (100)")
+    );
+
+    let metrics = scrape(&gateway.http);
+    assert_eq!(metrics["log_gateway_lines_received_total"], 2005.0);
+    assert_eq!(metrics["log_gateway_lines_produced_total"], 2004.0);
+    assert_eq!(metrics["log_gateway_oversize_lines_total"], 1.0);
+    assert_eq!(metrics["log_gateway_dead_letters_produced_total"], 1.0);
+    assert_eq!(metrics["log_gateway_connections_accepted_total"], 4.0);
+    assert_eq!(metrics["log_gateway_produce_failures_total"], 0.0);
+    let stopped = gateway.service.stop(Duration::from_secs(30));
+    assert!(stopped < Duration::from_secs(5), "stopped in {stopped:?}");
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused_logged_and_counted() {
+    let bootstrap = shared_bootstrap();
+    let mut gateway = start_gateway(&bootstrap, "gateway-limit", &["--max-connections", "2"]);
+    let mut open: Vec<TcpStream> = (0..2)
+        .map(|i| {
+            let mut stream = TcpStream::connect(&gateway.listen).expect("connect");
+            writeln!(stream, "held {i}").expect("write");
+            stream
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scrape(&gateway.http)["log_gateway_connections_open"] < 2.0 {
+        assert!(Instant::now() < deadline, "two connections open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The third is closed at once: reading it gives end of stream.
+    let mut third = TcpStream::connect(&gateway.listen).expect("the kernel accepts it");
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    assert_eq!(third.read(&mut byte).expect("closed, not timed out"), 0);
+    assert!(
+        gateway
+            .service
+            .wait_for_log("connection refused", Duration::from_secs(5))
+    );
+    assert_eq!(
+        scrape(&gateway.http)["log_gateway_connections_refused_total"],
+        1.0
+    );
+
+    // A slot freed is a slot usable.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scrape(&gateway.http)["log_gateway_connections_open"] > 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection is released"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut again = TcpStream::connect(&gateway.listen).expect("connect");
+    writeln!(again, "after").expect("write");
+    drop(again);
+    drop(open);
+    let records = wait_for_records(&bootstrap, &gateway.topic, 3);
+    let mut lines: Vec<_> = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["after", "held 0", "held 1"]);
+    assert_eq!(
+        scrape(&gateway.http)["log_gateway_connections_refused_total"],
+        1.0
+    );
+    gateway.service.stop(Duration::from_secs(30));
+}
+
+#[test]
+fn sigterm_drains_what_an_open_connection_already_sent() {
+    let bootstrap = shared_bootstrap();
+    let mut gateway = start_gateway(&bootstrap, "gateway-drain", &[]);
+    let mut stream = TcpStream::connect(&gateway.listen).expect("connect");
+    let lines = 20_000;
+    let mut text = String::new();
+    for i in 0..lines {
+        text.push_str(&format!("192.0.2.{} line {i:06}\n", i % 200));
+    }
+    stream.write_all(text.as_bytes()).expect("write");
+    // The connection stays open; the gateway is told to stop right away.
+    let (status, took) = gateway.service.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit 0 after draining ({status:?}):\n{}",
+        gateway.service.log_tail()
+    );
+    let records = read_topic(&bootstrap, &gateway.topic);
+    assert_eq!(records.len(), lines, "every line already sent is in Kafka");
+    let mut seen: Vec<_> = records
+        .iter()
+        .map(|r| r.payload.clone().unwrap_or_default())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), lines, "no duplicates");
+    println!("gateway drain: {lines} lines sent, SIGTERM, all in Kafka, exit 0 after {took:?}");
+    drop(stream);
+}
+
+/// Sets or removes the broker's produce quota for clients named `client_id`.
+fn producer_quota(bootstrap: &str, client_id: &str, bytes_per_second: Option<u32>) {
+    let change = match bytes_per_second {
+        Some(rate) => vec![
+            "--add-config".to_owned(),
+            format!("producer_byte_rate={rate}"),
+        ],
+        None => vec![
+            "--delete-config".to_owned(),
+            "producer_byte_rate".to_owned(),
+        ],
+    };
+    let output = std::process::Command::new(e2e_tests::repo_root().join("scripts/kafka.sh"))
+        .args(["configs", "--bootstrap-server", bootstrap, "--alter"])
+        .args(change)
+        .args(["--entity-type", "clients", "--entity-name", client_id])
+        .output()
+        .expect("scripts/kafka.sh configs runs");
+    assert!(
+        output.status.success(),
+        "kafka-configs: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_throttled_broker_blocks_the_sender_and_nothing_is_lost() {
+    let bootstrap = shared_bootstrap();
+    let client_id = unique("gateway-throttled");
+    producer_quota(&bootstrap, &client_id, Some(2000));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!("[kafka.properties]\n\"client.id\" = \"{client_id}\"\n[telemetry]\nlog_format = \"json\"\n"),
+    )
+    .expect("settings");
+    let config = config.to_string_lossy().into_owned();
+    let mut gateway = start_gateway(
+        &bootstrap,
+        "gateway-backpressure",
+        &["--config", &config, "--max-in-flight", "200"],
+    );
+
+    // 40 MB of lines: far more than the socket buffers on both sides hold.
+    let lines: u64 = 400_000;
+    let written = Arc::new(AtomicU64::new(0));
+    let listen = gateway.listen.clone();
+    let progress = written.clone();
+    let sender = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(&listen).expect("connect");
+        let mut batch = String::new();
+        for i in 0..lines {
+            batch.push_str(&format!(
+                "198.51.100.{} - - backpressure line {i:08} {}\n",
+                i % 250,
+                "p".repeat(60)
+            ));
+            if batch.len() > 64 * 1024 {
+                stream.write_all(batch.as_bytes()).expect("write");
+                progress.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
+            }
+        }
+        stream.write_all(batch.as_bytes()).expect("write");
+        progress.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    });
+
+    // Under the quota the gateway holds max_in_flight records, stops reading, and the sender's
+    // writes stop making progress.
+    std::thread::sleep(Duration::from_secs(4));
+    let before = written.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = written.load(Ordering::Relaxed);
+    let metrics = scrape(&gateway.http);
+    let total_bytes = lines * 87;
+    assert!(!sender.is_finished(), "the sender is blocked");
+    assert_eq!(
+        before, after,
+        "no progress for 3 s while the broker throttles"
+    );
+    assert!(
+        after < total_bytes / 2,
+        "blocked after {after} of {total_bytes} bytes"
+    );
+    assert_eq!(
+        metrics["log_gateway_producer_in_flight"], 200.0,
+        "the in-flight bound is full"
+    );
+    println!(
+        "gateway backpressure: sender blocked after {:.1} MB, {} lines in Kafka so far",
+        after as f64 / 1e6,
+        metrics["log_gateway_lines_produced_total"]
+    );
+
+    producer_quota(&bootstrap, &client_id, None);
+    sender
+        .join()
+        .expect("the sender finishes once the quota is lifted");
+    gateway.service.terminate(Duration::from_secs(60));
+    let records = read_topic(&bootstrap, &gateway.topic);
+    let mut seen: Vec<_> = records
+        .iter()
+        .map(|r| r.payload.clone().unwrap_or_default())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(records.len() as u64, lines, "every line once");
+    assert_eq!(seen.len() as u64, lines);
+}
