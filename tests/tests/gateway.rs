@@ -383,3 +383,62 @@ fn a_throttled_broker_blocks_the_sender_and_nothing_is_lost() {
     assert_eq!(records.len() as u64, lines, "every line once");
     assert_eq!(seen.len() as u64, lines);
 }
+
+/// The log simulator over four connections into the gateway: the topic holds exactly the lines
+/// the seed generates, malformed ones included (judging them is the job's work).
+#[test]
+fn the_log_simulator_through_the_gateway_lands_every_line_once() {
+    let bootstrap = shared_bootstrap();
+    let mut gateway = start_gateway(&bootstrap, "gateway-simulator", &[]);
+    let (count, seed, start_ms, step_ms) = (6000u64, 42u64, 1_795_341_600_000i64, 5.0);
+    let output = std::process::Command::new(e2e_tests::service::binary("log-simulator"))
+        .args([
+            "--gateway",
+            &gateway.listen,
+            "--rate",
+            "0",
+            "--connections",
+            "4",
+        ])
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+        .args([
+            "--start-time-ms",
+            &start_ms.to_string(),
+            "--step-ms",
+            &step_ms.to_string(),
+        ])
+        .output()
+        .expect("log-simulator runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let shape = log_simulator::Shape {
+        clients: 1000,
+        ipv6_share: 0.1,
+        forwarded_share: 0.1,
+        malformed_share: 0.01,
+        start_ms,
+        step_ms,
+    };
+    let mut generator = log_simulator::Generator::new(seed, shape).expect("generator");
+    let mut expected: Vec<Vec<u8>> = (0..count).map(|_| generator.next_line()).collect();
+    expected.sort();
+    let records = wait_for_records(&bootstrap, &gateway.topic, count as usize);
+    let mut actual: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| r.payload.clone().unwrap_or_default())
+        .collect();
+    actual.sort();
+    assert_eq!(actual.len(), expected.len());
+    assert!(
+        actual == expected,
+        "the topic holds other lines than the seed generates"
+    );
+    let senders: std::collections::BTreeSet<_> =
+        records.iter().filter_map(|r| r.header("sender")).collect();
+    assert_eq!(senders.len(), 4, "four connections");
+    gateway.service.stop(Duration::from_secs(30));
+}

@@ -1,0 +1,232 @@
+//! `log-simulator`: seeded access-log lines in the nginx/Apache combined format, sent to the log
+//! gateway over several TCP connections as log shippers do.
+//!
+//! - Clients: a population of `clients` addresses (IPv4, and a share of IPv6), drawn with a
+//!   Zipf law (exponent 1.1), so a few addresses are clear top talkers.
+//! - A share of lines carries an `X-Forwarded-For` chain of two or three addresses, in a last
+//!   quoted field (nginx's `"$http_x_forwarded_for"`; `"-"` when there is none).
+//! - A small share is malformed: no client address, an unparsable timestamp, bytes that are not
+//!   UTF-8.
+//! - Event times advance by `1 / rate` seconds per line from `start_ms` (now, unless given):
+//!   with a fixed start the same seed gives the same lines. Line `i` goes to connection
+//!   `i % connections`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Zipf};
+
+/// What to generate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// Distinct client addresses.
+    pub clients: u32,
+    /// Share of IPv6 clients.
+    pub ipv6_share: f64,
+    /// Share of lines with an X-Forwarded-For chain.
+    pub forwarded_share: f64,
+    /// Share of malformed lines.
+    pub malformed_share: f64,
+    /// Event time of the first line, ms since the epoch.
+    pub start_ms: i64,
+    /// Event time between lines, ms (may be fractional).
+    pub step_ms: f64,
+}
+
+/// The seeded stream of lines.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    rng: ChaCha8Rng,
+    shape: Shape,
+    clients: Vec<IpAddr>,
+    popularity: Zipf<f64>,
+    produced: u64,
+}
+
+const PATHS: [&str; 8] = [
+    "/",
+    "/index.html",
+    "/api/v1/items",
+    "/api/v1/items/42",
+    "/login",
+    "/static/app.js",
+    "/static/style.css",
+    "/search?q=kafka",
+];
+const AGENTS: [&str; 4] = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "curl/8.5.0",
+    "Prometheus/2.53.0",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+impl Generator {
+    /// A generator for `shape` seeded with `seed`.
+    pub fn new(seed: u64, shape: Shape) -> anyhow::Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let clients = (0..shape.clients.max(1))
+            .map(|_| random_address(&mut rng, shape.ipv6_share))
+            .collect();
+        let popularity = Zipf::new(f64::from(shape.clients.max(1)), 1.1)
+            .map_err(|e| anyhow::anyhow!("client popularity: {e}"))?;
+        Ok(Self {
+            rng,
+            shape,
+            clients,
+            popularity,
+            produced: 0,
+        })
+    }
+
+    /// The next line, without its line ending.
+    pub fn next_line(&mut self) -> Vec<u8> {
+        let time_ms = self.shape.start_ms + (self.produced as f64 * self.shape.step_ms) as i64;
+        self.produced += 1;
+        let rank = self.popularity.sample(&mut self.rng) as usize;
+        let client = self.clients[rank.saturating_sub(1).min(self.clients.len() - 1)];
+        let path = PATHS[self.rng.random_range(0..PATHS.len())];
+        let agent = AGENTS[self.rng.random_range(0..AGENTS.len())];
+        let status = [200, 200, 200, 200, 304, 404, 500][self.rng.random_range(0..7)];
+        let bytes = self.rng.random_range(0..50_000);
+        let forwarded = if self.rng.random_bool(self.shape.forwarded_share) {
+            let hops = self.rng.random_range(2..4);
+            (0..hops)
+                .map(|_| random_address(&mut self.rng, self.shape.ipv6_share).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            "-".to_owned()
+        };
+        let stamp = combined_timestamp(time_ms);
+        let line = format!(
+            "{client} - - [{stamp}] \"GET {path} HTTP/1.1\" {status} {bytes} \"-\" \"{agent}\" \"{forwarded}\""
+        );
+        if self.rng.random_bool(self.shape.malformed_share) {
+            return match self.rng.random_range(0..3) {
+                0 => format!("- - [{stamp}] \"GET {path} HTTP/1.1\" {status} {bytes}").into_bytes(),
+                1 => format!("{client} - - [99/Foo/2026:25:61:61 +0000] \"GET {path} HTTP/1.1\" {status} {bytes}")
+                    .into_bytes(),
+                _ => {
+                    let mut bad = line.into_bytes();
+                    bad.extend_from_slice(&[0xff, 0xfe]);
+                    bad
+                }
+            };
+        }
+        line.into_bytes()
+    }
+}
+
+fn random_address(rng: &mut ChaCha8Rng, ipv6_share: f64) -> IpAddr {
+    if rng.random_bool(ipv6_share) {
+        IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            rng.random(),
+            rng.random(),
+            0,
+            0,
+            0,
+            rng.random_range(1..=u16::MAX),
+        ))
+    } else {
+        // Public-looking: first octet 1-223, not 10, 127.
+        let first = loop {
+            let f: u8 = rng.random_range(1..=223);
+            if f != 10 && f != 127 {
+                break f;
+            }
+        };
+        IpAddr::V4(Ipv4Addr::new(
+            first,
+            rng.random(),
+            rng.random(),
+            rng.random_range(1..255),
+        ))
+    }
+}
+
+/// `22/Nov/2026:10:00:00 +0000`, the combined format's time.
+pub fn combined_timestamp(ms: i64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        time.day(),
+        MONTHS[usize::from(u8::from(time.month())) - 1],
+        time.year(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> Shape {
+        Shape {
+            clients: 1000,
+            ipv6_share: 0.1,
+            forwarded_share: 0.1,
+            malformed_share: 0.01,
+            start_ms: 1_795_341_600_000,
+            step_ms: 10.0,
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_lines_and_another_seed_others() {
+        let lines = |seed| {
+            let mut g = Generator::new(seed, shape()).expect("generator");
+            (0..500).map(|_| g.next_line()).collect::<Vec<_>>()
+        };
+        assert_eq!(lines(7), lines(7));
+        assert_ne!(lines(7), lines(8));
+    }
+
+    #[test]
+    fn popularity_is_heavy_tailed_and_shares_hold() {
+        let mut g = Generator::new(1, shape()).expect("generator");
+        let mut counts = std::collections::HashMap::<String, u32>::new();
+        let (mut forwarded, mut malformed, mut v6) = (0, 0, 0);
+        let n = 20_000;
+        for _ in 0..n {
+            let line = g.next_line();
+            let Ok(text) = String::from_utf8(line) else {
+                malformed += 1;
+                continue;
+            };
+            if text.starts_with("- ") || text.contains("99/Foo") {
+                malformed += 1;
+                continue;
+            }
+            let client = text.split(' ').next().expect("client").to_owned();
+            v6 += u32::from(client.contains(':'));
+            forwarded += u32::from(!text.ends_with("\"-\""));
+            *counts.entry(client).or_default() += 1;
+        }
+        let mut by_count: Vec<u32> = counts.values().copied().collect();
+        by_count.sort_unstable_by(|a, b| b.cmp(a));
+        // The top address alone has more than a tenth of the lines.
+        assert!(by_count[0] > n / 10, "top talker {}", by_count[0]);
+        assert!(by_count[0] > 10 * by_count[20], "{:?}", &by_count[..25]);
+        assert!((100..=300).contains(&malformed), "malformed {malformed}");
+        assert!((1500..=2500).contains(&forwarded), "forwarded {forwarded}");
+        assert!(v6 > 0);
+    }
+
+    #[test]
+    fn the_timestamp_is_the_combined_format() {
+        assert_eq!(
+            combined_timestamp(1_795_341_600_000),
+            "22/Nov/2026:10:00:00 +0000"
+        );
+        assert_eq!(combined_timestamp(0), "01/Jan/1970:00:00:00 +0000");
+    }
+}
