@@ -146,6 +146,34 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str) -> HashMap<i
         .collect()
 }
 
+/// Waits until `group` has committed every record `topic` holds now. Unlike
+/// [`wait_until_consumed`], for a topic written in transactions: the commit markers after a
+/// partition's last record take offsets that a consumer never commits past until more records
+/// come.
+pub fn wait_until_records_consumed(bootstrap: &str, group: &str, topic: &str, timeout: Duration) {
+    let mut last: HashMap<i32, i64> = HashMap::new();
+    for record in read_topic(bootstrap, topic) {
+        let next = last.entry(record.partition).or_default();
+        *next = (*next).max(record.offset + 1);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let committed = committed_offsets(bootstrap, group, topic);
+        let behind: Vec<_> = last
+            .iter()
+            .filter(|(p, next)| committed.get(p).is_none_or(|c| c < next))
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group} has not committed past the last records of {topic} after {timeout:?}: {behind:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Records of `topic` that exist now and that `group` has not committed yet.
 pub fn lag(bootstrap: &str, group: &str, topic: &str) -> i64 {
     let ends = high_watermarks(bootstrap, topic);

@@ -54,6 +54,11 @@ impl Service {
         Self::start("log-gateway", args, &[])
     }
 
+    /// Starts binary `name` with the docker profile and `args`.
+    pub fn start_binary(name: &str, args: &[String]) -> Self {
+        Self::start(name, args, &[])
+    }
+
     fn start(name: &str, args: &[String], env: &[(&str, &str)]) -> Self {
         let log_dir = tempfile::Builder::new()
             .prefix(name)

@@ -15,6 +15,9 @@
 
 pub mod extract;
 pub mod job;
+pub mod lines;
+pub mod metrics;
 pub mod reference;
+pub mod service;
 
 pub use job::{Count, CountJob, Unusable, WindowRules};

@@ -24,6 +24,9 @@ pub struct Config {
     simulator: serde::de::IgnoredAny,
     #[serde(skip_serializing)]
     processor: serde::de::IgnoredAny,
+    /// The IP-count job's section; not read here.
+    #[serde(skip_serializing)]
+    ip_count: serde::de::IgnoredAny,
 }
 
 /// The `[gateway]` section.

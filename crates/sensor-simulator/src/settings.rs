@@ -26,6 +26,9 @@ pub struct Config {
     /// The log gateway's section; not read here.
     #[serde(skip_serializing)]
     gateway: serde::de::IgnoredAny,
+    /// The IP-count job's section; not read here.
+    #[serde(skip_serializing)]
+    ip_count: serde::de::IgnoredAny,
 }
 
 /// The `[simulator]` section.
