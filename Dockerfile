@@ -1,5 +1,5 @@
-# One image for both services, `processor` (default) and `sensor-simulator`, and the
-# `sensor-audit` command.
+# One image for every service: `processor` (default), `sensor-simulator`, `log-gateway`,
+# `log-simulator`, `ip-counter`, and the `sensor-audit` command.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -19,9 +19,11 @@ COPY tests tests
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     find crates tests -type f -exec touch {} + \
-    && cargo build --release --locked -p processor -p sensor-simulator \
+    && cargo build --release --locked -p processor -p sensor-simulator -p log-gateway \
+       -p log-simulator -p ip-count \
     && mkdir -p /out \
-    && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator /out/
+    && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator \
+       target/release/log-gateway target/release/log-simulator target/release/ip-counter /out/
 
 FROM debian:bookworm-slim
 # curl: for the compose healthchecks on /healthz.
@@ -29,7 +31,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home pipeline
-COPY --from=build /out/processor /out/sensor-audit /out/sensor-simulator /usr/local/bin/
+COPY --from=build /out/ /usr/local/bin/
 COPY config /app/config
 WORKDIR /app
 ENV PIPELINE_CONFIG=/app/config/docker.toml

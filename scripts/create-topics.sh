@@ -12,6 +12,10 @@
 #   DLQ_TOPIC          dead letters           [temperature-readings-dlq]
 #   PARTITIONS         partitions of the input and output topics [6]
 #   REPLICATION        replication factor     [1]
+#   LAYOUT             which pipelines' topics: "temperature", "logs" or both [temperature logs]
+#   LOG_TOPIC, LOG_DLQ_TOPIC, REQUESTS_TOPIC, COUNTS_TOPIC
+#                      the network-log pipeline's topics
+#                      [access-logs, access-logs-dlq, ip-count-requests, ip-counts]
 set -euo pipefail
 
 BOOTSTRAP="${1:?usage: create-topics.sh BOOTSTRAP}"
@@ -21,6 +25,7 @@ OUTPUT_TOPIC="${OUTPUT_TOPIC:-temperature-events}"
 DLQ_TOPIC="${DLQ_TOPIC:-temperature-readings-dlq}"
 PARTITIONS="${PARTITIONS:-6}"
 REPLICATION="${REPLICATION:-1}"
+LAYOUT="${LAYOUT:-temperature logs}"
 
 create() {
   local topic="$1" partitions="$2"
@@ -32,10 +37,19 @@ create() {
 
 # Each kafka-topics call starts a JVM: run them side by side.
 pids=()
-create "$INPUT_TOPIC" "$PARTITIONS" & pids+=($!)
-create "$OUTPUT_TOPIC" "$PARTITIONS" & pids+=($!)
-# Dead letters are rare and need no ordering: fewer partitions, kept longer (30 days).
-create "$DLQ_TOPIC" 3 --config retention.ms=2592000000 & pids+=($!)
+if [[ "$LAYOUT" == *temperature* ]]; then
+  create "$INPUT_TOPIC" "$PARTITIONS" & pids+=($!)
+  create "$OUTPUT_TOPIC" "$PARTITIONS" & pids+=($!)
+  # Dead letters are rare and need no ordering: fewer partitions, kept longer (30 days).
+  create "$DLQ_TOPIC" 3 --config retention.ms=2592000000 & pids+=($!)
+fi
+if [[ "$LAYOUT" == *logs* ]]; then
+  create "${LOG_TOPIC:-access-logs}" "$PARTITIONS" & pids+=($!)
+  create "${LOG_DLQ_TOPIC:-access-logs-dlq}" 3 --config retention.ms=2592000000 & pids+=($!)
+  # The IP-count job's repartition topic (keyed by address) and its final counts.
+  create "${REQUESTS_TOPIC:-ip-count-requests}" "$PARTITIONS" & pids+=($!)
+  create "${COUNTS_TOPIC:-ip-counts}" "$PARTITIONS" & pids+=($!)
+fi
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 [[ $status -eq 0 ]] || { echo "create-topics: failed" >&2; exit 1; }

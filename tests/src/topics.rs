@@ -42,6 +42,7 @@ impl PipelineTopics {
             .env("OUTPUT_TOPIC", &self.output)
             .env("DLQ_TOPIC", &self.dlq)
             .env("PARTITIONS", partitions.to_string())
+            .env("LAYOUT", "temperature")
             .output()
             .expect("running scripts/create-topics.sh");
         assert!(

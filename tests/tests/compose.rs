@@ -63,7 +63,10 @@ fn compose_runs_what_the_native_tests_run() {
         services.keys().map(String::as_str).collect::<Vec<_>>(),
         [
             "grafana",
+            "ip-counter",
             "kafka",
+            "log-gateway",
+            "log-simulator",
             "processor",
             "prometheus",
             "simulator",
@@ -149,9 +152,16 @@ fn the_image_runs_as_a_non_root_user_from_a_slim_runtime() {
     assert!(dockerfile.contains("AS build"), "multi-stage");
     assert!(dockerfile.contains("FROM debian:bookworm-slim"));
     assert!(dockerfile.contains("USER 10001"));
-    for binary in ["processor", "sensor-audit", "sensor-simulator"] {
+    for binary in [
+        "processor",
+        "sensor-audit",
+        "sensor-simulator",
+        "log-gateway",
+        "log-simulator",
+        "ip-counter",
+    ] {
         assert!(
-            dockerfile.contains(&format!("/out/{binary}")),
+            dockerfile.contains(&format!("target/release/{binary}")),
             "the image ships {binary}"
         );
     }

@@ -245,6 +245,41 @@ fn readme_alert_command(compose: &Compose) -> String {
     )
 }
 
+/// One access-log line from `ip`, now, to the gateway's published port.
+fn send_log_line(ip: &str) {
+    let now = time::OffsetDateTime::now_utc();
+    let line = format!(
+        "{ip} - - [{}] \"GET / HTTP/1.1\" 200 5\n",
+        log_simulator::combined_timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64)
+    );
+    let mut stream =
+        std::net::TcpStream::connect("127.0.0.1:5140").expect("the gateway on localhost:5140");
+    std::io::Write::write_all(&mut stream, line.as_bytes()).expect("send the line");
+}
+
+/// The README's command that shows an address's counts, aimed at this project and `ip`.
+fn readme_count_command(compose: &Compose, ip: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("docker compose exec kafka /opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server localhost:9092 --topic ip-counts")
+        .expect("the README shows how to read ip-counts");
+    let end = start + readme[start..].find('\n').expect("end of line");
+    let command = &readme[start..end];
+    assert!(
+        command.contains("grep --line-buffered 203.0.113.9"),
+        "{command}"
+    );
+    command.replace("203.0.113.9", ip).replacen(
+        "docker compose exec kafka",
+        &format!(
+            "{} -p {} exec -T kafka",
+            compose.command.join(" "),
+            compose.project
+        ),
+        1,
+    )
+}
+
 /// Runs `command` in bash until it has printed `lines` lines or `timeout` passes, then kills it.
 fn first_lines(command: &str, lines: usize, timeout: Duration) -> Vec<String> {
     let mut child = Command::new("setsid")
@@ -360,6 +395,27 @@ fn compose_stack_as_a_user_runs_it() {
             "{topic} has {partitions} partitions:\n{out}"
         );
     }
+
+    // The log pipeline's topics too, and a line sent to the gateway as the README shows (its
+    // count is checked at the end: the window closes a minute and ten seconds later).
+    for (topic, partitions) in [
+        ("access-logs", 6),
+        ("access-logs-dlq", 3),
+        ("ip-count-requests", 6),
+        ("ip-counts", 6),
+    ] {
+        let out = compose.kafka_tool(
+            "/opt/kafka/bin/kafka-topics.sh",
+            &["--describe", "--topic", topic],
+        );
+        assert!(
+            out.contains(&format!("PartitionCount: {partitions}\t")),
+            "{topic} has {partitions} partitions:\n{out}"
+        );
+    }
+    let probe_ip = format!("203.0.113.{}", rand::random::<u8>().max(1));
+    let sent_line = std::time::Instant::now();
+    send_log_line(&probe_ip);
 
     // 3. The README's alert one-liner shows alerts.
     let alerts = first_lines(&readme_alert_command(&compose), 2, Duration::from_secs(120));
@@ -482,6 +538,29 @@ fn compose_stack_as_a_user_runs_it() {
     );
     println!("compose: Prometheus has {} targets up", targets.len());
     check_dashboard_queries();
+
+    // The probe line's count, read with the README's command.
+    let count_lines = first_lines(
+        &readme_count_command(&compose, &probe_ip),
+        1,
+        Duration::from_secs(180),
+    );
+    assert_eq!(count_lines.len(), 1, "no count for {probe_ip} in ip-counts");
+    let (key, value) = count_lines[0].split_once('\t').expect("key<TAB>value");
+    let count: serde_json::Value = serde_json::from_str(value).expect("count JSON");
+    assert_eq!(
+        (key, &count["ip"], &count["count"]),
+        (
+            probe_ip.as_str(),
+            &serde_json::json!(probe_ip),
+            &serde_json::json!(1)
+        )
+    );
+    println!(
+        "compose: a line sent to the gateway was counted in ip-counts {:.0} s later: {}",
+        sent_line.elapsed().as_secs_f64(),
+        count_lines[0]
+    );
 
     // 8. The first minutes' rough edges.
     let health = inspect(&compose.container("kafka", 1), "{{json .State.Health.Log}}");

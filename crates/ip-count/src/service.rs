@@ -324,7 +324,10 @@ mod tests {
             (lines.group_id.as_str(), counts.group_id.as_str()),
             ("g-lines", "g-counts")
         );
-        assert_eq!(lines.output_topics, std::slice::from_ref(&counts.input_topic));
+        assert_eq!(
+            lines.output_topics,
+            std::slice::from_ref(&counts.input_topic)
+        );
         assert_eq!(counts.state_topic, "g-counts-state");
         assert_eq!(counts.http_address, "", "one set of endpoints per process");
         assert_eq!(
