@@ -217,6 +217,20 @@ fn log_lines_become_exact_ip_counts_per_window() {
         unusable,
         "unusable lines dead-lettered"
     );
+    // The audit agrees, and says what was checked.
+    let audit = std::process::Command::new(binary("ip-audit"))
+        .args(&counter_args)
+        .arg("--json")
+        .output()
+        .expect("ip-audit runs");
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
+        .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
+    assert!(audit.status.success(), "{report}");
+    assert_eq!(report["counts_matched"], actual.len());
+    assert_eq!(report["requests_expected"], got.len());
+    assert_eq!(report["lines_unusable"], unusable);
+    assert_eq!(report["late"], late);
+
     let top = actual.iter().max_by_key(|c| c.count).expect("a count");
     println!(
         "ip-count: {lines} lines, {} requests, {} closed counts as the reference says, {late} late, {unusable} unusable; top talker {} with {} in one window",

@@ -13,6 +13,7 @@
 //! - [`reference`]: the naive model it is held to: a counter per window, with the same lateness
 //!   rule.
 
+pub mod audit;
 pub mod extract;
 pub mod job;
 pub mod lines;

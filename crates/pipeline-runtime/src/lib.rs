@@ -12,6 +12,7 @@
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 //! - [`endpoints`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 
+pub mod audit_read;
 pub mod cli;
 pub mod endpoints;
 pub mod kafka;

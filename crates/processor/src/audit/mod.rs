@@ -25,9 +25,10 @@ use serde::Serialize;
 
 use crate::ProcessorSettings;
 
-mod read;
+use pipeline_runtime::audit_read::{committed_offsets, end_offsets, scan};
 
-use read::{committed_offsets, end_offsets, scan};
+/// The audit's Kafka client name.
+const CLIENT: &str = "sensor-audit";
 
 /// Problems of one sensor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -131,9 +132,9 @@ pub fn audit(
 ) -> anyhow::Result<AuditReport> {
     // In this order: everything committed below the group's offsets is in the output by the
     // time its end is read.
-    let committed = committed_offsets(kafka, settings)?;
-    let output_ends = end_offsets(kafka, &settings.output_topic)?;
-    let input_ends = end_offsets(kafka, &settings.input_topic)?;
+    let committed = committed_offsets(kafka, CLIENT, &settings.group_id, &settings.input_topic)?;
+    let output_ends = end_offsets(kafka, CLIENT, &settings.output_topic)?;
+    let input_ends = end_offsets(kafka, CLIENT, &settings.input_topic)?;
     let mut unjudged_input = 0;
     let input_ends: BTreeMap<i32, (i64, i64)> = input_ends
         .into_iter()
@@ -166,6 +167,7 @@ pub fn audit(
         let mut models: HashMap<i32, Model> = HashMap::new();
         scan(
             kafka,
+            CLIENT,
             &settings.input_topic,
             &input_ends,
             &format!("{label}: input"),
@@ -210,6 +212,7 @@ pub fn audit(
 
         scan(
             kafka,
+            CLIENT,
             &settings.output_topic,
             &output_ends,
             &format!("{label}: output"),

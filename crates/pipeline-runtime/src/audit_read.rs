@@ -1,26 +1,25 @@
-//! Reading the topics for the audit: committed offsets, ends, and every committed record up to
-//! an end, with a `read_committed` consumer that never joins a group.
+//! Reading topics for an audit: a group's committed offsets, partition ends, and every committed
+//! record up to an end, with a `read_committed` consumer that never joins a group. The audits of
+//! both pipelines (`sensor-audit`, `ip-counter audit`) read through here.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::kafka::Override::{Allowed, Guarded};
+use crate::kafka::{TracingContext, client_config};
+use crate::settings::KafkaSettings;
 use anyhow::{Context as _, bail};
-use pipeline_runtime::kafka::Override::{Allowed, Guarded};
-use pipeline_runtime::kafka::{TracingContext, client_config};
-use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::ProcessorSettings;
-
-fn reader(kafka: &KafkaSettings) -> anyhow::Result<BaseConsumer<TracingContext>> {
+fn reader(kafka: &KafkaSettings, client: &str) -> anyhow::Result<BaseConsumer<TracingContext>> {
     client_config(
         kafka,
-        "sensor-audit",
+        client,
         &[
-            ("group.id", "sensor-audit", Guarded),
+            ("group.id", client, Guarded),
             ("enable.auto.commit", "false", Guarded),
             ("enable.auto.offset.store", "false", Guarded),
             ("isolation.level", "read_committed", Guarded),
@@ -33,37 +32,33 @@ fn reader(kafka: &KafkaSettings) -> anyhow::Result<BaseConsumer<TracingContext>>
     .context("creating the audit consumer")
 }
 
-/// The processors' committed offsets of the input, by partition; `None` if the group has
-/// committed none at all (no processor ran: the whole input is judged).
-pub(super) fn committed_offsets(
+/// `group`'s committed offsets of `topic`, by partition; `None` if the group has committed none
+/// at all (nothing ran: the whole topic is judged). `client` names the audit's Kafka client.
+pub fn committed_offsets(
     kafka: &KafkaSettings,
-    settings: &ProcessorSettings,
+    client: &str,
+    group: &str,
+    topic: &str,
 ) -> anyhow::Result<Option<BTreeMap<i32, i64>>> {
-    // The processors' group, only to read its offsets: this consumer never joins or commits.
+    // The group, only to read its offsets: this consumer never joins or commits.
     let consumer: BaseConsumer<TracingContext> = client_config(
         kafka,
-        "sensor-audit",
+        client,
         &[
-            ("group.id", settings.group_id.as_str(), Guarded),
+            ("group.id", group, Guarded),
             ("enable.auto.commit", "false", Guarded),
         ],
     )?
     .create_with_context(TracingContext)
     .context("creating the audit's offset reader")?;
-    let topic = settings.input_topic.as_str();
-    let partitions = end_offsets(kafka, topic)?;
+    let partitions = end_offsets(kafka, client, topic)?;
     let mut list = TopicPartitionList::new();
     for p in partitions.keys() {
         list.add_partition(topic, *p);
     }
     let committed: BTreeMap<i32, i64> = consumer
         .committed_offsets(list, Duration::from_secs(30))
-        .with_context(|| {
-            format!(
-                "reading the committed offsets of group {}",
-                settings.group_id
-            )
-        })?
+        .with_context(|| format!("reading the committed offsets of group {group}"))?
         .elements()
         .iter()
         .filter_map(|e| Some((e.partition(), e.offset().to_raw().filter(|o| *o >= 0)?)))
@@ -72,11 +67,12 @@ pub(super) fn committed_offsets(
 }
 
 /// Each partition's (low, last stable) offsets.
-pub(super) fn end_offsets(
+pub fn end_offsets(
     kafka: &KafkaSettings,
+    client: &str,
     topic: &str,
 ) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
-    let consumer = reader(kafka)?;
+    let consumer = reader(kafka, client)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .with_context(|| format!("reading the metadata of {topic}"))?;
@@ -102,14 +98,15 @@ pub(super) fn end_offsets(
 
 /// Feeds every committed record of `topic` up to `ends` to `each`, partition by partition in
 /// offset order.
-pub(super) fn scan(
+pub fn scan(
     kafka: &KafkaSettings,
+    client: &str,
     topic: &str,
     ends: &BTreeMap<i32, (i64, i64)>,
     label: &str,
     mut each: impl FnMut(&BorrowedMessage<'_>),
 ) -> anyhow::Result<()> {
-    let consumer = reader(kafka)?;
+    let consumer = reader(kafka, client)?;
     let total: i64 = ends.values().map(|(low, high)| high - low).sum();
     let mut list = TopicPartitionList::new();
     for (&p, &(low, high)) in ends {

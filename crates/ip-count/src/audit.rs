@@ -1,0 +1,255 @@
+//! The IP-count pipeline's audit: both stages checked against their specification, on a live
+//! deployment too.
+//!
+//! - Stage 1: the repartition topic must hold, once each, the requests (address, event time) of
+//!   every line below the `-lines` group's committed offsets; requests of newer lines may be
+//!   there too and are not judged.
+//! - Stage 2: running the reference model over each repartition partition, in offset order, up
+//!   to the `-counts` group's committed offsets gives the counts that must be in `ip-counts`,
+//!   once each and with that count. Counts of later records (the model over the whole partition)
+//!   may be there too and are not judged; anything else is unexpected.
+//!
+//! Reading order makes this right while the pipeline runs: committed offsets first, then
+//! `ip-counts`, then the repartition topic, then the lines, so everything committed when the
+//! offsets were read is in what is read after. The topics are held in memory (the
+//! temperature audit's bucketed passes are not built here yet).
+
+use std::collections::{BTreeMap, HashMap};
+
+use pipeline_runtime::audit_read::{committed_offsets, end_offsets, scan};
+use pipeline_runtime::settings::KafkaSettings;
+use rdkafka::Message;
+use serde::Serialize;
+
+use crate::Count;
+use crate::lines::read_line;
+use crate::reference::expected;
+use crate::service::Config;
+
+const CLIENT: &str = "ip-audit";
+
+/// What the audit found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpAuditReport {
+    /// Lines below the committed offsets (judged).
+    pub lines_judged: u64,
+    /// Lines at or after them (not judged yet).
+    pub lines_newer: u64,
+    /// Judged lines that hold no usable request.
+    pub lines_unusable: u64,
+    /// Requests the judged lines hold.
+    pub requests_expected: u64,
+    /// Records in the repartition topic.
+    pub requests_found: u64,
+    /// Judged requests not in the repartition topic.
+    pub requests_missing: u64,
+    /// Requests more often in the repartition topic than in the lines.
+    pub requests_duplicated: u64,
+    /// Repartition records from no line.
+    pub requests_unexpected: u64,
+    /// Counts the model gives for the judged requests.
+    pub counts_expected: u64,
+    /// Records in `ip-counts`.
+    pub counts_found: u64,
+    /// Expected counts found once with their value.
+    pub counts_matched: u64,
+    /// Expected counts not found.
+    pub counts_missing: u64,
+    /// Expected counts found more than once.
+    pub counts_duplicated: u64,
+    /// Expected (window, address) found with another count.
+    pub counts_wrong: u64,
+    /// Counts of records after the committed offsets (not judged yet).
+    pub counts_newer: u64,
+    /// Counts the model gives for no (window, address).
+    pub counts_unexpected: u64,
+    /// Judged requests that came after their window closed (dead-lettered by the job).
+    pub late: u64,
+}
+
+impl IpAuditReport {
+    /// Whether both stages are exactly right.
+    pub fn passed(&self) -> bool {
+        self.requests_missing == 0
+            && self.requests_duplicated == 0
+            && self.requests_unexpected == 0
+            && self.counts_missing == 0
+            && self.counts_duplicated == 0
+            && self.counts_wrong == 0
+            && self.counts_unexpected == 0
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} lines judged ({} unusable, {} newer not yet), {} requests expected, {} found: {} missing, {} duplicated, {} unexpected; {} counts expected, {} found: {} matched, {} missing, {} duplicated, {} wrong, {} unexpected, {} of newer requests; {} late",
+            self.lines_judged,
+            self.lines_unusable,
+            self.lines_newer,
+            self.requests_expected,
+            self.requests_found,
+            self.requests_missing,
+            self.requests_duplicated,
+            self.requests_unexpected,
+            self.counts_expected,
+            self.counts_found,
+            self.counts_matched,
+            self.counts_missing,
+            self.counts_duplicated,
+            self.counts_wrong,
+            self.counts_unexpected,
+            self.counts_newer,
+            self.late
+        )
+    }
+}
+
+/// A request as the repartition topic holds it.
+type Request = (String, i64);
+
+/// Audits the deployment `config` describes.
+pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditReport> {
+    let s = &config.ip_count;
+    let (lines_group, counts_group) = (
+        config.lines_engine().group_id,
+        config.counts_engine().group_id,
+    );
+    // 1. What the two stages have committed.
+    let lines_committed = committed_offsets(kafka, CLIENT, &lines_group, &s.input_topic)?;
+    let counts_committed = committed_offsets(kafka, CLIENT, &counts_group, &s.repartition_topic)?;
+
+    // 2. The counts.
+    let mut found: HashMap<(i64, String), Vec<u64>> = HashMap::new();
+    let mut report = IpAuditReport::default();
+    let ends = end_offsets(kafka, CLIENT, &s.output_topic)?;
+    let mut undecodable = 0u64;
+    scan(kafka, CLIENT, &s.output_topic, &ends, "ip-counts", |m| {
+        report.counts_found += 1;
+        match m
+            .payload()
+            .and_then(|p| serde_json::from_slice::<Count>(p).ok())
+        {
+            Some(c) => found
+                .entry((c.window_start_ms, c.ip))
+                .or_default()
+                .push(c.count),
+            None => undecodable += 1,
+        }
+    })?;
+    report.counts_unexpected += undecodable;
+
+    // 3. The repartition topic, by partition in offset order.
+    let mut partitions: BTreeMap<i32, Vec<(i64, Option<Request>)>> = BTreeMap::new();
+    let mut requests_found: HashMap<Request, u64> = HashMap::new();
+    let ends = end_offsets(kafka, CLIENT, &s.repartition_topic)?;
+    scan(
+        kafka,
+        CLIENT,
+        &s.repartition_topic,
+        &ends,
+        "requests",
+        |m| {
+            report.requests_found += 1;
+            let request = m
+                .key()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .zip(
+                    m.payload()
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()),
+                )
+                .map(|(ip, time)| (ip.to_owned(), time));
+            if let Some(request) = &request {
+                *requests_found.entry(request.clone()).or_default() += 1;
+            }
+            partitions
+                .entry(m.partition())
+                .or_default()
+                .push((m.offset(), request));
+        },
+    )?;
+
+    // 4. The lines.
+    let mut judged: HashMap<Request, u64> = HashMap::new();
+    let mut newer: HashMap<Request, u64> = HashMap::new();
+    let ends = end_offsets(kafka, CLIENT, &s.input_topic)?;
+    scan(kafka, CLIENT, &s.input_topic, &ends, "lines", |m| {
+        let is_judged = lines_committed
+            .as_ref()
+            .is_none_or(|c| c.get(&m.partition()).is_some_and(|o| m.offset() < *o));
+        let read = read_line(m.payload().unwrap_or_default(), m.timestamp().to_millis());
+        if is_judged {
+            report.lines_judged += 1;
+        } else {
+            report.lines_newer += 1;
+        }
+        let Ok(read) = read else {
+            report.lines_unusable += u64::from(is_judged);
+            return;
+        };
+        let into = if is_judged { &mut judged } else { &mut newer };
+        for address in &read.addresses {
+            *into.entry((address.to_string(), read.time_ms)).or_default() += 1;
+        }
+    })?;
+
+    // Stage 1.
+    report.requests_expected = judged.values().sum();
+    for (request, &want) in &judged {
+        let have = requests_found.get(request).copied().unwrap_or(0);
+        report.requests_missing += want.saturating_sub(have);
+    }
+    for (request, &have) in &requests_found {
+        let allowed =
+            judged.get(request).copied().unwrap_or(0) + newer.get(request).copied().unwrap_or(0);
+        if allowed == 0 {
+            report.requests_unexpected += have;
+        } else {
+            report.requests_duplicated += have.saturating_sub(allowed);
+        }
+    }
+
+    // Stage 2.
+    let rules = config.rules();
+    let mut expected_counts: HashMap<(i64, String), u64> = HashMap::new();
+    let mut all_counts: HashMap<(i64, String), u64> = HashMap::new();
+    for (partition, records) in &partitions {
+        let limit = counts_committed
+            .as_ref()
+            .map_or(i64::MAX, |c| c.get(partition).copied().unwrap_or(0));
+        let below: Vec<Option<Request>> = records
+            .iter()
+            .filter(|(offset, _)| *offset < limit)
+            .map(|(_, r)| r.clone())
+            .collect();
+        let model = expected(rules, &below);
+        report.late += model.late as u64;
+        for c in model.closed {
+            expected_counts.insert((c.window_start_ms, c.ip), c.count);
+        }
+        let every: Vec<Option<Request>> = records.iter().map(|(_, r)| r.clone()).collect();
+        for c in expected(rules, &every).closed {
+            all_counts.insert((c.window_start_ms, c.ip), c.count);
+        }
+    }
+    report.counts_expected = expected_counts.len() as u64;
+    for (key, want) in &expected_counts {
+        match found.get(key).map(Vec::as_slice) {
+            None | Some([]) => report.counts_missing += 1,
+            Some([have]) if have == want => report.counts_matched += 1,
+            Some(values) if values.iter().all(|v| v == want) => report.counts_duplicated += 1,
+            Some(_) => report.counts_wrong += 1,
+        }
+    }
+    for (key, values) in &found {
+        if expected_counts.contains_key(key) {
+            continue;
+        }
+        match all_counts.get(key) {
+            Some(want) if values.len() == 1 && values[0] == *want => report.counts_newer += 1,
+            Some(want) if values.iter().all(|v| v == want) => report.counts_duplicated += 1,
+            Some(_) => report.counts_wrong += 1,
+            None => report.counts_unexpected += values.len() as u64,
+        }
+    }
+    Ok(report)
+}
