@@ -279,3 +279,23 @@ pub fn produce(
         .expect("delivered");
     (delivered.partition, delivered.offset)
 }
+
+/// Sets (`Some`) or removes (`None`) the broker's client quota `quota` (`producer_byte_rate`,
+/// `consumer_byte_rate`) for clients named `client_id`.
+pub fn client_quota(bootstrap: &str, client_id: &str, quota: &str, bytes_per_second: Option<u32>) {
+    let change = match bytes_per_second {
+        Some(rate) => vec!["--add-config".to_owned(), format!("{quota}={rate}")],
+        None => vec!["--delete-config".to_owned(), quota.to_owned()],
+    };
+    let output = std::process::Command::new(crate::repo_root().join("scripts/kafka.sh"))
+        .args(["configs", "--bootstrap-server", bootstrap, "--alter"])
+        .args(change)
+        .args(["--entity-type", "clients", "--entity-name", client_id])
+        .output()
+        .expect("scripts/kafka.sh configs runs");
+    assert!(
+        output.status.success(),
+        "kafka-configs: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

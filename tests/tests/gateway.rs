@@ -273,29 +273,8 @@ fn sigterm_drains_what_an_open_connection_already_sent() {
     drop(stream);
 }
 
-/// Sets or removes the broker's produce quota for clients named `client_id`.
 fn producer_quota(bootstrap: &str, client_id: &str, bytes_per_second: Option<u32>) {
-    let change = match bytes_per_second {
-        Some(rate) => vec![
-            "--add-config".to_owned(),
-            format!("producer_byte_rate={rate}"),
-        ],
-        None => vec![
-            "--delete-config".to_owned(),
-            "producer_byte_rate".to_owned(),
-        ],
-    };
-    let output = std::process::Command::new(e2e_tests::repo_root().join("scripts/kafka.sh"))
-        .args(["configs", "--bootstrap-server", bootstrap, "--alter"])
-        .args(change)
-        .args(["--entity-type", "clients", "--entity-name", client_id])
-        .output()
-        .expect("scripts/kafka.sh configs runs");
-    assert!(
-        output.status.success(),
-        "kafka-configs: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    e2e_tests::kafka_io::client_quota(bootstrap, client_id, "producer_byte_rate", bytes_per_second);
 }
 
 #[test]

@@ -136,29 +136,8 @@ fn metrics_and_health_match_what_was_sent_and_processed() {
     processor.stop(Duration::from_secs(15));
 }
 
-/// Sets (`Some`) or removes (`None`) the broker's fetch quota for clients named `client_id`.
 fn consumer_quota(bootstrap: &str, client_id: &str, bytes_per_second: Option<u32>) {
-    let change = match bytes_per_second {
-        Some(rate) => vec![
-            "--add-config".to_owned(),
-            format!("consumer_byte_rate={rate}"),
-        ],
-        None => vec![
-            "--delete-config".to_owned(),
-            "consumer_byte_rate".to_owned(),
-        ],
-    };
-    let output = std::process::Command::new(e2e_tests::repo_root().join("scripts/kafka.sh"))
-        .args(["configs", "--bootstrap-server", bootstrap, "--alter"])
-        .args(change)
-        .args(["--entity-type", "clients", "--entity-name", client_id])
-        .output()
-        .expect("scripts/kafka.sh configs runs");
-    assert!(
-        output.status.success(),
-        "kafka-configs: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    e2e_tests::kafka_io::client_quota(bootstrap, client_id, "consumer_byte_rate", bytes_per_second);
 }
 
 fn lags(metrics: &HashMap<String, f64>) -> Vec<f64> {

@@ -92,6 +92,19 @@ pub struct Origin {
     pub received_ms: i64,
 }
 
+/// `headers` with where the line came from: `sender` and `received-at-ms` (`received`).
+fn with_origin(headers: OwnedHeaders, origin: &Origin, received: &str) -> OwnedHeaders {
+    headers
+        .insert(Header {
+            key: "sender",
+            value: Some(origin.sender.as_bytes()),
+        })
+        .insert(Header {
+            key: "received-at-ms",
+            value: Some(received.as_bytes()),
+        })
+}
+
 /// The producer and its permits.
 pub struct Sink {
     producer: ThreadedProducer<SinkContext>,
@@ -160,15 +173,7 @@ impl Sink {
     /// Produces one line, waiting first for room among the in-flight records.
     pub async fn line(&self, line: &Bytes, origin: &Origin) {
         let received = origin.received_ms.to_string();
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: "sender",
-                value: Some(origin.sender.as_bytes()),
-            })
-            .insert(Header {
-                key: "received-at-ms",
-                value: Some(received.as_bytes()),
-            });
+        let headers = with_origin(OwnedHeaders::new_with_capacity(2), origin, &received);
         self.produce(&self.topic, line, headers, origin.received_ms)
             .await;
     }
@@ -195,15 +200,8 @@ impl Sink {
             .insert(Header {
                 key: "line-bytes",
                 value: Some(length.as_bytes()),
-            })
-            .insert(Header {
-                key: "sender",
-                value: Some(origin.sender.as_bytes()),
-            })
-            .insert(Header {
-                key: "received-at-ms",
-                value: Some(received.as_bytes()),
             });
+        let headers = with_origin(headers, origin, &received);
         self.produce(&self.dlq_topic, prefix, headers, origin.received_ms)
             .await;
     }
