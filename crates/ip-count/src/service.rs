@@ -32,12 +32,10 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// The job.
     pub ip_count: IpCountSettings,
-    #[serde(skip_serializing)]
-    simulator: serde::de::IgnoredAny,
-    #[serde(skip_serializing)]
-    processor: serde::de::IgnoredAny,
-    #[serde(skip_serializing)]
-    gateway: serde::de::IgnoredAny,
+}
+
+impl pipeline_runtime::settings::Sections for Config {
+    const OWN: &'static [&'static str] = &["kafka", "telemetry", "ip_count"];
 }
 
 /// The `[ip_count]` section.

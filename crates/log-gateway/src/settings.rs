@@ -19,14 +19,10 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// The gateway itself.
     pub gateway: GatewaySettings,
-    /// Other services' sections, which a shared file may hold; not read here.
-    #[serde(skip_serializing)]
-    simulator: serde::de::IgnoredAny,
-    #[serde(skip_serializing)]
-    processor: serde::de::IgnoredAny,
-    /// The IP-count job's section; not read here.
-    #[serde(skip_serializing)]
-    ip_count: serde::de::IgnoredAny,
+}
+
+impl pipeline_runtime::settings::Sections for Config {
+    const OWN: &'static [&'static str] = &["kafka", "telemetry", "gateway"];
 }
 
 /// The `[gateway]` section.

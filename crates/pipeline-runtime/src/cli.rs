@@ -38,7 +38,10 @@ impl CommonArgs {
 
     /// Loads settings of type `T`: defaults, the file, the environment, then `overrides`
     /// (which should start from [`CommonArgs::overrides`]).
-    pub fn load<T: DeserializeOwned>(&self, overrides: Overrides) -> Result<T, SettingsError> {
+    pub fn load<T: DeserializeOwned + settings::Sections>(
+        &self,
+        overrides: Overrides,
+    ) -> Result<T, SettingsError> {
         settings::load(self.config.as_deref(), overrides)
     }
 }

@@ -1,8 +1,11 @@
 //! Layered settings: compiled defaults, then an optional TOML file, then `PIPELINE__`
 //! environment variables, then command-line flags. Later layers win.
 //!
-//! A file holds sections: `[kafka]` and `[telemetry]` for both services, `[simulator]` and
-//! `[processor]` for each. Environment variables name a key with `__` between the parts:
+//! A file holds sections: `[kafka]` and `[telemetry]` for every service, and one section per
+//! service (`[processor]`, `[pg_sink]`, ...), so one file can configure a whole deployment. A
+//! service reads the sections its [`Sections::OWN`] lists and skips the other services' ones;
+//! a section no service knows is an error (a misspelt `[procesor]` must not be ignored).
+//! Environment variables name a key with `__` between the parts:
 //! `PIPELINE__PROCESSOR__WINDOW_SIZE=5`, `PIPELINE__KAFKA__BROKERS=kafka:9092`. Unknown keys
 //! and bad values are errors that name the key.
 
@@ -16,6 +19,24 @@ use crate::security::{SaslSettings, Security, SecurityProtocol, TlsSettings};
 
 /// Prefix of the environment variables that set configuration keys.
 pub const ENV_PREFIX: &str = "PIPELINE";
+
+/// Every section a settings file may hold, across the services.
+pub const KNOWN_SECTIONS: &[&str] = &[
+    "kafka",
+    "telemetry",
+    "simulator",
+    "processor",
+    "gateway",
+    "ip_count",
+    "pg_sink",
+    "dashboard",
+];
+
+/// A service's settings type: which of [`KNOWN_SECTIONS`] it reads.
+pub trait Sections {
+    /// The sections deserialized into this type; the other known ones are skipped.
+    const OWN: &'static [&'static str];
+}
 
 /// Why settings could not be loaded. Every variant names the key or the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +96,7 @@ impl Overrides {
 }
 
 /// Loads settings of type `T` from the layers. `file` is the optional TOML file.
-pub fn load<T: DeserializeOwned>(
+pub fn load<T: DeserializeOwned + Sections>(
     file: Option<&Path>,
     overrides: Overrides,
 ) -> Result<T, SettingsError> {
@@ -83,7 +104,7 @@ pub fn load<T: DeserializeOwned>(
 }
 
 /// As [`load`], with the environment given explicitly (for tests).
-pub fn load_with_env<T: DeserializeOwned>(
+pub fn load_with_env<T: DeserializeOwned + Sections>(
     file: Option<&Path>,
     overrides: Overrides,
     env: impl IntoIterator<Item = (String, String)>,
@@ -119,7 +140,21 @@ pub fn load_with_env<T: DeserializeOwned>(
         },
         (_, e) => SettingsError::Parse(e.to_string()),
     })?;
-    merged
+    let sections: config::Map<String, config::Value> = merged
+        .try_deserialize()
+        .map_err(|e| SettingsError::Parse(e.to_string()))?;
+    let mut own = config::Map::new();
+    for (name, value) in sections {
+        if T::OWN.contains(&name.as_str()) {
+            own.insert(name, value);
+        } else if !KNOWN_SECTIONS.contains(&name.as_str()) {
+            return Err(SettingsError::Parse(format!(
+                "unknown section `{name}`, expected one of {}",
+                KNOWN_SECTIONS.join(", ")
+            )));
+        }
+    }
+    config::Value::new(None, config::ValueKind::Table(own))
         .try_deserialize()
         .map_err(|e| SettingsError::Parse(e.to_string()))
 }
@@ -240,6 +275,10 @@ mod tests {
         processor: Section,
     }
 
+    impl Sections for Root {
+        const OWN: &'static [&'static str] = &["kafka", "processor"];
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -297,6 +336,28 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("broker"), "{err}");
+    }
+
+    #[test]
+    fn other_services_sections_are_skipped_and_unknown_sections_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[processor]\nwindow_size = 3\n[pg_sink]\nanything = 1\n[dashboard]\nx = \"y\"\n",
+        )
+        .unwrap();
+        let root: Root = load_with_env(Some(&path), Overrides::default(), env(&[])).unwrap();
+        assert_eq!(root.processor.window_size, 3);
+
+        let err = load_with_env::<Root>(
+            None,
+            Overrides::default(),
+            env(&[("PIPELINE__PROCESOR__WINDOW_SIZE", "7")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown section `procesor`"), "{err}");
     }
 
     #[test]

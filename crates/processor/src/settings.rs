@@ -22,15 +22,10 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// The processor itself.
     pub processor: ProcessorSettings,
-    /// The simulator's section, which a shared file may hold; not read here.
-    #[serde(skip_serializing)]
-    simulator: serde::de::IgnoredAny,
-    /// The log gateway's section; not read here.
-    #[serde(skip_serializing)]
-    gateway: serde::de::IgnoredAny,
-    /// The IP-count job's section; not read here.
-    #[serde(skip_serializing)]
-    ip_count: serde::de::IgnoredAny,
+}
+
+impl pipeline_runtime::settings::Sections for Config {
+    const OWN: &'static [&'static str] = &["kafka", "telemetry", "processor"];
 }
 
 /// The `[processor]` section.

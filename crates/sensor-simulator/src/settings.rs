@@ -20,15 +20,10 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// The simulator itself.
     pub simulator: SimulatorSettings,
-    /// The processor's section, which a shared file may hold; not read here.
-    #[serde(skip_serializing)]
-    processor: serde::de::IgnoredAny,
-    /// The log gateway's section; not read here.
-    #[serde(skip_serializing)]
-    gateway: serde::de::IgnoredAny,
-    /// The IP-count job's section; not read here.
-    #[serde(skip_serializing)]
-    ip_count: serde::de::IgnoredAny,
+}
+
+impl pipeline_runtime::settings::Sections for Config {
+    const OWN: &'static [&'static str] = &["kafka", "telemetry", "simulator"];
 }
 
 /// The `[simulator]` section.
