@@ -12,10 +12,11 @@
 #   DLQ_TOPIC          dead letters           [temperature-readings-dlq]
 #   PARTITIONS         partitions of the input and output topics [6]
 #   REPLICATION        replication factor     [1]
-#   LAYOUT             which pipelines' topics: "temperature", "logs" or both [temperature logs]
+#   LAYOUT             which topics: any of "temperature", "logs", "results" [temperature logs results]
 #   LOG_TOPIC, LOG_DLQ_TOPIC, REQUESTS_TOPIC, COUNTS_TOPIC
 #                      the network-log pipeline's topics
 #                      [access-logs, access-logs-dlq, ip-count-requests, ip-counts]
+#   SINK_DLQ_TOPIC     pg-sink's dead letters (results) [pg-sink-dlq]
 set -euo pipefail
 
 BOOTSTRAP="${1:?usage: create-topics.sh BOOTSTRAP}"
@@ -25,7 +26,7 @@ OUTPUT_TOPIC="${OUTPUT_TOPIC:-temperature-events}"
 DLQ_TOPIC="${DLQ_TOPIC:-temperature-readings-dlq}"
 PARTITIONS="${PARTITIONS:-6}"
 REPLICATION="${REPLICATION:-1}"
-LAYOUT="${LAYOUT:-temperature logs}"
+LAYOUT="${LAYOUT:-temperature logs results}"
 
 create() {
   local topic="$1" partitions="$2"
@@ -49,6 +50,9 @@ if [[ "$LAYOUT" == *logs* ]]; then
   # The IP-count job's repartition topic (keyed by address) and its final counts.
   create "${REQUESTS_TOPIC:-ip-count-requests}" "$PARTITIONS" & pids+=($!)
   create "${COUNTS_TOPIC:-ip-counts}" "$PARTITIONS" & pids+=($!)
+fi
+if [[ "$LAYOUT" == *results* ]]; then
+  create "${SINK_DLQ_TOPIC:-pg-sink-dlq}" 3 --config retention.ms=2592000000 & pids+=($!)
 fi
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done

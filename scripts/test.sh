@@ -24,16 +24,21 @@ step "installing the manifest validators (kustomize, kubernetes-validate)"
 PATH="$(scripts/tools.sh):$PATH"
 export PATH
 
-step "starting a Kafka broker for the tests"
+step "starting a Kafka broker and a PostgreSQL server for the tests"
 KAFKA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sensor-pipeline-test-kafka.XXXXXX")"
+POSTGRES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sensor-pipeline-test-postgres.XXXXXX")"
 cleanup() {
   scripts/kafka.sh stop --dir "$KAFKA_DIR" || true
-  rm -rf "$KAFKA_DIR"
+  scripts/postgres.sh stop --dir "$POSTGRES_DIR" || true
+  rm -rf "$KAFKA_DIR" "$POSTGRES_DIR"
 }
 trap cleanup EXIT
 KAFKA_BOOTSTRAP="$(scripts/kafka.sh start --dir "$KAFKA_DIR")"
 export KAFKA_BOOTSTRAP
-step "broker at $KAFKA_BOOTSTRAP"
+scripts/postgres.sh install
+POSTGRES_URL="$(scripts/postgres.sh start --dir "$POSTGRES_DIR")"
+export POSTGRES_URL
+step "broker at $KAFKA_BOOTSTRAP, PostgreSQL at ${POSTGRES_URL##*@}"
 
 step "running the tests"
 [[ "${1:-}" == "--" ]] && shift

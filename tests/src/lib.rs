@@ -4,11 +4,14 @@
 //! - [`topics`]: unique topic names, created with `scripts/create-topics.sh` (as compose does).
 //! - [`service`]: the simulator and processor binaries as child processes.
 //! - [`kafka_io`]: producing test records and reading whole topics back.
+//! - [`postgres`]: the shared PostgreSQL server started by `scripts/test.sh`, a fresh database per
+//!   test, or a private server to stop and start.
 //! - [`expect`]: what the reference semantics says a topic's output must be, and the comparison.
 
 pub mod broker;
 pub mod expect;
 pub mod kafka_io;
+pub mod postgres;
 pub mod service;
 pub mod topics;
 

@@ -56,8 +56,10 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     for replica in 0..options.replicas {
-        let mut config = processor::Config::default();
-        config.kafka = kafka.clone();
+        let mut config = processor::Config {
+            kafka: kafka.clone(),
+            ..Default::default()
+        };
         // One transactional id per replica, or they would fence each other.
         config.processor.instance_id = Some(format!("demo-{replica}"));
         // Several replicas in one process: no HTTP endpoints.
@@ -65,8 +67,10 @@ pub async fn run(
         let stop = shutdown.clone();
         tasks.spawn(async move { processor::run(&config, stop).await });
     }
-    let mut simulator = sensor_simulator::Config::default();
-    simulator.kafka = kafka.clone();
+    let mut simulator = sensor_simulator::Config {
+        kafka: kafka.clone(),
+        ..Default::default()
+    };
     simulator.simulator.sensors = options.sensors;
     simulator.simulator.rate = options.rate;
     simulator.simulator.seed = Some(options.seed);

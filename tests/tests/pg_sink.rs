@@ -1,0 +1,470 @@
+//! pg-sink on the real broker and a real PostgreSQL: every record of the output topics becomes
+//! exactly one row, through repeated SIGKILLs of the sink while the pipeline runs, and through
+//! a database that goes away and comes back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use e2e_tests::broker::shared_bootstrap;
+use e2e_tests::kafka_io::{Record, producer, read_topic, wait_until_consumed};
+use e2e_tests::postgres::{PrivateServer, connect, fresh_database};
+use e2e_tests::service::{Service, scrape, simulator_args, try_http_get, wait_ready};
+use e2e_tests::topics::{PipelineTopics, create_topics};
+use e2e_tests::unique;
+use nix::sys::signal::Signal;
+use rdkafka::producer::FutureRecord;
+use sensor_contract::Event;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+struct Sink {
+    events: String,
+    counts: String,
+    dlq: String,
+    group: String,
+}
+
+impl Sink {
+    fn new(id: &str, events: &str) -> Self {
+        Self {
+            events: events.to_owned(),
+            counts: format!("{id}-ip-counts"),
+            dlq: format!("{id}-sink-dlq"),
+            group: format!("{id}-pg-sink"),
+        }
+    }
+
+    fn start(&self, bootstrap: &str, database: &str, extra: &[&str]) -> Service {
+        let mut args: Vec<String> = [
+            "--brokers",
+            bootstrap,
+            "--database-url",
+            database,
+            "--events-topic",
+            &self.events,
+            "--ip-counts-topic",
+            &self.counts,
+            "--dlq-topic",
+            &self.dlq,
+            "--group-id",
+            &self.group,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Service::start_binary("pg-sink", &args)
+    }
+}
+
+/// Produces `n` final counts, one per (window, address), windows of a minute from
+/// `first_window_ms`; some addresses are IPv6. Returns nothing: the topic is the reference.
+fn produce_counts(bootstrap: &str, topic: &str, first: u64, n: u64) {
+    let producer = producer(bootstrap);
+    let mut deliveries = Vec::new();
+    for i in first..first + n {
+        let window_start_ms = 1_795_860_000_000 + (i / 100) as i64 * 60_000;
+        let ip: IpAddr = if i % 7 == 0 {
+            format!("2001:db8::{:x}", i % 100 + 1).parse().unwrap()
+        } else {
+            format!("10.0.{}.{}", (i % 100) / 50, i % 100 + 1)
+                .parse()
+                .unwrap()
+        };
+        let value = serde_json::json!({
+            "window_start_ms": window_start_ms,
+            "window_end_ms": window_start_ms + 60_000,
+            "ip": ip.to_string(),
+            "count": i % 997 + 1,
+        })
+        .to_string();
+        let key = ip.to_string();
+        loop {
+            match producer.send_result(
+                FutureRecord::to(topic)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            ) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, _)) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+    for delivery in deliveries {
+        futures::executor::block_on(delivery)
+            .expect("delivery report")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+}
+
+fn produce_one(bootstrap: &str, topic: &str, key: &[u8], value: &[u8]) -> (i32, i64) {
+    e2e_tests::kafka_io::produce(&producer(bootstrap), topic, None, Some(key), value, None)
+}
+
+type AlertRow = (i32, i64, String, i64, f64, f64, OffsetDateTime);
+type AverageRow = (i32, i64, String, i64, f64, i32, OffsetDateTime);
+type CountRow = (i64, String, i64, i32, i64);
+type SensorRow = (String, i64, Option<f64>, Option<f64>, i64, i64);
+
+/// What the tables must hold, computed from the topics.
+#[derive(Debug, Default, PartialEq)]
+struct Tables {
+    alerts: Vec<AlertRow>,
+    averages: Vec<AverageRow>,
+    counts: Vec<CountRow>,
+    sensors: Vec<SensorRow>,
+}
+
+fn expected_tables(events: &[Record], counts: &[Record]) -> Tables {
+    let mut t = Tables::default();
+    let mut sensors: BTreeMap<String, SensorRow> = BTreeMap::new();
+    for r in events {
+        let Ok(event) = serde_json::from_slice::<Event<'_>>(r.payload.as_deref().unwrap_or(&[]))
+        else {
+            continue;
+        };
+        let time = |ts: &str| OffsetDateTime::parse(ts, &Rfc3339).unwrap();
+        let s = sensors
+            .entry(event.sensor_id().to_owned())
+            .or_insert_with(|| (event.sensor_id().to_owned(), 0, None, None, 0, 0));
+        s.1 = event.seq() as i64;
+        match event {
+            Event::Alert(a) => {
+                s.3 = Some(a.temperature);
+                s.4 += 1;
+                t.alerts.push((
+                    r.partition,
+                    r.offset,
+                    a.sensor_id.to_string(),
+                    a.seq as i64,
+                    a.temperature,
+                    a.threshold,
+                    time(&a.timestamp),
+                ));
+            }
+            Event::Average(a) => {
+                s.2 = Some(a.average);
+                s.5 += 1;
+                t.averages.push((
+                    r.partition,
+                    r.offset,
+                    a.sensor_id.to_string(),
+                    a.seq as i64,
+                    a.average,
+                    a.window_size as i32,
+                    time(&a.timestamp),
+                ));
+            }
+        }
+    }
+    for r in counts {
+        let Ok(c) = serde_json::from_slice::<ip_count::Count>(r.payload.as_deref().unwrap_or(&[]))
+        else {
+            continue;
+        };
+        let Ok(ip) = c.ip.parse::<IpAddr>() else {
+            continue;
+        };
+        t.counts.push((
+            c.window_start_ms,
+            ip.to_string(),
+            c.count as i64,
+            r.partition,
+            r.offset,
+        ));
+    }
+    t.sensors = sensors.into_values().collect();
+    t.counts.sort_by_key(|c| (c.3, c.4));
+    t
+}
+
+fn actual_tables(database: &str) -> Tables {
+    let mut db = connect(database);
+    let alerts = db
+        .query(
+            "SELECT kafka_partition, kafka_offset, sensor_id, seq, temperature, threshold, event_time \
+             FROM temperature_alerts ORDER BY kafka_partition, kafka_offset",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .collect();
+    let averages = db
+        .query(
+            "SELECT kafka_partition, kafka_offset, sensor_id, seq, average, window_size, event_time \
+             FROM temperature_averages ORDER BY kafka_partition, kafka_offset",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .collect();
+    let counts = db
+        .query(
+            "SELECT (extract(epoch FROM window_start) * 1000)::int8, host(ip), count, \
+             kafka_partition, kafka_offset FROM ip_counts ORDER BY kafka_partition, kafka_offset",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let sensors = db
+        .query(
+            "SELECT sensor_id, last_seq, last_average, last_alert_temperature, alert_count, \
+             average_count FROM sensors ORDER BY sensor_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    Tables {
+        alerts,
+        averages,
+        counts,
+        sensors,
+    }
+}
+
+fn row_total(database: &str) -> i64 {
+    connect(database)
+        .query_one(
+            "SELECT (SELECT count(*) FROM temperature_alerts) + \
+             (SELECT count(*) FROM temperature_averages) + (SELECT count(*) FROM ip_counts)",
+            &[],
+        )
+        .map(|r| r.get(0))
+        .unwrap_or(0)
+}
+
+fn wait_for_rows(database: &str, rows: usize, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let have = row_total(database);
+        if have as usize >= rows {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{have} of {rows} rows after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_tables_equal(expected: &Tables, actual: &Tables) {
+    assert_eq!(expected.alerts.len(), actual.alerts.len(), "alert rows");
+    assert_eq!(
+        expected.averages.len(),
+        actual.averages.len(),
+        "average rows"
+    );
+    assert_eq!(expected.counts.len(), actual.counts.len(), "count rows");
+    assert!(expected.alerts == actual.alerts, "alert rows differ");
+    assert!(expected.averages == actual.averages, "average rows differ");
+    assert!(expected.counts == actual.counts, "count rows differ");
+    assert_eq!(expected.sensors, actual.sensors, "sensors");
+}
+
+#[test]
+fn every_result_is_one_row_through_repeated_sigkills_of_the_sink() {
+    let bootstrap = shared_bootstrap();
+    let id = unique("pg-kill");
+    let database = fresh_database(&id);
+    let topics = PipelineTopics::unique("pg-kill");
+    topics.create(&bootstrap, 6);
+    let sink = Sink::new(&id, &topics.output);
+    create_topics(&bootstrap, &[(&sink.counts, 3), (&sink.dlq, 1)]);
+
+    let _processor = Service::processor(&topics.processor_args(&bootstrap));
+    let mut simulator = Service::simulator(&simulator_args(
+        &bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            "40000",
+            "--sensors",
+            "60",
+            "--seed",
+            "11",
+            "--rate",
+            "4000",
+        ],
+    ));
+    let counts_bootstrap = bootstrap.clone();
+    let counts_topic = sink.counts.clone();
+    let counts = std::thread::spawn(move || {
+        for round in 0..10 {
+            produce_counts(&counts_bootstrap, &counts_topic, round * 500, 500);
+            std::thread::sleep(Duration::from_millis(800));
+        }
+    });
+    // Unusable records amid the real ones: dead-lettered, never rows, never a stall.
+    let bad = [
+        produce_one(&bootstrap, &topics.output, b"s", b"not json"),
+        produce_one(
+            &bootstrap,
+            &sink.counts,
+            b"999.1.2.3",
+            br#"{"window_start_ms":0,"window_end_ms":60000,"ip":"999.1.2.3","count":1}"#,
+        ),
+    ];
+
+    // SIGKILL the sink at random points while both topics grow, then let one run to the end.
+    let mut kills = 0;
+    let kill_started = Instant::now();
+    for _ in 0..6 {
+        let mut s = sink.start(
+            &bootstrap,
+            &database,
+            &["--batch-max-records", "400", "--batch-linger-ms", "20"],
+        );
+        std::thread::sleep(Duration::from_millis(1200 + rand::random::<u64>() % 1300));
+        s.signal(Signal::SIGKILL);
+        s.wait(Duration::from_secs(10)).expect("killed");
+        kills += 1;
+    }
+    let mut last = sink.start(&bootstrap, &database, &[]);
+    simulator.wait_success(Duration::from_secs(120));
+    counts.join().expect("counts producer");
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(120),
+    );
+
+    let events = read_topic(&bootstrap, &topics.output);
+    let count_records = read_topic(&bootstrap, &sink.counts);
+    let expected = expected_tables(&events, &count_records);
+    assert_eq!(expected.counts.len(), 5000);
+    assert!(
+        expected.alerts.len() > 100 && expected.averages.len() > 30_000,
+        "a real run: {} alerts, {} averages",
+        expected.alerts.len(),
+        expected.averages.len()
+    );
+    let rows = expected.alerts.len() + expected.averages.len() + expected.counts.len();
+    let pipeline_done = kill_started.elapsed();
+    let catch_up = wait_for_rows(&database, rows, Duration::from_secs(120));
+    // Nothing more arrives later (a duplicate would show as a count above `rows`).
+    std::thread::sleep(Duration::from_secs(1));
+    let actual = actual_tables(&database);
+    assert_tables_equal(&expected, &actual);
+
+    // The stored positions are the topics' last records + 1: nothing left, nothing ahead.
+    let mut db = connect(&database);
+    let stored: BTreeMap<(String, i32), i64> = db
+        .query(
+            "SELECT topic, kafka_partition, next_offset FROM consumed_offsets WHERE consumer_group = $1",
+            &[&sink.group],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    let mut last_records: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (topic, records) in [(&topics.output, &events), (&sink.counts, &count_records)] {
+        for r in records.iter() {
+            last_records.insert((topic.clone(), r.partition), r.offset + 1);
+        }
+    }
+    assert_eq!(stored, last_records);
+
+    // The unusable records are in the sink's dead-letter topic with the reason (at least once:
+    // a kill between the dead letter and the transaction can repeat one).
+    let dead: BTreeSet<(i32, i64)> = read_topic(&bootstrap, &sink.dlq)
+        .iter()
+        .map(|r| {
+            assert!(r.header("error").is_some_and(|e| !e.is_empty()));
+            (
+                r.header("source.partition").unwrap().parse().unwrap(),
+                r.header("source.offset").unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(dead, bad.into_iter().collect::<BTreeSet<_>>());
+
+    // Restarts applied no migration again.
+    let applied: Vec<_> = last
+        .log_events("database reachable, schema up to date")
+        .iter()
+        .map(|e| e["applied"].to_string())
+        .collect();
+    assert_eq!(applied, ["\"[]\""], "{}", last.log_tail());
+    let http = last.http_address(Duration::from_secs(5));
+    let metrics = scrape(&http);
+    assert!(metrics["pg_sink_transactions_total"] > 0.0);
+    last.stop(Duration::from_secs(20));
+    println!(
+        "pg-sink kill test: {kills} SIGKILLs; pipeline done after {:.1} s, the last sink caught up {:.1} s later; {rows} rows ({} alerts, {} averages, {} counts, {} sensors) equal to the topics",
+        pipeline_done.as_secs_f64(),
+        catch_up.as_secs_f64(),
+        actual.alerts.len(),
+        actual.averages.len(),
+        actual.counts.len(),
+        actual.sensors.len()
+    );
+}
+
+#[test]
+fn the_sink_waits_for_the_database_and_loses_nothing() {
+    let bootstrap = shared_bootstrap();
+    let id = unique("pg-outage");
+    let server = PrivateServer::start();
+    let database = server.url().to_owned();
+    let sink = Sink::new(&id, &format!("{id}-events"));
+    create_topics(
+        &bootstrap,
+        &[(&sink.events, 3), (&sink.counts, 6), (&sink.dlq, 1)],
+    );
+    // A backlog first: how fast the sink writes it is the figure printed.
+    const BACKLOG: u64 = 60_000;
+    produce_counts(&bootstrap, &sink.counts, 0, BACKLOG);
+    let mut service = sink.start(&bootstrap, &database, &[]);
+    let http = service.http_address(Duration::from_secs(30));
+    wait_ready(&http);
+    let took = wait_for_rows(&database, BACKLOG as usize, Duration::from_secs(120));
+    println!(
+        "pg-sink backlog: {BACKLOG} count rows in {:.2} s since ready = {:.0} rows/s",
+        took.as_secs_f64(),
+        BACKLOG as f64 / took.as_secs_f64()
+    );
+
+    server.stop();
+    produce_counts(&bootstrap, &sink.counts, BACKLOG, 1_000);
+    assert!(
+        service.wait_for_log("writing a batch failed", Duration::from_secs(30)),
+        "{}",
+        service.log_tail()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while try_http_get(&http, "/readyz")
+        .ok()
+        .map(|(status, _)| status)
+        != Some(503)
+    {
+        assert!(Instant::now() < deadline, "still ready without a database");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(service.is_running(), "the sink waits, it does not exit");
+    server.restart();
+    wait_for_rows(&database, BACKLOG as usize + 1_000, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_secs(1));
+    let expected = expected_tables(&[], &read_topic(&bootstrap, &sink.counts));
+    assert_tables_equal(&expected, &actual_tables(&database));
+    wait_ready(&http);
+    let (status, _) = service.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}",
+        service.log_tail()
+    );
+}
