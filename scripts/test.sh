@@ -17,6 +17,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "building the services"
 cargo build --workspace --bins --locked
 
+step "installing the browser test's driver (playwright-core, pinned in tests/browser)"
+command -v chromium >/dev/null || { echo "test.sh: Debian's chromium is needed (apt-get install chromium)" >&2; exit 1; }
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >&2
+
 step "validating docker-compose.yml"
 docker-compose -f docker-compose.yml config -q
 

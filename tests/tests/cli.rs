@@ -28,7 +28,7 @@ type Case = (
 
 #[test]
 fn bad_configuration_exits_2_and_names_the_key() {
-    let cases: [Case; 6] = [
+    let cases: [Case; 10] = [
         (
             "processor",
             &["--window-size", "0"],
@@ -64,6 +64,34 @@ fn bad_configuration_exits_2_and_names_the_key() {
             &[],
             &[("PIPELINE__KAFKA__BROKERS", "")],
             "kafka.brokers",
+        ),
+        (
+            "pg-sink",
+            &["--batch-max-records", "0"],
+            &[],
+            "pg_sink.batch_max_records",
+        ),
+        (
+            "pg-sink",
+            &[],
+            &[(
+                "PIPELINE__PG_SINK__DATABASE_URL",
+                "postgres://u:p@h:port/db",
+            )],
+            "pg_sink.database_url",
+        ),
+        (
+            "dashboard",
+            &["--http-address", "8080"],
+            &[],
+            "dashboard.http_address",
+        ),
+        // A section no service knows (a misspelt [pg_sink]) is named, not ignored.
+        (
+            "dashboard",
+            &[],
+            &[("PIPELINE__PGSINK__GROUP_ID", "x")],
+            "unknown section `pgsink`",
         ),
     ];
     for (name, args, env, key) in cases {

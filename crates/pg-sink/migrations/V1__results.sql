@@ -23,8 +23,8 @@ CREATE TABLE temperature_alerts (
     event_time      timestamptz NOT NULL,
     PRIMARY KEY (kafka_partition, kafka_offset)
 );
-CREATE INDEX temperature_alerts_recent ON temperature_alerts (event_time DESC, sensor_id);
-CREATE INDEX temperature_alerts_by_sensor ON temperature_alerts (sensor_id, seq DESC);
+CREATE INDEX temperature_alerts_recent ON temperature_alerts (event_time DESC, kafka_partition DESC, kafka_offset DESC);
+CREATE INDEX temperature_alerts_by_sensor ON temperature_alerts (sensor_id, kafka_offset DESC);
 
 -- Every average on temperature-events.
 CREATE TABLE temperature_averages (
@@ -37,7 +37,8 @@ CREATE TABLE temperature_averages (
     event_time      timestamptz NOT NULL,
     PRIMARY KEY (kafka_partition, kafka_offset)
 );
-CREATE INDEX temperature_averages_by_sensor ON temperature_averages (sensor_id, seq DESC);
+-- A sensor is on one partition: its offsets order its events (seq restarts with a simulator).
+CREATE INDEX temperature_averages_by_sensor ON temperature_averages (sensor_id, kafka_offset DESC);
 
 -- The latest state per sensor, folded from the events above in the same transactions.
 CREATE TABLE sensors (

@@ -95,6 +95,27 @@ pub async fn serve(
     shutdown: CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<Option<SocketAddr>> {
+    serve_with(
+        address,
+        address_file,
+        health,
+        shutdown,
+        tasks,
+        Router::new(),
+    )
+    .await
+}
+
+/// As [`serve`], with a service's own routes (`routes`) next to the three: for a service whose
+/// job is HTTP (the dashboard), on the same address.
+pub async fn serve_with(
+    address: &str,
+    address_file: Option<&Path>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+    routes: Router,
+) -> anyhow::Result<Option<SocketAddr>> {
     if address.is_empty() {
         return Ok(None);
     }
@@ -143,7 +164,8 @@ pub async fn serve(
                 }
             }),
         )
-        .with_state(state);
+        .with_state(state)
+        .merge(routes);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("binding the HTTP endpoints to {address}"))?;
