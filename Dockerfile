@@ -1,5 +1,6 @@
 # One image for every service: `processor` (default), `sensor-simulator`, `log-gateway`,
-# `log-simulator`, `ip-counter`, and the `sensor-audit` command.
+# `log-simulator`, `ip-counter`, `pg-sink`, `dashboard`, and the `sensor-audit` and `ip-audit`
+# commands.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -20,10 +21,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     find crates tests -type f -exec touch {} + \
     && cargo build --release --locked -p processor -p sensor-simulator -p log-gateway \
-       -p log-simulator -p ip-count \
+       -p log-simulator -p ip-count -p pg-sink -p dashboard \
     && mkdir -p /out \
     && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator \
-       target/release/log-gateway target/release/log-simulator target/release/ip-counter /out/
+       target/release/log-gateway target/release/log-simulator target/release/ip-counter \
+       target/release/ip-audit target/release/pg-sink target/release/dashboard /out/
 
 FROM debian:bookworm-slim
 # curl: for the compose healthchecks on /healthz.

@@ -21,6 +21,10 @@ fn services(compose: &str) -> BTreeMap<String, String> {
             in_services = true;
             continue;
         }
+        // Another top-level key (volumes:) ends the services.
+        if in_services && !line.is_empty() && !line.starts_with(' ') && !line.starts_with('#') {
+            break;
+        }
         if !in_services || line.trim_start().starts_with('#') {
             continue;
         }
@@ -62,16 +66,38 @@ fn compose_runs_what_the_native_tests_run() {
     assert_eq!(
         services.keys().map(String::as_str).collect::<Vec<_>>(),
         [
+            "dashboard",
             "grafana",
             "ip-counter",
             "kafka",
             "log-gateway",
             "log-simulator",
+            "pg-sink",
+            "postgres",
             "processor",
             "prometheus",
             "simulator",
             "topics"
         ]
+    );
+    // PostgreSQL: a pinned major, a volume, a healthcheck the sink and the dashboard wait for.
+    let postgres = &services["postgres"];
+    assert!(postgres.contains("image: postgres:15-bookworm"));
+    assert!(postgres.contains("postgres-data:/var/lib/postgresql/data"));
+    assert!(
+        postgres.contains(r#"test: ["CMD", "pg_isready", "-U", "pipeline", "-d", "pipeline"]"#)
+    );
+    for name in ["pg-sink", "dashboard"] {
+        assert!(services[name].contains("<<: *pipeline-image"));
+        assert!(
+            services[name].contains("postgres:\n        condition: service_healthy"),
+            "{name} waits for a healthy PostgreSQL"
+        );
+    }
+    assert!(services["dashboard"].contains(r#"- "8080:8080""#));
+    assert!(
+        read("config/docker.toml")
+            .contains(r#"database_url = "postgres://pipeline:pipeline@postgres:5432/pipeline""#)
     );
     for name in ["grafana", "prometheus"] {
         assert!(
@@ -159,6 +185,9 @@ fn the_image_runs_as_a_non_root_user_from_a_slim_runtime() {
         "log-gateway",
         "log-simulator",
         "ip-counter",
+        "ip-audit",
+        "pg-sink",
+        "dashboard",
     ] {
         assert!(
             dockerfile.contains(&format!("target/release/{binary}")),

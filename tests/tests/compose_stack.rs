@@ -21,6 +21,8 @@ use e2e_tests::service::try_http_get;
 const IMAGE: &str = "sensor-pipeline:local";
 const GROUP: &str = "temperature-processor";
 const PROMETHEUS: &str = "127.0.0.1:9090";
+/// The dashboard's published port.
+const DASHBOARD: &str = "127.0.0.1:8080";
 
 /// One compose project, torn down (with its volumes) when dropped.
 struct Compose {
@@ -273,6 +275,24 @@ fn readme_count_command(compose: &Compose, ip: &str) -> String {
         "docker compose exec kafka",
         &format!(
             "{} -p {} exec -T kafka",
+            compose.command.join(" "),
+            compose.project
+        ),
+        1,
+    )
+}
+
+/// The README's psql query of one address's counts, aimed at this project and `ip`.
+fn readme_psql_command(compose: &Compose, ip: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("docker compose exec postgres psql -U pipeline -c \"SELECT window_start, ip, count FROM ip_counts")
+        .expect("the README shows how to query ip_counts with psql");
+    let end = start + readme[start..].find('\n').expect("end of line");
+    readme[start..end].replace("203.0.113.9", ip).replacen(
+        "docker compose exec postgres",
+        &format!(
+            "{} -p {} exec -T postgres",
             compose.command.join(" "),
             compose.project
         ),
@@ -561,6 +581,58 @@ fn compose_stack_as_a_user_runs_it() {
         sent_line.elapsed().as_secs_f64(),
         count_lines[0]
     );
+
+    // The same count in PostgreSQL, with the README's psql command, and the dashboard on
+    // localhost:8080 serving what pg-sink wrote.
+    let psql = readme_psql_command(&compose, &probe_ip);
+    let row = wait_until(
+        "the probe's count in PostgreSQL",
+        Duration::from_secs(60),
+        || {
+            let out = Command::new("bash")
+                .args(["-c", &psql])
+                .current_dir(repo_root())
+                .stdin(Stdio::null())
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .find(|l| l.contains(&probe_ip))
+                .map(str::to_owned)
+        },
+    );
+    assert_eq!(
+        row.rsplit('|').next().map(str::trim),
+        Some("1"),
+        "psql shows the probe's count: {row}"
+    );
+    println!(
+        "compose: the README's psql command shows the count: {}",
+        row.trim()
+    );
+    let sensors = wait_until(
+        "the dashboard's API listing the simulator's 50 sensors",
+        Duration::from_secs(60),
+        || {
+            let body = try_http_get(DASHBOARD, "/api/sensors?limit=100").ok()?.1;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (json["total"] == 50).then_some(json)
+        },
+    );
+    assert!(
+        sensors["sensors"][0]["average_count"].as_i64().unwrap_or(0) > 0,
+        "{sensors}"
+    );
+    let (status, alerts) = try_http_get(DASHBOARD, "/api/alerts?limit=5").expect("dashboard");
+    assert_eq!(status, 200);
+    let alerts: serde_json::Value = serde_json::from_str(&alerts).expect("JSON");
+    assert!(!alerts["alerts"].as_array().expect("alerts").is_empty());
+    let (status, page) = try_http_get(DASHBOARD, "/").expect("dashboard page");
+    assert!(
+        status == 200 && page.contains("<title>Stream pipelines"),
+        "{page}"
+    );
+    println!("compose: the dashboard on localhost:8080 lists 50 sensors and the latest alerts");
 
     // 8. The first minutes' rough edges.
     let health = inspect(&compose.container("kafka", 1), "{{json .State.Health.Log}}");
