@@ -151,6 +151,14 @@ fn manifests_render_and_validate_against_the_kubernetes_schemas() {
         "Deployment/simulator",
         "PodDisruptionBudget/processor",
         "Service/processor-metrics",
+        "Deployment/log-gateway",
+        "Service/log-gateway",
+        "Deployment/ip-counter",
+        "PodDisruptionBudget/ip-counter",
+        "Deployment/log-simulator",
+        "Deployment/pg-sink",
+        "Deployment/dashboard",
+        "Service/dashboard",
     ] {
         assert!(
             kinds.iter().any(|k| k == expected),
@@ -249,4 +257,136 @@ fn the_simulator_deployment_matches_the_service() {
     .unwrap_or_else(|e| panic!("the manifest's settings: {e}"));
     config.validate().expect("valid settings");
     assert_probes(container, &config.simulator.http_address);
+}
+
+/// The environment of `deployment` with the database URL, which comes from a Secret the user
+/// creates, set to a valid one (after checking that the manifest takes it from that Secret).
+fn environment_with_database(
+    objects: &[Value],
+    deployment: &Value,
+    var: &str,
+) -> Vec<(String, String)> {
+    let container = container(deployment);
+    let from_secret = container["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .find(|v| v["name"] == var)
+        .unwrap_or_else(|| panic!("{var} is set"));
+    assert_eq!(
+        from_secret["valueFrom"]["secretKeyRef"]["name"],
+        "postgres-credentials"
+    );
+    environment(objects, deployment)
+        .into_iter()
+        .map(|(k, v)| {
+            if k == var {
+                (
+                    k,
+                    "postgres://pipeline:secret@db.example:5432/pipeline".to_owned(),
+                )
+            } else {
+                (k, v)
+            }
+        })
+        .collect()
+}
+
+fn grace(deployment: &Value) -> u64 {
+    int(&deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+}
+
+#[test]
+fn the_log_pipeline_deployments_match_the_services() {
+    let objects = objects(&rendered());
+    let docker_toml = repo_root().join("config/docker.toml");
+
+    let gateway = find(&objects, "Deployment", "log-gateway");
+    assert_eq!(container(gateway)["command"][0], "log-gateway");
+    let config: log_gateway::settings::Config = pipeline_runtime::settings::load_with_env(
+        Some(&docker_toml),
+        pipeline_runtime::settings::Overrides::default(),
+        environment(&objects, gateway),
+    )
+    .unwrap_or_else(|e| panic!("the gateway's settings: {e}"));
+    config.validate().expect("valid settings");
+    assert_probes(container(gateway), &config.gateway.http_address);
+    let listen_port: u64 = config
+        .gateway
+        .listen_address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    assert_eq!(
+        int(&container(gateway)["ports"][1]["containerPort"]),
+        listen_port
+    );
+    let service = find(&objects, "Service", "log-gateway");
+    assert_eq!(int(&service["spec"]["ports"][0]["port"]), listen_port);
+    assert!(grace(gateway) > config.gateway.shutdown_grace_secs.as_secs());
+
+    let counter = find(&objects, "Deployment", "ip-counter");
+    assert_eq!(container(counter)["command"][0], "ip-counter");
+    let config: ip_count::service::Config = pipeline_runtime::settings::load_with_env(
+        Some(&docker_toml),
+        pipeline_runtime::settings::Overrides::default(),
+        environment(&objects, counter),
+    )
+    .unwrap_or_else(|e| panic!("ip-counter's settings: {e}"));
+    assert_eq!(config.ip_count.instance_id.as_deref(), Some("from-field"));
+    assert_probes(container(counter), &config.ip_count.http_address);
+
+    // The simulator sends to the gateway's Service.
+    let simulator = find(&objects, "Deployment", "log-simulator");
+    let command: Vec<&str> = container(simulator)["command"]
+        .as_sequence()
+        .expect("command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        command[..3],
+        ["log-simulator", "--gateway", "log-gateway:5140"]
+    );
+}
+
+#[test]
+fn the_results_deployments_match_the_services() {
+    let objects = objects(&rendered());
+    let docker_toml = repo_root().join("config/docker.toml");
+
+    let sink = find(&objects, "Deployment", "pg-sink");
+    assert_eq!(container(sink)["command"][0], "pg-sink");
+    let config: pg_sink::Config = pipeline_runtime::settings::load_with_env(
+        Some(&docker_toml),
+        pipeline_runtime::settings::Overrides::default(),
+        environment_with_database(&objects, sink, "PIPELINE__PG_SINK__DATABASE_URL"),
+    )
+    .unwrap_or_else(|e| panic!("pg-sink's settings: {e}"));
+    config.validate().expect("valid settings");
+    assert_eq!(
+        config.pg_sink.database_url.expose(),
+        "postgres://pipeline:secret@db.example:5432/pipeline",
+        "the Secret's URL wins over the image's file"
+    );
+    assert_probes(container(sink), &config.pg_sink.http_address);
+    assert!(grace(sink) > config.pg_sink.shutdown_grace_secs.as_secs());
+
+    let dashboard = find(&objects, "Deployment", "dashboard");
+    assert_eq!(container(dashboard)["command"][0], "dashboard");
+    let config: dashboard::Config = pipeline_runtime::settings::load_with_env(
+        Some(&docker_toml),
+        pipeline_runtime::settings::Overrides::default(),
+        environment_with_database(&objects, dashboard, "PIPELINE__DASHBOARD__DATABASE_URL"),
+    )
+    .unwrap_or_else(|e| panic!("the dashboard's settings: {e}"));
+    config.validate().expect("valid settings");
+    let port = assert_probes(container(dashboard), &config.dashboard.http_address);
+    let service = find(&objects, "Service", "dashboard");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(
+        dashboard["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"],
+        port.to_string().as_str()
+    );
 }
