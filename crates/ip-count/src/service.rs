@@ -123,6 +123,10 @@ pub struct Cli {
     /// exactly_once or at_least_once. [default: exactly_once]
     #[arg(long, value_name = "GUARANTEE")]
     pub processing_guarantee: Option<String>,
+    /// This replica's name in its transactional ids; unique per replica, stable across its
+    /// restarts. [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub instance_id: Option<String>,
     /// Address of /metrics, /healthz and /readyz; "" for none. [default: 0.0.0.0:9103]
     #[arg(long, value_name = "HOST:PORT")]
     pub http_address: Option<String>,
@@ -145,6 +149,7 @@ impl Cli {
                 "ip_count.processing_guarantee",
                 self.processing_guarantee.clone(),
             )
+            .set("ip_count.instance_id", self.instance_id.clone())
             .set("ip_count.http_address", self.http_address.clone());
         let config: Config = self.common.load(overrides)?;
         config.validate()?;

@@ -1,0 +1,291 @@
+//! Chaos for the network-log pipeline on a broker of its own: the log simulator sends through
+//! the gateway while `ip-counter` replicas are SIGKILLed and restarted, scaled 3 → 1 → 3, and
+//! the broker is restarted under everyone. Then `ip-audit` checks both stages: no request
+//! missing, duplicated or unexpected on the repartition topic, no count missing, duplicated or
+//! wrong on `ip-counts`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e_tests::broker::{PrivateBroker, free_port};
+use e2e_tests::kafka_io::{lag, wait_until_records_consumed};
+use e2e_tests::service::{Service, binary, wait_ready};
+use e2e_tests::topics::create_topics;
+use e2e_tests::unique;
+use nix::sys::signal::Signal;
+
+const REPLICAS: usize = 3;
+
+struct Replicas {
+    args: Vec<String>,
+    running: Vec<Option<Service>>,
+    retired: Vec<Service>,
+    kills: u32,
+    crashes: u32,
+}
+
+impl Replicas {
+    fn start(&mut self, i: usize) {
+        let mut args = self.args.clone();
+        args.extend(["--instance-id".to_owned(), format!("replica-{i}")]);
+        if let Some(old) = self.running[i].replace(Service::start_binary("ip-counter", &args)) {
+            self.retired.push(old);
+        }
+    }
+
+    /// Restarts replicas that exited on their own, as a supervisor would.
+    fn supervise(&mut self) {
+        for i in 0..REPLICAS {
+            if let Some(replica) = &mut self.running[i]
+                && !replica.is_running()
+            {
+                eprintln!("ip chaos: replica-{i} exited on its own; restarting it");
+                self.crashes += 1;
+                self.start(i);
+            }
+        }
+    }
+
+    fn pause(&mut self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            self.supervise();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut replica) = self.running[i].take() {
+            replica.signal(Signal::SIGKILL);
+            replica.wait(Duration::from_secs(10));
+            self.retired.push(replica);
+            self.kills += 1;
+        }
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some(mut replica) = self.running[i].take() {
+            let (status, _) = replica.terminate(Duration::from_secs(30));
+            assert!(
+                status.is_some(),
+                "replica-{i} did not stop on SIGTERM\n{}",
+                replica.log_tail()
+            );
+            self.retired.push(replica);
+        }
+    }
+
+    fn save_logs(&self, id: &str) {
+        let dir = e2e_tests::repo_root().join("target/chaos-logs").join(id);
+        let _ = std::fs::create_dir_all(&dir);
+        for (n, replica) in self
+            .retired
+            .iter()
+            .chain(self.running.iter().flatten())
+            .enumerate()
+        {
+            replica.save_log(&dir.join(format!("incarnation-{n:02}.log")));
+        }
+        eprintln!("ip chaos: logs kept in {}", dir.display());
+    }
+}
+
+#[test]
+fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
+    let started = Instant::now();
+    let broker = PrivateBroker::new(free_port());
+    broker.start();
+    let bootstrap = broker.bootstrap();
+    let id = unique("ip-chaos");
+    let (logs, requests, counts, dlq) = (
+        format!("{id}-access-logs"),
+        format!("{id}-requests"),
+        format!("{id}-ip-counts"),
+        format!("{id}-dlq"),
+    );
+    create_topics(
+        &bootstrap,
+        &[(&logs, 6), (&requests, 6), (&counts, 6), (&dlq, 1)],
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut gateway = Service::gateway(
+        &[
+            "--brokers",
+            &bootstrap,
+            "--topic",
+            &logs,
+            "--dlq-topic",
+            &dlq,
+            "--listen-address",
+            &listen,
+        ]
+        .map(String::from),
+    );
+    wait_ready(&gateway.http_address(Duration::from_secs(30)));
+
+    let group = format!("{id}-job");
+    let args: Vec<String> = [
+        "--brokers",
+        &bootstrap,
+        "--input-topic",
+        &logs,
+        "--repartition-topic",
+        &requests,
+        "--output-topic",
+        &counts,
+        "--dlq-topic",
+        &dlq,
+        "--group-id",
+        &group,
+        "--window",
+        "10",
+        "--lateness",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut replicas = Replicas {
+        args: args.clone(),
+        running: (0..REPLICAS).map(|_| None).collect(),
+        retired: Vec::new(),
+        kills: 0,
+        crashes: 0,
+    };
+    for i in 0..REPLICAS {
+        replicas.start(i);
+    }
+
+    // 30 000 lines over about 30 s, event time 10 ms apart: a 10 s window closes every second.
+    let lines = 30_000;
+    let mut simulator = Command::new(binary("log-simulator"))
+        .args(["--gateway", &listen, "--rate", "1000", "--connections", "4"])
+        .args(["--seed", "17", "--count", &lines.to_string()])
+        .args(["--start-time-ms", "1795341600000", "--step-ms", "10"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("log-simulator runs");
+
+    for _ in 0..4 {
+        replicas.pause(Duration::from_millis(1500 + rand::random_range(0..1500)));
+        let victim = rand::random_range(0..REPLICAS);
+        replicas.kill(victim);
+        replicas.pause(Duration::from_millis(rand::random_range(0..1000)));
+        replicas.start(victim);
+    }
+    // Scale 3 → 1 → 3.
+    replicas.pause(Duration::from_secs(2));
+    replicas.stop(1);
+    replicas.stop(2);
+    replicas.pause(Duration::from_secs(4));
+    replicas.start(1);
+    replicas.start(2);
+    replicas.pause(Duration::from_secs(3));
+    // The broker restarted under the gateway and both stages.
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.start();
+    replicas.pause(Duration::from_secs(5));
+    let victim = rand::random_range(0..REPLICAS);
+    replicas.kill(victim);
+    replicas.start(victim);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        replicas.supervise();
+        if let Some(status) = simulator.try_wait().expect("log-simulator") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log simulator did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "log-simulator failed");
+    // Everything the gateway read is in Kafka once it has stopped on SIGTERM.
+    let (gateway_status, _) = gateway.terminate(Duration::from_secs(30));
+    assert!(
+        gateway_status.is_some_and(|s| s.success()),
+        "{}",
+        gateway.log_tail()
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        replicas.supervise();
+        if lag(&bootstrap, &format!("{group}-lines"), &logs) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lines stage did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let caught_up = std::panic::catch_unwind(|| {
+        wait_until_records_consumed(
+            &bootstrap,
+            &format!("{group}-counts"),
+            &requests,
+            Duration::from_secs(120),
+        )
+    });
+    if let Err(panic) = caught_up {
+        replicas.save_logs(&id);
+        std::panic::resume_unwind(panic);
+    }
+
+    let audit = Command::new(binary("ip-audit"))
+        .args(&args)
+        .arg("--json")
+        .env_remove("PIPELINE_CONFIG")
+        .output()
+        .expect("ip-audit runs");
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
+        .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
+    let assignments: usize = replicas
+        .retired
+        .iter()
+        .chain(replicas.running.iter().flatten())
+        .map(|r| r.log_events("partitions assigned").len())
+        .sum();
+    println!(
+        "ip chaos: {lines} lines, {} kills, {} crashes restarted, scaling 3 -> 1 -> 3, 1 broker restart, \
+         {assignments} assignments; {} requests, {} counts matched: {} missing, {} duplicated, {} wrong, \
+         {} unexpected counts; requests {} missing, {} duplicated ({:.0} s)",
+        replicas.kills,
+        replicas.crashes,
+        report["requests_found"],
+        report["counts_matched"],
+        report["counts_missing"],
+        report["counts_duplicated"],
+        report["counts_wrong"],
+        report["counts_unexpected"],
+        report["requests_missing"],
+        report["requests_duplicated"],
+        started.elapsed().as_secs_f64()
+    );
+    if !audit.status.success() {
+        replicas.save_logs(&id);
+    }
+    assert_eq!(report["lines_judged"].as_u64(), Some(lines), "{report}");
+    for field in [
+        "requests_missing",
+        "requests_duplicated",
+        "requests_unexpected",
+        "counts_missing",
+        "counts_duplicated",
+        "counts_wrong",
+        "counts_unexpected",
+    ] {
+        assert_eq!(report[field], 0, "{field}: {report}");
+    }
+    assert!(
+        report["counts_matched"].as_u64().unwrap_or(0) > 1000,
+        "{report}"
+    );
+    assert!(audit.status.success(), "{report}");
+    for i in 0..REPLICAS {
+        replicas.stop(i);
+    }
+}
