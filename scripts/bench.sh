@@ -12,4 +12,10 @@ cargo build --release --locked --bins
 scripts/kafka.sh fetch
 # The services run as the image runs them (Dockerfile: MALLOC_ARENA_MAX=2).
 export MALLOC_ARENA_MAX=2
+# `scripts/bench.sh logs`: the network-log pipeline's benchmark only (gateway and IP-count job,
+# tests/benches/log_pipeline.rs, about 2 minutes; BENCH_LINES lines, default 1 000 000).
+if [[ "${1:-}" == logs ]]; then
+  cargo bench --locked -p e2e-tests --bench log_pipeline
+  exit
+fi
 cargo bench --locked -p e2e-tests --bench pipeline

@@ -289,3 +289,19 @@ pub fn simulator_args(bootstrap: &str, topic: &str, extra: &[&str]) -> Vec<Strin
         .map(|s| s.to_string())
         .collect()
 }
+
+/// User + system CPU seconds of a process, from /proc/<pid>/stat (USER_HZ = 100).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
