@@ -133,9 +133,19 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str) -> HashMap<i
     for p in ends.keys() {
         list.add_partition(topic, *p);
     }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .expect("committed offsets");
+    // A broker just restarted, or busy on two cores, can time a request out: ask again before
+    // calling it a failure.
+    let mut attempt = 0;
+    let committed = loop {
+        match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            Ok(committed) => break committed,
+            Err(error) if attempt < 3 => {
+                eprintln!("committed offsets of {group} on {topic}: {error}; asking again");
+                attempt += 1;
+            }
+            Err(error) => panic!("committed offsets of {group} on {topic}: {error}"),
+        }
+    };
     committed
         .elements()
         .iter()
