@@ -3,6 +3,7 @@
 //! - [`broker`]: the shared broker started by `scripts/test.sh`, or a private one per test.
 //! - [`topics`]: unique topic names, created with `scripts/create-topics.sh` (as compose does).
 //! - [`service`]: the simulator and processor binaries as child processes.
+//! - [`supervisor`]: replicas under chaos: killed, stopped, restarted when they exit.
 //! - [`kafka_io`]: producing test records and reading whole topics back.
 //! - [`postgres`]: the shared PostgreSQL server started by `scripts/test.sh`, a fresh database per
 //!   test, or a private server to stop and start.
@@ -13,6 +14,7 @@ pub mod expect;
 pub mod kafka_io;
 pub mod postgres;
 pub mod service;
+pub mod supervisor;
 pub mod topics;
 
 use std::path::PathBuf;

@@ -9,93 +9,13 @@ use std::time::{Duration, Instant};
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::{lag, read_topic, wait_for_group};
 use e2e_tests::service::{Service, binary, simulator_args};
+use e2e_tests::supervisor::Replicas;
 use e2e_tests::topics::PipelineTopics;
-use nix::sys::signal::Signal;
 
 /// The two chaos runs each bring a broker, three replicas and a simulator: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const REPLICAS: usize = 3;
-
-struct Chaos {
-    bootstrap: String,
-    topics: PipelineTopics,
-    guarantee: &'static str,
-    replicas: Vec<Option<Service>>,
-    /// Stopped and killed incarnations, kept for their logs.
-    retired: Vec<Service>,
-    kills: u32,
-    crashes: u32,
-}
-
-impl Chaos {
-    fn args(&self, i: usize) -> Vec<String> {
-        let mut args = self.topics.processor_args(&self.bootstrap);
-        args.extend(["--instance-id".into(), format!("replica-{i}")]);
-        args.extend(["--processing-guarantee".into(), self.guarantee.into()]);
-        args
-    }
-
-    fn start(&mut self, i: usize) {
-        let replica = Service::processor(&self.args(i));
-        if let Some(old) = self.replicas[i].replace(replica) {
-            self.retired.push(old);
-        }
-    }
-
-    /// Restarts replicas that exited on their own, as a container supervisor would.
-    fn supervise(&mut self) {
-        for i in 0..REPLICAS {
-            if let Some(replica) = &mut self.replicas[i]
-                && !replica.is_running()
-            {
-                eprintln!(
-                    "chaos: replica-{i} exited on its own ({:?}); restarting it",
-                    replica.wait(Duration::ZERO)
-                );
-                self.crashes += 1;
-                self.start(i);
-            }
-        }
-    }
-
-    fn pause(&mut self, duration: Duration) {
-        let until = Instant::now() + duration;
-        while Instant::now() < until {
-            self.supervise();
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut replica) = self.replicas[i].take() {
-            replica.signal(Signal::SIGKILL);
-            replica.wait(Duration::from_secs(10));
-            self.retired.push(replica);
-            self.kills += 1;
-        }
-    }
-
-    fn stop(&mut self, i: usize) {
-        if let Some(mut replica) = self.replicas[i].take() {
-            let (status, _) = replica.terminate(Duration::from_secs(20));
-            assert!(
-                status.is_some(),
-                "replica-{i} did not stop on SIGTERM\n{}",
-                replica.log_tail()
-            );
-            self.retired.push(replica);
-        }
-    }
-
-    fn count_in_logs(&self, message: &str) -> usize {
-        self.retired
-            .iter()
-            .chain(self.replicas.iter().flatten())
-            .map(|r| r.log_events(message).len())
-            .sum()
-    }
-}
 
 fn chaos(guarantee: &'static str) {
     let _one = ONE_AT_A_TIME
@@ -107,22 +27,21 @@ fn chaos(guarantee: &'static str) {
     let bootstrap = broker.bootstrap();
     let topics = PipelineTopics::unique(&format!("chaos-{}", guarantee.replace('_', "-")));
     topics.create(&bootstrap, 6);
-    let mut chaos = Chaos {
-        bootstrap: bootstrap.clone(),
-        topics: topics.clone(),
-        guarantee,
-        replicas: (0..REPLICAS).map(|_| None).collect(),
-        retired: Vec::new(),
-        kills: 0,
-        crashes: 0,
-    };
+    let replica_topics = topics.clone();
+    let replica_bootstrap = bootstrap.clone();
+    let mut chaos = Replicas::new(REPLICAS, move |i| {
+        let mut args = replica_topics.processor_args(&replica_bootstrap);
+        args.extend(["--instance-id".into(), format!("replica-{i}")]);
+        args.extend(["--processing-guarantee".into(), guarantee.into()]);
+        Service::processor(&args)
+    });
     for i in 0..REPLICAS {
         chaos.start(i);
     }
     if let Err(failure) = std::panic::catch_unwind(|| {
         wait_for_group(&bootstrap, &topics.group, REPLICAS, Duration::from_secs(60))
     }) {
-        for replica in chaos.replicas.iter().flatten() {
+        for replica in chaos.all() {
             eprintln!("{}", replica.log_tail());
         }
         std::panic::resume_unwind(failure);
@@ -218,15 +137,7 @@ fn chaos(guarantee: &'static str) {
         let dir = e2e_tests::repo_root()
             .join("target/chaos-logs")
             .join(&topics.group);
-        let _ = std::fs::create_dir_all(&dir);
-        for (n, replica) in chaos
-            .retired
-            .iter()
-            .chain(chaos.replicas.iter().flatten())
-            .enumerate()
-        {
-            replica.save_log(&dir.join(format!("incarnation-{n:02}.log")));
-        }
+        chaos.save_logs(&dir);
         simulator.save_log(&dir.join("simulator.log"));
         let sensors: Vec<_> = report["sensors"]
             .as_object()

@@ -10,85 +10,11 @@ use std::time::{Duration, Instant};
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::{lag, wait_until_records_consumed};
 use e2e_tests::service::{Service, binary, wait_ready};
+use e2e_tests::supervisor::Replicas;
 use e2e_tests::topics::create_topics;
 use e2e_tests::unique;
-use nix::sys::signal::Signal;
 
 const REPLICAS: usize = 3;
-
-struct Replicas {
-    args: Vec<String>,
-    running: Vec<Option<Service>>,
-    retired: Vec<Service>,
-    kills: u32,
-    crashes: u32,
-}
-
-impl Replicas {
-    fn start(&mut self, i: usize) {
-        let mut args = self.args.clone();
-        args.extend(["--instance-id".to_owned(), format!("replica-{i}")]);
-        if let Some(old) = self.running[i].replace(Service::start_binary("ip-counter", &args)) {
-            self.retired.push(old);
-        }
-    }
-
-    /// Restarts replicas that exited on their own, as a supervisor would.
-    fn supervise(&mut self) {
-        for i in 0..REPLICAS {
-            if let Some(replica) = &mut self.running[i]
-                && !replica.is_running()
-            {
-                eprintln!("ip chaos: replica-{i} exited on its own; restarting it");
-                self.crashes += 1;
-                self.start(i);
-            }
-        }
-    }
-
-    fn pause(&mut self, duration: Duration) {
-        let until = Instant::now() + duration;
-        while Instant::now() < until {
-            self.supervise();
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut replica) = self.running[i].take() {
-            replica.signal(Signal::SIGKILL);
-            replica.wait(Duration::from_secs(10));
-            self.retired.push(replica);
-            self.kills += 1;
-        }
-    }
-
-    fn stop(&mut self, i: usize) {
-        if let Some(mut replica) = self.running[i].take() {
-            let (status, _) = replica.terminate(Duration::from_secs(30));
-            assert!(
-                status.is_some(),
-                "replica-{i} did not stop on SIGTERM\n{}",
-                replica.log_tail()
-            );
-            self.retired.push(replica);
-        }
-    }
-
-    fn save_logs(&self, id: &str) {
-        let dir = e2e_tests::repo_root().join("target/chaos-logs").join(id);
-        let _ = std::fs::create_dir_all(&dir);
-        for (n, replica) in self
-            .retired
-            .iter()
-            .chain(self.running.iter().flatten())
-            .enumerate()
-        {
-            replica.save_log(&dir.join(format!("incarnation-{n:02}.log")));
-        }
-        eprintln!("ip chaos: logs kept in {}", dir.display());
-    }
-}
 
 #[test]
 fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
@@ -144,13 +70,12 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
     ]
     .map(String::from)
     .to_vec();
-    let mut replicas = Replicas {
-        args: args.clone(),
-        running: (0..REPLICAS).map(|_| None).collect(),
-        retired: Vec::new(),
-        kills: 0,
-        crashes: 0,
-    };
+    let replica_args = args.clone();
+    let mut replicas = Replicas::new(REPLICAS, move |i| {
+        let mut args = replica_args.clone();
+        args.extend(["--instance-id".to_owned(), format!("replica-{i}")]);
+        Service::start_binary("ip-counter", &args)
+    });
     for i in 0..REPLICAS {
         replicas.start(i);
     }
@@ -231,7 +156,7 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
         )
     });
     if let Err(panic) = caught_up {
-        replicas.save_logs(&id);
+        replicas.save_logs(&e2e_tests::repo_root().join("target/chaos-logs").join(&id));
         std::panic::resume_unwind(panic);
     }
 
@@ -243,12 +168,7 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
         .expect("ip-audit runs");
     let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
         .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
-    let assignments: usize = replicas
-        .retired
-        .iter()
-        .chain(replicas.running.iter().flatten())
-        .map(|r| r.log_events("partitions assigned").len())
-        .sum();
+    let assignments = replicas.count_in_logs("partitions assigned");
     println!(
         "ip chaos: {lines} lines, {} kills, {} crashes restarted, scaling 3 -> 1 -> 3, 1 broker restart, \
          {assignments} assignments; {} requests, {} counts matched: {} missing, {} duplicated, {} wrong, \
@@ -268,7 +188,7 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
     // A replica that exited on its own was restarted, as a restart policy would; its log is
     // kept to say why.
     if !audit.status.success() || replicas.crashes > 0 {
-        replicas.save_logs(&id);
+        replicas.save_logs(&e2e_tests::repo_root().join("target/chaos-logs").join(&id));
     }
     assert_eq!(report["lines_judged"].as_u64(), Some(lines), "{report}");
     for field in [
