@@ -98,8 +98,7 @@ fn main() {
     );
 
     // Gateway, full speed.
-    let listen = format!("127.0.0.1:{}", free_port());
-    let gateway = Service::gateway(
+    let mut gateway = Service::gateway(
         &[
             "--brokers",
             &bootstrap,
@@ -107,11 +106,10 @@ fn main() {
             logs,
             "--dlq-topic",
             dlq,
-            "--listen-address",
-            &listen,
         ]
         .map(String::from),
     );
+    let listen = gateway.listen_address(Duration::from_secs(60));
     let http = gateway.http_address(Duration::from_secs(30));
     wait_ready(&http);
     let cpu_before = cpu_seconds(gateway.pid());

@@ -49,9 +49,14 @@ impl Service {
         Self::start("sensor-simulator", args, &[])
     }
 
-    /// Starts the log gateway with the docker profile and `args`.
+    /// Starts the log gateway with the docker profile and `args`, listening on a port the
+    /// kernel picks unless `args` name one: see [`Service::listen_address`].
     pub fn gateway(args: &[String]) -> Self {
-        Self::start("log-gateway", args, &[])
+        let mut args = args.to_vec();
+        if !args.iter().any(|a| a == "--listen-address") {
+            args.extend(["--listen-address".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        Self::start("log-gateway", &args, &[])
     }
 
     /// Starts binary `name` with the docker profile and `args`.
@@ -136,6 +141,35 @@ impl Service {
             assert!(
                 Instant::now() < deadline,
                 "no HTTP address written\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The address the log gateway receives lines on, from its "receiving log lines" event.
+    /// A port picked by the test and released before the gateway binds it can be taken in
+    /// between (by any outgoing connection's ephemeral port): the gateway binds port 0 instead.
+    pub fn listen_address(&mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(address) = self
+                .log_events("receiving log lines")
+                .first()
+                .and_then(|event| event["address"].as_str().map(str::to_owned))
+            {
+                return address;
+            }
+            assert!(
+                self.child.try_wait().ok().flatten().is_none(),
+                "{} exited before listening\n{}",
+                self.name,
+                self.log_tail()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{} never logged its listening address\n{}",
+                self.name,
                 self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));

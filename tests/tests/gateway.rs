@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_tests::broker::{free_port, shared_bootstrap};
+use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::kafka_io::{Record, read_topic};
 use e2e_tests::service::{Service, scrape, wait_ready};
 use e2e_tests::topics::create_topics;
@@ -29,7 +29,6 @@ fn start_gateway(bootstrap: &str, test: &str, extra: &[&str]) -> Gateway {
     let topic = format!("{id}-access-logs");
     let dlq = format!("{id}-access-logs-dlq");
     create_topics(bootstrap, &[(&topic, 3), (&dlq, 1)]);
-    let listen = format!("127.0.0.1:{}", free_port());
     let mut args: Vec<String> = [
         "--brokers",
         bootstrap,
@@ -37,14 +36,13 @@ fn start_gateway(bootstrap: &str, test: &str, extra: &[&str]) -> Gateway {
         &topic,
         "--dlq-topic",
         &dlq,
-        "--listen-address",
-        &listen,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
-    let service = Service::gateway(&args);
+    let mut service = Service::gateway(&args);
+    let listen = service.listen_address(Duration::from_secs(60));
     let http = service.http_address(Duration::from_secs(30));
     wait_ready(&http);
     Gateway {

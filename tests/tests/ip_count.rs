@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use e2e_tests::broker::{free_port, shared_bootstrap};
+use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::kafka_io::{read_topic, wait_until_consumed, wait_until_records_consumed};
 use e2e_tests::service::{Service, binary, wait_ready};
 use e2e_tests::topics::create_topics;
@@ -33,8 +33,6 @@ fn log_lines_become_exact_ip_counts_per_window() {
         &bootstrap,
         &[(&logs, 3), (&requests, 4), (&counts, 4), (&dlq, 1)],
     );
-
-    let listen = format!("127.0.0.1:{}", free_port());
     let mut gateway = Service::gateway(
         &[
             "--brokers",
@@ -43,11 +41,10 @@ fn log_lines_become_exact_ip_counts_per_window() {
             &logs,
             "--dlq-topic",
             &dlq,
-            "--listen-address",
-            &listen,
         ]
         .map(String::from),
     );
+    let listen = gateway.listen_address(Duration::from_secs(60));
     wait_ready(&gateway.http_address(Duration::from_secs(30)));
 
     let group = format!("{id}-job");

@@ -33,7 +33,6 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
         &bootstrap,
         &[(&logs, 6), (&requests, 6), (&counts, 6), (&dlq, 1)],
     );
-    let listen = format!("127.0.0.1:{}", free_port());
     let mut gateway = Service::gateway(
         &[
             "--brokers",
@@ -42,11 +41,10 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
             &logs,
             "--dlq-topic",
             &dlq,
-            "--listen-address",
-            &listen,
         ]
         .map(String::from),
     );
+    let listen = gateway.listen_address(Duration::from_secs(60));
     wait_ready(&gateway.http_address(Duration::from_secs(30)));
 
     let group = format!("{id}-job");
