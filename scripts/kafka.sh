@@ -60,7 +60,7 @@ classpath_complete() {
 }
 
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  python3 "$ROOT/scripts/free-port.py"
 }
 
 port_open() {

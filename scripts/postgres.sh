@@ -62,7 +62,7 @@ as_owner() {
 }
 
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  python3 "$ROOT/scripts/free-port.py"
 }
 
 url() { echo "postgres://pipeline:pipeline@127.0.0.1:$(cat "$DIR/port")/pipeline"; }

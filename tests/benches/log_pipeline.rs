@@ -99,15 +99,7 @@ fn main() {
 
     // Gateway, full speed.
     let mut gateway = Service::gateway(
-        &[
-            "--brokers",
-            &bootstrap,
-            "--topic",
-            logs,
-            "--dlq-topic",
-            dlq,
-        ]
-        .map(String::from),
+        &["--brokers", &bootstrap, "--topic", logs, "--dlq-topic", dlq].map(String::from),
     );
     let listen = gateway.listen_address(Duration::from_secs(60));
     let http = gateway.http_address(Duration::from_secs(30));

@@ -104,10 +104,23 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// A loopback port that is free now.
+/// A loopback port that is free now, below the kernel's ephemeral range: a port from bind(0)
+/// can be taken by any outgoing connection's source port before the server binds it (or binds
+/// it again after a restart); these are only taken by someone asking for them by number.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("/proc/sys/net/ipv4/ip_local_port_range");
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the ephemeral range's lower bound");
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rand::RngExt::random_range(&mut rng, 10_000..low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range ({low})")
 }
