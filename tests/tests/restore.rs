@@ -34,6 +34,7 @@ fn checkpoint(next_offset: i64) -> Vec<u8> {
     Checkpoint {
         next_offset,
         stream_time_ms: None,
+        snapshot: None,
     }
     .encode()
 }

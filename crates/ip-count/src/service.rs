@@ -64,6 +64,11 @@ pub struct IpCountSettings {
     pub processing_guarantee: Guarantee,
     /// Longest a batch collects before it is committed (ms).
     pub commit_interval_ms: u64,
+    /// Requests applied to a partition between two snapshots of its changed counts in the
+    /// changelog; 0: every batch. A restore replays at most this many per partition.
+    pub snapshot_every_records: u64,
+    /// Longest between two snapshots of a partition that receives requests (ms).
+    pub snapshot_interval_ms: u64,
     /// This replica's name; unset: the host name.
     pub instance_id: Option<String>,
     /// Address of `/metrics`, `/healthz` and `/readyz`; empty: none.
@@ -82,6 +87,8 @@ impl Default for IpCountSettings {
             lateness_secs: Duration::from_secs(10),
             processing_guarantee: Guarantee::ExactlyOnce,
             commit_interval_ms: 100,
+            snapshot_every_records: 50_000,
+            snapshot_interval_ms: 30_000,
             instance_id: None,
             http_address: "0.0.0.0:9103".to_owned(),
         }
@@ -179,11 +186,13 @@ impl Config {
                 "must be at least 1 ms",
             ));
         }
-        if s.commit_interval_ms == 0 {
-            return Err(SettingsError::invalid(
-                "ip_count.commit_interval_ms",
-                "must be > 0",
-            ));
+        for (key, value) in [
+            ("ip_count.commit_interval_ms", s.commit_interval_ms),
+            ("ip_count.snapshot_interval_ms", s.snapshot_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::invalid(key, "must be > 0"));
+            }
         }
         Ok(())
     }
@@ -224,6 +233,8 @@ impl Config {
             guarantee: s.processing_guarantee,
             batch_max_records: 10_000,
             commit_interval: Duration::from_millis(s.commit_interval_ms),
+            snapshot_every_records: s.snapshot_every_records,
+            snapshot_interval: Duration::from_millis(s.snapshot_interval_ms),
             transaction_timeout: Duration::from_secs(10),
             instance_id: self.instance_id(),
             http_address: http.to_owned(),

@@ -60,6 +60,14 @@ pub struct ProcessorSettings {
     /// commit in one Kafka transaction. `at_least_once`: outputs are acknowledged before
     /// offsets are committed; a crash may repeat outputs.
     pub processing_guarantee: Guarantee,
+    /// Readings applied to a partition between two snapshots of its changed windows in the
+    /// changelog (every batch writes only a checkpoint); 0: every batch. A restore replays at
+    /// most this many readings per partition, without emitting them again.
+    pub snapshot_every_records: u64,
+    /// Longest between two snapshots of a partition that receives readings (the key is in
+    /// milliseconds).
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub snapshot_interval_ms: Duration,
     /// This replica's stable name, part of its transactional id
     /// (`<group_id>-<instance_id>`). A replica restarted under the same name fences its
     /// previous incarnation and aborts its open transaction at once. Default: the host name
@@ -91,6 +99,8 @@ impl Default for ProcessorSettings {
             batch_max_records: 10_000,
             commit_interval_ms: Duration::from_millis(100),
             processing_guarantee: Guarantee::ExactlyOnce,
+            snapshot_every_records: 50_000,
+            snapshot_interval_ms: Duration::from_secs(30),
             instance_id: None,
             state_topic: None,
             transaction_timeout_ms: Duration::from_secs(10),
@@ -184,6 +194,13 @@ pub struct Cli {
     /// exactly_once or at_least_once. [default: exactly_once]
     #[arg(long, value_name = "GUARANTEE")]
     pub processing_guarantee: Option<String>,
+    /// Readings per partition between window snapshots in the changelog; 0: every batch.
+    /// [default: 50000]
+    #[arg(long, value_name = "N")]
+    pub snapshot_every_records: Option<u64>,
+    /// Longest between two window snapshots of a partition, ms. [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub snapshot_interval_ms: Option<u64>,
     /// Stable replica name for the transactional id. [default: host name]
     #[arg(long, value_name = "NAME")]
     pub instance_id: Option<String>,
@@ -221,6 +238,11 @@ impl Cli {
                 "processor.processing_guarantee",
                 self.processing_guarantee.clone(),
             )
+            .set(
+                "processor.snapshot_every_records",
+                self.snapshot_every_records,
+            )
+            .set("processor.snapshot_interval_ms", self.snapshot_interval_ms)
             .set("processor.instance_id", self.instance_id.clone())
             .set("processor.state_topic", self.state_topic.clone())
             .set(
@@ -313,6 +335,12 @@ impl Config {
                 "must be between 1 and 60000",
             ));
         }
+        if p.snapshot_interval_ms.is_zero() {
+            return Err(SettingsError::invalid(
+                "processor.snapshot_interval_ms",
+                "must be > 0",
+            ));
+        }
         // kafka.properties must leave what the guarantees depend on alone.
         stream_engine::clients::check(&self.kafka, &self.engine())
     }
@@ -330,6 +358,8 @@ impl Config {
             guarantee: p.processing_guarantee,
             batch_max_records: p.batch_max_records,
             commit_interval: p.commit_interval_ms,
+            snapshot_every_records: p.snapshot_every_records,
+            snapshot_interval: p.snapshot_interval_ms,
             transaction_timeout: p.transaction_timeout_ms,
             instance_id: p.instance_id(),
             http_address: p.http_address.clone(),

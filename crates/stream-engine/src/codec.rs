@@ -15,8 +15,14 @@
 //! is read here and the whole value handed to the job as state version 0.
 //!
 //! A partition's checkpoint: key [`CHECKPOINT_KEY`] (not UTF-8, so never a job's key), value
-//! JSON `{"next_offset":…,"stream_time_ms":…}`: the input offset the partition's state
-//! corresponds to, and its stream time then. Written with every batch.
+//! JSON `{"next_offset":…,"stream_time_ms":…,"snapshot":{"next_offset":…,"stream_time_ms":…}}`:
+//! the input offset processing has reached, and its stream time then. Written with every
+//! batch. The keys' values are not: they are written as a snapshot every so many records (see
+//! [`crate::task::SnapshotPolicy`]), and `snapshot` says which input offset and stream time
+//! they stand at when that is older than `next_offset`; a restore loads the values, then
+//! replays the input from `snapshot.next_offset` up to `next_offset` into the state without
+//! emitting anything again. No `snapshot`: the values are current (every checkpoint written
+//! before snapshots were introduced).
 
 use serde::{Deserialize, Serialize};
 
@@ -101,9 +107,36 @@ pub struct Checkpoint {
     /// The partition's stream time then, if any event time was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_time_ms: Option<i64>,
+    /// Where the keys' values in the changelog stand, when older than `next_offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
+}
+
+/// The input position a partition's keys' values in the changelog stand at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The next input record after the values.
+    pub next_offset: i64,
+    /// The partition's stream time at the values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_time_ms: Option<i64>,
 }
 
 impl Checkpoint {
+    /// The input offset processing resumes from after a restore: the snapshot's (the records
+    /// from there to `next_offset` are replayed silently).
+    pub fn resume_offset(&self) -> i64 {
+        self.snapshot().next_offset
+    }
+
+    /// Where the keys' values stand: the snapshot, or the checkpoint itself without one.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.unwrap_or(Snapshot {
+            next_offset: self.next_offset,
+            stream_time_ms: self.stream_time_ms,
+        })
+    }
+
     /// The checkpoint's changelog value.
     pub fn encode(&self) -> Vec<u8> {
         // Serializing two integers cannot fail.
@@ -158,19 +191,42 @@ mod tests {
 
     #[test]
     fn checkpoints_round_trip_and_read_those_without_stream_time() {
-        let checkpoint = Checkpoint {
+        let mut checkpoint = Checkpoint {
             next_offset: 1234,
             stream_time_ms: Some(1_795_000_000_000),
+            snapshot: None,
         };
         assert_eq!(
             Checkpoint::decode(&checkpoint.encode()).unwrap(),
             checkpoint
         );
         assert_eq!(
+            checkpoint.snapshot(),
+            Snapshot {
+                next_offset: 1234,
+                stream_time_ms: Some(1_795_000_000_000)
+            }
+        );
+        let older = Snapshot {
+            next_offset: 1000,
+            stream_time_ms: None,
+        };
+        checkpoint.snapshot = Some(older);
+        assert_eq!(
+            String::from_utf8(checkpoint.encode()).unwrap(),
+            r#"{"next_offset":1234,"stream_time_ms":1795000000000,"snapshot":{"next_offset":1000}}"#
+        );
+        assert_eq!(
+            Checkpoint::decode(&checkpoint.encode()).unwrap(),
+            checkpoint
+        );
+        assert_eq!(checkpoint.snapshot(), older);
+        assert_eq!(
             Checkpoint::decode(br#"{"next_offset":5}"#).unwrap(),
             Checkpoint {
                 next_offset: 5,
-                stream_time_ms: None
+                stream_time_ms: None,
+                snapshot: None
             }
         );
         assert!(String::from_utf8(CHECKPOINT_KEY.to_vec()).is_err());

@@ -73,6 +73,14 @@ impl Outputs {
         self.records.is_empty()
     }
 
+    /// Forgets the records emitted after the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        if let Some(first) = self.records.get(len) {
+            self.bytes.truncate(first.key.start);
+            self.records.truncate(len);
+        }
+    }
+
     /// Forgets every record, keeping the buffers.
     pub fn clear(&mut self) {
         self.bytes.clear();

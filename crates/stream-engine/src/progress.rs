@@ -15,6 +15,8 @@ pub(crate) struct Progress {
     pub dead_letters: u64,
     /// Inputs already applied to their key's state (replayed after an at-least-once crash).
     pub skipped: u64,
+    /// Inputs replayed into the state after a restore from an older snapshot.
+    pub replayed: u64,
     pub transactions: u64,
     pub aborts: u64,
     last_report: Instant,
@@ -27,6 +29,7 @@ impl Default for Progress {
             produced: 0,
             dead_letters: 0,
             skipped: 0,
+            replayed: 0,
             transactions: 0,
             aborts: 0,
             last_report: Instant::now(),
@@ -53,6 +56,7 @@ impl Progress {
             produced = self.produced,
             dead_letters = self.dead_letters,
             already_applied = self.skipped,
+            replayed = self.replayed,
             transactions = self.transactions,
             aborts = self.aborts,
             keys,

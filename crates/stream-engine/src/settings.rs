@@ -42,6 +42,12 @@ pub struct EngineSettings {
     pub batch_max_records: usize,
     /// Longest a batch collects records.
     pub commit_interval: Duration,
+    /// Records applied to a partition between two snapshots of its changed keys in the
+    /// changelog (each batch writes a checkpoint only); 0: every batch. At most this many
+    /// records per partition are replayed on restore.
+    pub snapshot_every_records: u64,
+    /// Longest between two snapshots of a partition that has records.
+    pub snapshot_interval: Duration,
     /// Longest a transaction may stay open before the broker aborts it.
     pub transaction_timeout: Duration,
     /// This replica's stable name; the transactional id is `<group_id>-<instance_id>`.

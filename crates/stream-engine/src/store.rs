@@ -3,12 +3,16 @@
 //!
 //! Pure. The engine loads a partition's state from the changelog before applying any of its
 //! records, commits a batch when it is durable, rolls it back when its transaction aborts,
-//! and writes the keys a batch touched to the changelog.
+//! and writes the keys changed since the partition's last snapshot to the changelog when the
+//! next snapshot is due. After a restore from an older snapshot, the records up to where
+//! processing had reached are replayed into the state without emitting anything.
 
 use std::collections::HashMap;
 
 use hashbrown::hash_map::EntryRef;
 use smol_str::SmolStr;
+
+use crate::codec::{Checkpoint, Snapshot};
 
 /// One partition's keys. Keys are `SmolStr`s: up to 23 bytes they live inside the map's
 /// bucket, so finding one touches no other memory, and saving one in the undo log copies 24
@@ -17,13 +21,15 @@ use smol_str::SmolStr;
 /// choose keys at will can already fill the processor's memory.
 type Slots<S> = hashbrown::HashMap<SmolStr, Slot<S>>;
 
-/// A key's state, with the input offset last applied to it and the batch that last saved it
-/// in the undo log.
+/// A key's state, with the input offset last applied to it, the batch that last saved it in
+/// the undo log, and whether it changed since the partition's snapshot (then it is in the
+/// partition's `dirty` list).
 #[derive(Debug, Clone)]
 struct Slot<S> {
     state: S,
     applied_offset: i64,
     batch: u64,
+    dirty: bool,
 }
 
 #[derive(Debug)]
@@ -32,6 +38,19 @@ struct Partition<S> {
     stream_time: Option<i64>,
     /// The stream time when the current batch began.
     committed_stream_time: Option<i64>,
+    /// Keys changed or removed since the snapshot (each once, or more after a rollback).
+    dirty: Vec<SmolStr>,
+    /// Where the changelog's values for this partition stand; `None`: nothing written yet.
+    snapshot: Option<Snapshot>,
+    /// The snapshot the current batch writes, once it commits.
+    pending_snapshot: Option<Snapshot>,
+    /// Records applied since the snapshot.
+    records_since_snapshot: u64,
+    /// The checkpoint restored from, while records before it (processed before a restore
+    /// from an older snapshot) are applied to the state again without their outputs.
+    replaying: Option<Checkpoint>,
+    /// A snapshot was asked for (by time) and is written with the partition's next batch.
+    snapshot_requested: bool,
 }
 
 impl<S> Default for Partition<S> {
@@ -40,9 +59,18 @@ impl<S> Default for Partition<S> {
             slots: Slots::default(),
             stream_time: None,
             committed_stream_time: None,
+            dirty: Vec::new(),
+            snapshot: None,
+            pending_snapshot: None,
+            records_since_snapshot: 0,
+            replaying: None,
+            snapshot_requested: false,
         }
     }
 }
+
+/// One key of a snapshot: its state and applied offset, or `None`: removed.
+pub type SnapshotEntry<'a, S> = (&'a str, Option<(&'a S, i64)>);
 
 /// A key the current batch touched, and its state and applied offset before the batch
 /// (`None`: the batch created it).
@@ -83,11 +111,13 @@ impl<S> Default for StateStore<S> {
 
 impl<S: Clone> StateStore<S> {
     /// Makes a partition's restored state current; its records can be applied from now on.
+    /// The values stand at the checkpoint's snapshot (no checkpoint: nothing was written);
+    /// the records from there to the checkpoint are replayed silently.
     pub fn load_partition(
         &mut self,
         partition: i32,
         keys: impl IntoIterator<Item = (SmolStr, Restored<S>)>,
-        stream_time: Option<i64>,
+        checkpoint: Option<Checkpoint>,
     ) {
         let slots = keys
             .into_iter()
@@ -96,18 +126,102 @@ impl<S: Clone> StateStore<S> {
                     state: r.state,
                     applied_offset: r.applied_offset,
                     batch: 0,
+                    dirty: false,
                 };
                 (key, slot)
             })
             .collect();
+        let snapshot = checkpoint.map(|c| c.snapshot());
+        let stream_time = snapshot.and_then(|s| s.stream_time_ms);
+        let behind = checkpoint
+            .zip(snapshot)
+            .map_or(0, |(c, s)| c.next_offset - s.next_offset);
         self.partitions.insert(
             partition,
             Partition {
                 slots,
                 stream_time,
                 committed_stream_time: stream_time,
+                snapshot,
+                records_since_snapshot: u64::try_from(behind).unwrap_or(0),
+                replaying: checkpoint.filter(|_| behind > 0),
+                ..Partition::default()
             },
         );
+    }
+
+    /// Whether the record at `offset` was processed before the partition's restore: it is
+    /// applied again without emitting anything.
+    pub fn replaying(&self, partition: i32, offset: i64) -> bool {
+        let Some(p) = self.partitions.get(&partition) else {
+            return false;
+        };
+        // Kept after the replay: an aborted batch can rewind into it, and once a batch past it
+        // commits, no earlier record comes again.
+        p.replaying.is_some_and(|c| offset < c.next_offset)
+    }
+
+    /// The checkpoint restored from, while a batch ending at `next_offset` has not replayed
+    /// up to it: the partition's checkpoint must not move back.
+    pub fn replaying_beyond(&self, partition: i32, next_offset: i64) -> Option<Checkpoint> {
+        self.partitions
+            .get(&partition)?
+            .replaying
+            .filter(|c| next_offset < c.next_offset)
+    }
+
+    /// Counts a record applied to a partition, towards its next snapshot.
+    pub fn count_record(&mut self, partition: i32) {
+        if let Some(p) = self.partitions.get_mut(&partition) {
+            p.records_since_snapshot += 1;
+        }
+    }
+
+    /// Asks every loaded partition for a snapshot with its next batch.
+    pub fn request_snapshots(&mut self) {
+        for p in self.partitions.values_mut() {
+            p.snapshot_requested = true;
+        }
+    }
+
+    /// If a snapshot of the partition is due (none yet, `every_records` applied since the
+    /// last, or one was asked for), the keys changed or removed since the last one, and the
+    /// snapshot this batch writes (`next_offset` and the stream time now), which becomes the
+    /// partition's snapshot when the batch commits. `None`: not due, or the partition is not
+    /// loaded.
+    pub fn take_snapshot(
+        &mut self,
+        partition: i32,
+        next_offset: i64,
+        every_records: u64,
+    ) -> Option<(Snapshot, impl Iterator<Item = SnapshotEntry<'_, S>>)> {
+        let p = self.partitions.get_mut(&partition)?;
+        let due = p.snapshot.is_none()
+            || p.snapshot_requested
+            || p.records_since_snapshot >= every_records;
+        if !due {
+            return None;
+        }
+        let snapshot = Snapshot {
+            next_offset,
+            stream_time_ms: p.stream_time,
+        };
+        p.pending_snapshot = Some(snapshot);
+        p.dirty.sort_unstable();
+        p.dirty.dedup();
+        let slots = &p.slots;
+        let entries = p.dirty.iter().map(move |key| {
+            let now = slots
+                .get(key)
+                .map(|slot| (&slot.state, slot.applied_offset));
+            (key.as_str(), now)
+        });
+        Some((snapshot, entries))
+    }
+
+    /// The partition's snapshot as of the last committed batch.
+    pub fn snapshot(&self, partition: i32) -> Option<Snapshot> {
+        self.partitions.get(&partition)?.snapshot
     }
 
     /// Forgets a partition that is no longer assigned here, and its part of the undo log.
@@ -143,7 +257,8 @@ impl<S: Clone> StateStore<S> {
         new: impl FnOnce() -> S,
     ) -> Option<&mut S> {
         let batch = self.batch;
-        let slots = &mut self.partitions.entry(partition).or_default().slots;
+        let p = self.partitions.entry(partition).or_default();
+        let (slots, dirty) = (&mut p.slots, &mut p.dirty);
         let slot = match slots.entry_ref(key) {
             EntryRef::Occupied(mut entry) => {
                 if offset <= entry.get().applied_offset {
@@ -158,6 +273,10 @@ impl<S: Clone> StateStore<S> {
                     });
                     entry.get_mut().batch = batch;
                 }
+                if !entry.get().dirty {
+                    entry.get_mut().dirty = true;
+                    dirty.push(entry.key().clone());
+                }
                 entry.into_mut()
             }
             EntryRef::Vacant(entry) => {
@@ -167,10 +286,12 @@ impl<S: Clone> StateStore<S> {
                     key: key.clone(),
                     before: None,
                 });
+                dirty.push(key.clone());
                 let slot = Slot {
                     state: new(),
                     applied_offset: -1,
                     batch,
+                    dirty: true,
                 };
                 entry.insert_with_key(key, slot)
             }
@@ -197,6 +318,7 @@ impl<S: Clone> StateStore<S> {
             partition,
             batch: self.batch,
             slots: &mut p.slots,
+            dirty: &mut p.dirty,
             undo: &mut self.undo,
         })
     }
@@ -219,6 +341,16 @@ impl<S: Clone> StateStore<S> {
         self.undo.clear();
         for p in self.partitions.values_mut() {
             p.committed_stream_time = p.stream_time;
+            if let Some(snapshot) = p.pending_snapshot.take() {
+                for key in p.dirty.drain(..) {
+                    if let Some(slot) = p.slots.get_mut(&key) {
+                        slot.dirty = false;
+                    }
+                }
+                p.snapshot = Some(snapshot);
+                p.records_since_snapshot = 0;
+                p.snapshot_requested = false;
+            }
         }
         self.batch += 1;
     }
@@ -232,10 +364,13 @@ impl<S: Clone> StateStore<S> {
             };
             match undo.before {
                 Some((state, applied_offset)) => {
+                    // Dirty: it may have been since the snapshot; writing it again is harmless.
+                    p.dirty.push(undo.key.clone());
                     let slot = Slot {
                         state,
                         applied_offset,
                         batch: 0,
+                        dirty: true,
                     };
                     p.slots.insert(undo.key, slot);
                 }
@@ -246,6 +381,7 @@ impl<S: Clone> StateStore<S> {
         }
         for p in self.partitions.values_mut() {
             p.stream_time = p.committed_stream_time;
+            p.pending_snapshot = None;
         }
         self.batch += 1;
     }
@@ -275,6 +411,7 @@ pub struct PartitionView<'a, S> {
     partition: i32,
     batch: u64,
     slots: &'a mut Slots<S>,
+    dirty: &'a mut Vec<SmolStr>,
     undo: &'a mut Vec<Undo<S>>,
 }
 
@@ -309,12 +446,19 @@ impl<S: Clone> PartitionView<'_, S> {
                 before: Some((slot.state.clone(), slot.applied_offset)),
             });
         }
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(key.clone());
+        }
         Some(&mut slot.state)
     }
 
     /// Removes a key (a tombstone in the changelog); returns its state.
     pub fn remove(&mut self, key: &str) -> Option<S> {
         let (key, slot) = self.slots.remove_entry(key)?;
+        if !slot.dirty {
+            self.dirty.push(key.clone());
+        }
         if slot.batch != self.batch {
             self.undo.push(Undo {
                 partition: self.partition,

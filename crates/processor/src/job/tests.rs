@@ -4,14 +4,10 @@
 // Partitions are numbers here, as in Kafka: indexing by them reads best.
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::HashMap;
-
 use proptest::prelude::*;
 use sensor_contract::reference::expected_events;
 use sensor_contract::{Event, Reading};
-use smol_str::SmolStr;
-use stream_engine::codec::{CHECKPOINT_KEY, Checkpoint};
-use stream_engine::task::StateWrites;
+use stream_engine::task::{CompactedChangelog, SnapshotPolicy, StateWrites};
 use stream_engine::{InputRecord, Processed, Task};
 
 use super::*;
@@ -84,63 +80,39 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The changelog topic as a compacted reader sees it.
-#[derive(Default)]
-struct Changelog {
-    values: HashMap<(i32, Vec<u8>), Vec<u8>>,
-    checkpoints: HashMap<i32, Checkpoint>,
-}
-
-impl Changelog {
-    fn write(&mut self, writes: &StateWrites) {
-        for w in writes.iter() {
-            if w.key == CHECKPOINT_KEY {
-                let checkpoint = Checkpoint::decode(w.value.unwrap()).unwrap();
-                self.checkpoints.insert(w.partition, checkpoint);
-            } else if let Some(value) = w.value {
-                self.values
-                    .insert((w.partition, w.key.to_vec()), value.to_vec());
-            } else {
-                self.values.remove(&(w.partition, w.key.to_vec()));
-            }
-        }
-    }
-
-    /// Restores a partition into `task`; returns the offset to resume from.
-    fn restore(&self, task: &mut Task<TemperatureJob>, partition: usize) -> usize {
-        let p = partition as i32;
-        let values = self
-            .values
-            .iter()
-            .filter(|((q, _), _)| *q == p)
-            .map(|((_, k), v)| (SmolStr::new(std::str::from_utf8(k).unwrap()), v.clone()));
-        let checkpoint = self.checkpoints.get(&p).copied();
-        assert_eq!(
-            task.load_partition(p, values, checkpoint),
-            0,
-            "every value readable"
-        );
-        checkpoint.map_or(0, |c| c.next_offset as usize)
-    }
+/// Restores a partition into `task`; returns the offset to resume from and the offset up to
+/// which records are replayed without outputs.
+fn restore(
+    changelog: &CompactedChangelog,
+    task: &mut Task<TemperatureJob>,
+    partition: usize,
+) -> (usize, usize) {
+    let (checkpoint, unreadable) = changelog.restore(task, partition as i32);
+    assert_eq!(unreadable, 0, "every value readable");
+    checkpoint.map_or((0, 0), |c| {
+        (c.resume_offset() as usize, c.next_offset as usize)
+    })
 }
 
 /// Drives the task as the engine does; returns the committed outputs per partition.
 fn simulate(
     window_size: usize,
+    snapshots: SnapshotPolicy,
     logs: &[Vec<Vec<u8>>],
     ops: &[Op],
 ) -> (Vec<Vec<Vec<u8>>>, Vec<usize>) {
-    let mut task = Task::new(job(window_size));
-    let mut changelog = Changelog::default();
+    let mut task = Task::with_snapshots(job(window_size), snapshots);
+    let mut changelog = CompactedChangelog::default();
     let mut position = vec![0usize; PARTITIONS];
+    let mut replay_until = [0usize; PARTITIONS];
     let mut batch_start: Vec<Option<usize>> = vec![None; PARTITIONS];
     let mut committed_out = vec![Vec::new(); PARTITIONS];
     let mut writes = StateWrites::default();
     for p in 0..PARTITIONS {
-        position[p] = changelog.restore(&mut task, p);
+        (position[p], replay_until[p]) = restore(&changelog, &mut task, p);
     }
     let commit = |task: &mut Task<TemperatureJob>,
-                  changelog: &mut Changelog,
+                  changelog: &mut CompactedChangelog,
                   position: &[usize],
                   batch_start: &mut Vec<Option<usize>>,
                   committed_out: &mut Vec<Vec<Vec<u8>>>,
@@ -169,8 +141,15 @@ fn simulate(
                     batch_start[p].get_or_insert(offset);
                     let result = task.process(&record(p, offset, &logs[p][offset]));
                     match result {
-                        Ok(processed) => assert_eq!(processed, Processed::Applied),
-                        Err(reason) => assert_eq!(reason.kind(), "not_json"),
+                        Ok(Processed::Replayed) => assert!(offset < replay_until[p]),
+                        Ok(processed) => {
+                            assert!(offset >= replay_until[p]);
+                            assert_eq!(processed, Processed::Applied);
+                        }
+                        Err(reason) => {
+                            assert!(offset >= replay_until[p]);
+                            assert_eq!(reason.kind(), "not_json");
+                        }
                     }
                 }
                 position[p] = end;
@@ -202,18 +181,22 @@ fn simulate(
                     &mut writes,
                 );
                 task.drop_partition(p as i32);
-                position[p] = changelog.restore(&mut task, p);
+                (position[p], replay_until[p]) = restore(&changelog, &mut task, p);
             }
             Op::Restart => {
-                task = Task::new(job(window_size));
+                task = Task::with_snapshots(job(window_size), snapshots);
                 batch_start.iter_mut().for_each(|s| *s = None);
                 for p in 0..PARTITIONS {
-                    position[p] = changelog.restore(&mut task, p);
+                    (position[p], replay_until[p]) = restore(&changelog, &mut task, p);
                 }
             }
         }
     }
-    (committed_out, position)
+    // Outputs stand where processing had reached, even when a restore's replay has not.
+    let reached = (0..PARTITIONS)
+        .map(|p| position[p].max(replay_until[p]))
+        .collect();
+    (committed_out, reached)
 }
 
 fn expected(window_size: usize, log: &[Vec<u8>], upto: usize) -> Vec<Vec<u8>> {
@@ -246,9 +229,11 @@ proptest! {
         items in prop::collection::vec((0u8..6, -50.0f64..80.0, prop::bool::weighted(0.05)), 0..300),
         ops in prop::collection::vec(op(), 0..60),
         window_size in 1usize..12,
+        every_records in prop_oneof![Just(0u64), 1u64..40],
     ) {
         let logs = partition_logs(&items);
-        let (outputs, position) = simulate(window_size, &logs, &ops);
+        let snapshots = SnapshotPolicy { every_records };
+        let (outputs, position) = simulate(window_size, snapshots, &logs, &ops);
         for p in 0..PARTITIONS {
             prop_assert_eq!(&outputs[p], &expected(window_size, &logs[p], position[p]), "partition {}", p);
         }

@@ -27,7 +27,7 @@ use crate::job::{InputRecord, Job, Rejection};
 use crate::metrics::{self, BatchTally};
 use crate::progress::Progress;
 use crate::restore::Restores;
-use crate::task::{Processed, StateWrites, Task};
+use crate::task::{Processed, SnapshotPolicy, StateWrites, Task};
 use crate::transactions::Transactions;
 use crate::{BatchError, EngineSettings, dead_letters};
 
@@ -59,6 +59,7 @@ pub(crate) struct Worker<'a, J: Job> {
     progress: Progress,
     tally: BatchTally,
     writes: StateWrites,
+    last_snapshot_request: Instant,
 }
 
 impl<'a, J: Job> Worker<'a, J> {
@@ -79,7 +80,13 @@ impl<'a, J: Job> Worker<'a, J> {
             context,
             producer,
             commit,
-            task: Task::new(job),
+            task: Task::with_snapshots(
+                job,
+                SnapshotPolicy {
+                    every_records: settings.snapshot_every_records,
+                },
+            ),
+            last_snapshot_request: Instant::now(),
             restores,
             health,
             assigned: BTreeSet::new(),
@@ -96,6 +103,10 @@ impl<'a, J: Job> Worker<'a, J> {
             let mut batch = self.collect_batch(shutdown).await?;
             self.apply_assignment_changes(&mut batch);
             if !batch.is_empty() {
+                if self.last_snapshot_request.elapsed() >= self.settings.snapshot_interval {
+                    self.task.request_snapshots();
+                    self.last_snapshot_request = Instant::now();
+                }
                 self.process_batch(&batch).await?;
             }
             self.progress.maybe_report(self.task.store().keys());
@@ -127,7 +138,7 @@ impl<'a, J: Job> Worker<'a, J> {
         histogram!(self.settings.metrics.processing_seconds)
             .record(processing.elapsed().as_secs_f64());
         let committing = Instant::now();
-        let (task, writes) = (&self.task, &mut self.writes);
+        let (task, writes) = (&mut self.task, &mut self.writes);
         let (producer, settings, consumer) = (self.producer, self.settings, self.consumer);
         let committed = match &self.commit {
             Commit::AtLeastOnce => {
@@ -212,6 +223,7 @@ impl<'a, J: Job> Worker<'a, J> {
             match self.task.process(&record) {
                 Ok(Processed::Applied) => {}
                 Ok(Processed::AlreadyApplied) => self.progress.skipped += 1,
+                Ok(Processed::Replayed) => self.progress.replayed += 1,
                 Err(reason) => {
                     deliveries.push(self.dead_letter(message, &reason).await?);
                 }

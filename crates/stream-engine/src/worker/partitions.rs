@@ -144,9 +144,10 @@ impl<'a, J: Job> Worker<'a, J> {
         );
         histogram!(self.settings.metrics.restore_seconds).record(restored.seconds);
         self.update_health();
-        // The state belongs to the checkpoint's offset: resume there. Without one (a new
+        // The values stand at the checkpoint's snapshot: resume there (the records from there
+        // to the checkpoint are replayed without outputs). Without a checkpoint (a new
         // partition) resume where the consumer started, before any record dropped meanwhile.
-        let resume_at = restored.checkpoint.map(|c| c.next_offset).or(rewind_to);
+        let resume_at = restored.checkpoint.map(|c| c.resume_offset()).or(rewind_to);
         self.resume(partition, resume_at)
     }
 

@@ -12,7 +12,7 @@ use crate::{BatchError, EngineSettings, Job};
 /// Produces the batch's changelog records: each key it changed, then each partition's
 /// checkpoint, the input offset this state corresponds to.
 pub(super) async fn produce_state<J: Job>(
-    task: &Task<J>,
+    task: &mut Task<J>,
     writes: &mut StateWrites,
     producer: &FutureProducer<TracingContext>,
     settings: &EngineSettings,
