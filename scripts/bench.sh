@@ -18,4 +18,8 @@ if [[ "${1:-}" == logs ]]; then
   cargo bench --locked -p e2e-tests --bench log_pipeline
   exit
 fi
+# The Kafka Streams baseline (bench/kafka-streams): Kafka Streams and its dependencies from
+# Maven Central, compiled once, run from target/classes and target/lib.
+echo "==> building the Kafka Streams baseline (bench/kafka-streams)" >&2
+mvn -B -q -f bench/kafka-streams/pom.xml package >&2
 cargo bench --locked -p e2e-tests --bench pipeline

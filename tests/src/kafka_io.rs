@@ -133,15 +133,16 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str) -> HashMap<i
     for p in ends.keys() {
         list.add_partition(topic, *p);
     }
-    // A broker just restarted, or busy on two cores, can time a request out: ask again before
-    // calling it a failure.
-    let mut attempt = 0;
+    // A broker just restarted, or busy on two cores, can time a request out, and a new
+    // broker answers NotCoordinator until its offsets topic is loaded (at once, so a count
+    // of attempts would be spent in milliseconds): ask again for up to a minute.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let committed = loop {
         match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
             Ok(committed) => break committed,
-            Err(error) if attempt < 3 => {
+            Err(error) if Instant::now() < deadline => {
                 eprintln!("committed offsets of {group} on {topic}: {error}; asking again");
-                attempt += 1;
+                std::thread::sleep(Duration::from_millis(500));
             }
             Err(error) => panic!("committed offsets of {group} on {topic}: {error}"),
         }

@@ -6,11 +6,14 @@
 //!
 //! Used by `benches/hot_path.rs` (criterion) and by `scripts/bench.sh`'s table.
 
+use std::collections::{HashMap, VecDeque};
+
 use sensor_contract::reading::format_millis;
 use sensor_contract::{DecodeOptions, ProcessingRules, Reading};
-use stream_engine::task::StateWrites;
+use stream_engine::task::{SnapshotPolicy, StateWrites};
 use stream_engine::{InputRecord, Processed, Task};
 
+use crate::ProcessorSettings;
 use crate::job::TemperatureJob;
 
 /// An input record as the consumer hands it over.
@@ -91,13 +94,17 @@ impl Default for HotPath {
 }
 
 impl HotPath {
-    /// The default rules (window 10, threshold 40 °C), batches of 10 000 records.
+    /// The default rules (window 10, threshold 40 °C), batches of 10 000 records, snapshots
+    /// as the service's defaults say.
     pub fn new() -> Self {
+        let policy = SnapshotPolicy {
+            every_records: ProcessorSettings::default().snapshot_every_records,
+        };
         Self {
-            task: Task::new(TemperatureJob::new(
-                ProcessingRules::default(),
-                DecodeOptions::default(),
-            )),
+            task: Task::with_snapshots(
+                TemperatureJob::new(ProcessingRules::default(), DecodeOptions::default()),
+                policy,
+            ),
             writes: StateWrites::default(),
             batch_records: 10_000,
             offset_base: 0,
@@ -130,6 +137,85 @@ impl HotPath {
             self.task.commit();
         }
         self.offset_base += records.len() as i64;
+        produced
+    }
+}
+
+/// The same job as a straightforward loop, the way the original Python example reads in
+/// Rust: serde_json into owned strings, a `HashMap<String, VecDeque<f64>>` of windows, events
+/// serialized by serde_json. No state store, undo log or changelog: a yardstick for the hot
+/// path's own work, measured next to it on the same records.
+#[derive(Debug, Default)]
+pub struct NaiveLoop {
+    windows: HashMap<String, VecDeque<f64>>,
+}
+
+#[derive(serde::Deserialize)]
+struct NaiveReading {
+    sensor_id: String,
+    seq: u64,
+    temperature: f64,
+    timestamp: String,
+}
+
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum NaiveEvent<'a> {
+    Alert {
+        sensor_id: &'a str,
+        seq: u64,
+        temperature: f64,
+        threshold: f64,
+        timestamp: &'a str,
+    },
+    Average {
+        sensor_id: &'a str,
+        seq: u64,
+        average: f64,
+        window_size: usize,
+        timestamp: &'a str,
+    },
+}
+
+impl NaiveLoop {
+    /// Processes `records`; windows carry over between calls.
+    pub fn run(&mut self, records: &[SampleRecord]) -> Produced {
+        let rules = ProcessingRules::default();
+        let mut produced = Produced::default();
+        let mut emit = |event: &NaiveEvent<'_>| {
+            if let Ok(json) = serde_json::to_vec(event) {
+                produced.events += 1;
+                produced.bytes += json.len() as u64;
+            }
+        };
+        for record in records {
+            let Ok(reading) = serde_json::from_slice::<NaiveReading>(&record.payload) else {
+                continue;
+            };
+            let window = self.windows.entry(reading.sensor_id.clone()).or_default();
+            window.push_back(reading.temperature);
+            if window.len() > rules.window_size {
+                window.pop_front();
+            }
+            if reading.temperature > rules.threshold {
+                emit(&NaiveEvent::Alert {
+                    sensor_id: &reading.sensor_id,
+                    seq: reading.seq,
+                    temperature: reading.temperature,
+                    threshold: rules.threshold,
+                    timestamp: &reading.timestamp,
+                });
+            }
+            if window.len() == rules.window_size {
+                emit(&NaiveEvent::Average {
+                    sensor_id: &reading.sensor_id,
+                    seq: reading.seq,
+                    average: window.iter().sum::<f64>() / window.len() as f64,
+                    window_size: rules.window_size,
+                    timestamp: &reading.timestamp,
+                });
+            }
+        }
         produced
     }
 }
@@ -170,6 +256,11 @@ mod tests {
                 // One batch: each sensor once, and the partition's checkpoint.
                 state_records: 100 + 1,
             }
+        );
+        // The naive loop emits as many events (its JSON may format a float differently).
+        assert_eq!(
+            NaiveLoop::default().run(&records).events,
+            expected.len() as u64
         );
         // Again from the start: the same, not skipped as already applied.
         assert_eq!(
