@@ -17,8 +17,13 @@
 //! 5. Hot path: decode → window → encode per reading on one core, no Kafka
 //!    (`processor::hot_path`, the loop `cargo bench -p processor --bench hot_path` measures).
 //!
-//! Sizes: BENCH_READINGS (2 000 000), BENCH_SENSORS (10 000), BENCH_LATENCY_SECS (15),
-//! BENCH_STATE_SENSORS ("100000,1000000"); BENCH_JSON names the JSON file
+//! 6. Kafka Streams: the same job on Kafka Streams 4.x (`bench/kafka-streams`), both
+//!    guarantees, same topic, same measures.
+//!
+//! Throughput runs are repeated BENCH_RUNS times (3) in alternation; medians and ranges.
+//! Sizes: BENCH_READINGS (3 000 000), BENCH_SENSORS (10 000), BENCH_LATENCY_SECS (15),
+//! BENCH_STATE_SENSORS ("100000,1000000"); BENCH_STREAMS=0 leaves Kafka Streams out;
+//! BENCH_PROCESSOR_ARGS adds processor flags; BENCH_JSON names the JSON file
 //! (target/bench/pipeline.json).
 
 use std::collections::HashMap;
@@ -47,6 +52,16 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// BENCH_PROCESSOR_ARGS: more flags for every processor of the run, split on whitespace (to
+/// compare settings on the same day: `--snapshot-every-records 0` writes state every batch).
+fn extra_processor_args() -> Vec<String> {
+    std::env::var("BENCH_PROCESSOR_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A `Vm*:` line of /proc/<pid>/status, in MiB.
@@ -269,6 +284,7 @@ fn throughput(
     let mut processors: Vec<Service> = (0..replicas)
         .map(|i| {
             let mut args = run.processor_args(bootstrap);
+            args.extend(extra_processor_args());
             args.extend([
                 "--processing-guarantee".into(),
                 guarantee.into(),
@@ -481,6 +497,7 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64) -> Value {
     let topics = PipelineTopics::unique("bench-latency");
     topics.create(bootstrap, 6);
     let mut args = topics.processor_args(bootstrap);
+    args.extend(extra_processor_args());
     args.extend(["--processing-guarantee".into(), guarantee.into()]);
     let mut processor = Service::processor(&args);
     let address = processor.http_address(Duration::from_secs(30));
@@ -650,6 +667,7 @@ fn main() {
     let readings: u64 = env_or("BENCH_READINGS", 3_000_000);
     let sensors: u64 = env_or("BENCH_SENSORS", 10_000);
     let repeats: usize = env_or("BENCH_RUNS", 3);
+    let with_streams = std::env::var("BENCH_STREAMS").map_or(true, |v| v != "0");
     let latency_secs: u64 = env_or("BENCH_LATENCY_SECS", 15);
     let state_sensors: Vec<u64> = std::env::var("BENCH_STATE_SENSORS")
         .unwrap_or_else(|_| "100000,1000000".into())
@@ -698,7 +716,10 @@ fn main() {
         for (guarantee, series) in [
             ("at_least_once", &mut streams_alo),
             ("exactly_once", &mut streams_eos),
-        ] {
+        ]
+        .into_iter()
+        .filter(|_| with_streams)
+        {
             eprintln!("round {round} of {repeats}: Kafka Streams, {guarantee}...");
             series
                 .runs
@@ -751,6 +772,7 @@ fn main() {
     let all: Vec<&Series> = [&ceiling, &alo, &eos, &streams_alo, &streams_eos]
         .into_iter()
         .chain(&two_replicas)
+        .filter(|s| !s.runs.is_empty())
         .collect();
     for series in &all {
         series.print(c);
