@@ -37,15 +37,14 @@ use e2e_tests::service::{Service, cpu_seconds, http_get, simulator_args, wait_re
 use e2e_tests::topics::PipelineTopics;
 use e2e_tests::{repo_root, unique};
 use futures::FutureExt as _;
-use pipeline_runtime::kafka::TracingContext;
-use pipeline_runtime::kafka::send;
 use processor::hot_path::{HotPath, NaiveLoop, sample_records};
 use processor::{Config, Guarantee};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use stream_engine::clients::{consumer_config, producer_config};
+use stream_engine::deliveries::{Deliveries, EngineProducer, enqueue};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -223,16 +222,17 @@ async fn copy_records(
         .expect("consumer settings")
         .create()
         .expect("consumer");
-    let producer: FutureProducer<TracingContext> = producer_config(&config.kafka, &engine)
+    // The engine's producer: delivery reports counted in its callback.
+    let producer: EngineProducer = producer_config(&config.kafka, &engine)
         .expect("producer settings")
-        .create_with_context(TracingContext)
+        .create_with_context(Deliveries::default())
         .expect("producer");
     consumer
         .subscribe(&[config.processor.input_topic.as_str()])
         .expect("subscribe");
+    let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // As the processor batches: wait for a first record, take what else is ready.
-        let mut deliveries = Vec::with_capacity(10_000);
         let mut next: HashMap<i32, i64> = HashMap::new();
         let Ok(first) = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await
         else {
@@ -240,21 +240,27 @@ async fn copy_records(
         };
         first_record.get_or_init(Instant::now);
         let mut message = Some(first);
+        let mut taken = 0;
         while let Some(Ok(m)) = message {
-            let record = FutureRecord::to(output)
+            let record = BaseRecord::<[u8], [u8], ()>::to(output)
                 .payload(m.payload().unwrap_or_default())
                 .key(m.key().unwrap_or_default());
-            deliveries.push(send(&producer, record).await.expect("enqueueing a copy"));
+            enqueue(&producer, record, &mut sent, "a copy")
+                .await
+                .expect("enqueueing a copy");
             next.insert(m.partition(), m.offset() + 1);
-            message = if deliveries.len() < 10_000 {
+            taken += 1;
+            message = if taken < 10_000 {
                 consumer.recv().now_or_never()
             } else {
                 None
             };
         }
-        for delivery in futures::future::join_all(deliveries).await {
-            assert!(matches!(delivery, Ok(Ok(_))), "passthrough delivery failed");
-        }
+        producer
+            .context()
+            .wait_for(sent)
+            .await
+            .expect("passthrough delivery failed");
         let mut list = TopicPartitionList::new();
         for (partition, offset) in next {
             list.add_partition_offset(

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use pipeline_runtime::endpoints::{self, Health};
-use pipeline_runtime::kafka::{TracingContext, wait_for_topics};
+use pipeline_runtime::kafka::wait_for_topics;
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::changelog::{self, RestoreTarget};
 use crate::clients::{consumer_config, producer_config};
 use crate::context::EngineContext;
+use crate::deliveries::{Deliveries, EngineProducer};
 use crate::restore::Restores;
 use crate::transactions::Transactions;
 use crate::worker::{Commit, Worker};
@@ -69,8 +70,8 @@ async fn run_job<J: Job>(
     let consumer: StreamConsumer<EngineContext> = consumer_config(kafka, settings)?
         .create_with_context(context.clone())
         .context("creating the Kafka consumer")?;
-    let producer: FutureProducer<TracingContext> = producer_config(kafka, settings)?
-        .create_with_context(TracingContext)
+    let producer: EngineProducer = producer_config(kafka, settings)?
+        .create_with_context(Deliveries::default())
         .context("creating the Kafka producer")?;
     tracing::info!(
         brokers = %kafka.brokers,

@@ -18,10 +18,10 @@ pub enum BatchError {
         source: KafkaError,
     },
     /// A record of the batch was not acknowledged by the broker.
-    #[error("{what} was not delivered: {source}")]
+    #[error("a record to {topic} was not delivered: {source}")]
     NotDelivered {
-        /// What kind of record: an output, a dead letter, a changelog record.
-        what: &'static str,
+        /// The record's topic: an output, the dead-letter topic or the changelog.
+        topic: String,
         /// The delivery error.
         source: KafkaError,
     },
@@ -33,9 +33,6 @@ pub enum BatchError {
         /// The error.
         source: KafkaError,
     },
-    /// The producer closed before a delivery was reported.
-    #[error("the producer closed before {0} was acknowledged")]
-    ProducerClosed(&'static str),
     /// The consumer has no group metadata to commit offsets with (it left the group).
     #[error("the consumer has no group metadata")]
     NoGroupMetadata,

@@ -18,6 +18,7 @@
 //! Kafka parts:
 //! - [`settings`]: what the engine needs to know, and the [`Guarantee`].
 //! - [`clients`]: consumer and producer configuration, with guarded properties.
+//! - [`deliveries`]: the producer, its delivery reports counted in its callback.
 //! - [`changelog`]: creating the changelog topic, reading a partition back.
 //! - `restore`: restores under way, on tracked, cancellable blocking threads.
 //! - `transactions`: the transactional producer calls and their error classes.
@@ -39,6 +40,7 @@ pub mod task;
 
 mod bad_input;
 mod context;
+pub mod deliveries;
 mod engine;
 mod error;
 mod progress;

@@ -5,15 +5,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pipeline_runtime::kafka::TracingContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::BatchError;
+use crate::deliveries::EngineProducer;
 
 /// Timeout of one transactional call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,7 +25,7 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The transactional producer of one replica.
 pub(crate) struct Transactions<'a> {
-    producer: &'a FutureProducer<TracingContext>,
+    producer: &'a EngineProducer,
     transactional_id: String,
 }
 
@@ -45,10 +45,7 @@ fn classify(error: &KafkaError) -> Class {
 
 impl<'a> Transactions<'a> {
     /// Wraps a producer created with `transactional_id`.
-    pub(crate) fn new(
-        producer: &'a FutureProducer<TracingContext>,
-        transactional_id: &str,
-    ) -> Self {
+    pub(crate) fn new(producer: &'a EngineProducer, transactional_id: &str) -> Self {
         Self {
             producer,
             transactional_id: transactional_id.to_owned(),

@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 use ::metrics::{counter, histogram};
 use anyhow::Context as _;
 use pipeline_runtime::endpoints::Health;
-use pipeline_runtime::kafka::TracingContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::bad_input::BadInputLog;
 use crate::context::EngineContext;
+use crate::deliveries::{EngineProducer, enqueue};
 use crate::job::{InputRecord, Job, Rejection};
 use crate::metrics::{self, BatchTally};
 use crate::progress::Progress;
@@ -31,7 +31,7 @@ use crate::task::{Processed, SnapshotPolicy, StateWrites, Task};
 use crate::transactions::Transactions;
 use crate::{BatchError, EngineSettings, dead_letters};
 
-use produce::{await_all, enqueue, produce_state};
+use produce::produce_state;
 
 mod partitions;
 mod produce;
@@ -48,7 +48,7 @@ pub(crate) struct Worker<'a, J: Job> {
     settings: &'a EngineSettings,
     consumer: &'a StreamConsumer<EngineContext>,
     context: &'a EngineContext,
-    producer: &'a FutureProducer<TracingContext>,
+    producer: &'a EngineProducer,
     commit: Commit<'a>,
     task: Task<J>,
     restores: Restores,
@@ -60,6 +60,8 @@ pub(crate) struct Worker<'a, J: Job> {
     tally: BatchTally,
     writes: StateWrites,
     last_snapshot_request: Instant,
+    /// Records enqueued by this replica; delivery reports are counted against it.
+    sent: u64,
 }
 
 impl<'a, J: Job> Worker<'a, J> {
@@ -68,7 +70,7 @@ impl<'a, J: Job> Worker<'a, J> {
         settings: &'a EngineSettings,
         consumer: &'a StreamConsumer<EngineContext>,
         context: &'a EngineContext,
-        producer: &'a FutureProducer<TracingContext>,
+        producer: &'a EngineProducer,
         commit: Commit<'a>,
         job: J,
         restores: Restores,
@@ -87,6 +89,7 @@ impl<'a, J: Job> Worker<'a, J> {
                 },
             ),
             last_snapshot_request: Instant::now(),
+            sent: 0,
             restores,
             health,
             assigned: BTreeSet::new(),
@@ -128,39 +131,37 @@ impl<'a, J: Job> Worker<'a, J> {
                 .or_insert(message.offset());
             next_offsets.insert(message.partition(), message.offset() + 1);
         }
+        // Reports of an earlier aborted batch's records (purged) must not fail this one.
+        let deliveries = self.producer.context();
+        deliveries.reset(self.sent).await;
         if let Commit::ExactlyOnce(transactions) = &self.commit {
             transactions.begin()?;
         }
         self.tally.clear();
-        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.len() * 2);
         let processing = Instant::now();
-        let outcome = self.produce_outputs(batch, &mut deliveries).await;
+        let outcome = self.produce_outputs(batch).await;
         histogram!(self.settings.metrics.processing_seconds)
             .record(processing.elapsed().as_secs_f64());
         let committing = Instant::now();
-        let (task, writes) = (&mut self.task, &mut self.writes);
+        let (task, writes, sent) = (&mut self.task, &mut self.writes, &mut self.sent);
         let (producer, settings, consumer) = (self.producer, self.settings, self.consumer);
         let committed = match &self.commit {
             Commit::AtLeastOnce => {
                 // Any failure stops the replica: its uncommitted input is processed again.
                 outcome?;
-                await_all(deliveries, "an output").await?;
-                let state = produce_state(task, writes, producer, settings, &next_offsets).await?;
-                await_all(state, "a changelog record").await?;
+                deliveries.wait_for(*sent).await?;
+                produce_state(task, writes, producer, settings, &next_offsets, sent).await?;
+                deliveries.wait_for(*sent).await?;
                 self.store_offsets(&next_offsets)?;
                 Ok(())
             }
             Commit::ExactlyOnce(transactions) => {
                 let committed = async {
                     outcome?;
-                    let state =
-                        produce_state(task, writes, producer, settings, &next_offsets).await?;
+                    produce_state(task, writes, producer, settings, &next_offsets, sent).await?;
                     // Every record of the transaction is acknowledged before the commit is
-                    // asked for. The commit would wait for them anyway, but through
-                    // rust-rdkafka's flush, which polls the event queue in 100 ms slices that
-                    // the producer's own polling thread empties first.
-                    await_all(deliveries, "an output").await?;
-                    await_all(state, "a changelog record").await?;
+                    // asked for, so that a failed one aborts the batch with its topic named.
+                    deliveries.wait_for(*sent).await?;
                     transactions
                         .commit(consumer, &settings.input_topic, &next_offsets)
                         .await
@@ -202,11 +203,7 @@ impl<'a, J: Job> Worker<'a, J> {
 
     /// Processes the batch's records through the task and produces their outputs and dead
     /// letters.
-    async fn produce_outputs(
-        &mut self,
-        batch: &[BorrowedMessage<'a>],
-        deliveries: &mut Vec<DeliveryFuture>,
-    ) -> Result<(), BatchError> {
+    async fn produce_outputs(&mut self, batch: &[BorrowedMessage<'a>]) -> Result<(), BatchError> {
         let settings = self.settings;
         for message in batch {
             let record = InputRecord {
@@ -224,14 +221,12 @@ impl<'a, J: Job> Worker<'a, J> {
                 Ok(Processed::Applied) => {}
                 Ok(Processed::AlreadyApplied) => self.progress.skipped += 1,
                 Ok(Processed::Replayed) => self.progress.replayed += 1,
-                Err(reason) => {
-                    deliveries.push(self.dead_letter(message, &reason).await?);
-                }
+                Err(reason) => self.dead_letter(message, &reason).await?,
             }
         }
         for output in self.task.outputs().records() {
             metrics::add(&mut self.tally.produced, output.kind, 1);
-            let mut record = FutureRecord::to(&settings.output_topics[output.topic])
+            let mut record = BaseRecord::to(&settings.output_topics[output.topic])
                 .key(output.key)
                 .payload(output.value);
             if let Some(header) = settings.kind_header {
@@ -240,7 +235,7 @@ impl<'a, J: Job> Worker<'a, J> {
                     value: Some(output.kind),
                 }));
             }
-            deliveries.push(enqueue(self.producer, record, "an output").await?);
+            enqueue(self.producer, record, &mut self.sent, "an output").await?;
         }
         self.task.clear_outputs();
         Ok(())
@@ -251,7 +246,7 @@ impl<'a, J: Job> Worker<'a, J> {
         &mut self,
         message: &BorrowedMessage<'a>,
         reason: &J::Reject,
-    ) -> Result<DeliveryFuture, BatchError> {
+    ) -> Result<(), BatchError> {
         let (partition, offset) = (message.partition(), message.offset());
         metrics::add(&mut self.tally.dead_letters, reason.kind(), 1);
         self.bad_input
@@ -265,14 +260,15 @@ impl<'a, J: Job> Worker<'a, J> {
                 value: Some(value.as_str()),
             });
         }
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.settings.dlq_topic).headers(headers);
+        let mut record =
+            BaseRecord::<[u8], [u8], ()>::to(&self.settings.dlq_topic).headers(headers);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        enqueue(self.producer, record, "a dead letter").await
+        enqueue(self.producer, record, &mut self.sent, "a dead letter").await
     }
 
     /// Stores, for commit, the offset each partition resumes from (`at_least_once`).
