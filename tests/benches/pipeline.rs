@@ -23,7 +23,8 @@
 //! Throughput runs are repeated BENCH_RUNS times (3) in alternation; medians and ranges.
 //! Sizes: BENCH_READINGS (3 000 000), BENCH_SENSORS (10 000), BENCH_LATENCY_SECS (15),
 //! BENCH_STATE_SENSORS ("100000,1000000"); BENCH_STREAMS=0 leaves Kafka Streams out;
-//! BENCH_PROCESSOR_ARGS adds processor flags; BENCH_JSON names the JSON file
+//! BENCH_PROCESSOR_ARGS adds processor flags; BENCH_ALSO_ARGS runs one more processor series
+//! per guarantee with these flags, in the same rounds; BENCH_JSON names the JSON file
 //! (target/bench/pipeline.json).
 
 use std::collections::HashMap;
@@ -283,6 +284,7 @@ fn throughput(
     readings: u64,
     guarantee: &str,
     replicas: usize,
+    also: &[String],
 ) -> Run {
     let mut run = topics.clone();
     run.group = unique(&format!("bench-{}", guarantee.replace('_', "-")));
@@ -291,6 +293,7 @@ fn throughput(
         .map(|i| {
             let mut args = run.processor_args(bootstrap);
             args.extend(extra_processor_args());
+            args.extend(also.iter().cloned());
             args.extend([
                 "--processing-guarantee".into(),
                 guarantee.into(),
@@ -333,8 +336,13 @@ fn throughput(
     }
     Run {
         name: format!(
-            "{guarantee}, {replicas} replica{}",
-            if replicas > 1 { "s" } else { "" }
+            "{guarantee}, {replicas} replica{}{}",
+            if replicas > 1 { "s" } else { "" },
+            if also.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", also.join(" "))
+            }
         ),
         readings,
         seconds,
@@ -674,6 +682,15 @@ fn main() {
     let sensors: u64 = env_or("BENCH_SENSORS", 10_000);
     let repeats: usize = env_or("BENCH_RUNS", 3);
     let with_streams = std::env::var("BENCH_STREAMS").map_or(true, |v| v != "0");
+    // BENCH_ALSO_ARGS: one more series per guarantee, the processor with these flags, in the
+    // same rounds: a same-run comparison of a setting (`--snapshot-every-records 0`).
+    let also: Vec<String> = std::env::var("BENCH_ALSO_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let mut alo_also = Series::default();
+    let mut eos_also = Series::default();
     let latency_secs: u64 = env_or("BENCH_LATENCY_SECS", 15);
     let state_sensors: Vec<u64> = std::env::var("BENCH_STATE_SENSORS")
         .unwrap_or_else(|_| "100000,1000000".into())
@@ -717,7 +734,19 @@ fn main() {
             eprintln!("round {round} of {repeats}: processor, {guarantee}...");
             series
                 .runs
-                .push(throughput(&bootstrap, &topics, readings, guarantee, 1));
+                .push(throughput(&bootstrap, &topics, readings, guarantee, 1, &[]));
+        }
+        for (guarantee, series) in [
+            ("at_least_once", &mut alo_also),
+            ("exactly_once", &mut eos_also),
+        ]
+        .into_iter()
+        .filter(|_| !also.is_empty())
+        {
+            eprintln!("round {round} of {repeats}: processor, {guarantee}, {also:?}...");
+            series.runs.push(throughput(
+                &bootstrap, &topics, readings, guarantee, 1, &also,
+            ));
         }
         for (guarantee, series) in [
             ("at_least_once", &mut streams_alo),
@@ -736,7 +765,7 @@ fn main() {
     for guarantee in ["at_least_once", "exactly_once"] {
         eprintln!("processor, {guarantee}, 2 replicas...");
         two_replicas.push(Series {
-            runs: vec![throughput(&bootstrap, &topics, readings, guarantee, 2)],
+            runs: vec![throughput(&bootstrap, &topics, readings, guarantee, 2, &[])],
         });
     }
     let c = ceiling.rate();
@@ -775,11 +804,19 @@ fn main() {
         "MiB",
         "start"
     );
-    let all: Vec<&Series> = [&ceiling, &alo, &eos, &streams_alo, &streams_eos]
-        .into_iter()
-        .chain(&two_replicas)
-        .filter(|s| !s.runs.is_empty())
-        .collect();
+    let all: Vec<&Series> = [
+        &ceiling,
+        &alo,
+        &eos,
+        &alo_also,
+        &eos_also,
+        &streams_alo,
+        &streams_eos,
+    ]
+    .into_iter()
+    .chain(&two_replicas)
+    .filter(|s| !s.runs.is_empty())
+    .collect();
     for series in &all {
         series.print(c);
     }
