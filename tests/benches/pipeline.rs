@@ -54,6 +54,14 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// The benchmark's broker process, for its CPU per run.
+static BROKER_PID: OnceLock<u32> = OnceLock::new();
+
+/// CPU-seconds the broker has used so far (0 if unknown).
+fn broker_cpu() -> f64 {
+    BROKER_PID.get().map_or(0.0, |pid| cpu_seconds(*pid))
+}
+
 /// BENCH_PROCESSOR_ARGS: more flags for every processor of the run, split on whitespace (to
 /// compare settings on the same day: `--snapshot-every-records 0` writes state every batch).
 fn extra_processor_args() -> Vec<String> {
@@ -140,6 +148,8 @@ struct Run {
     /// From start to ready: process start, topic checks, group join, restore.
     startup_seconds: f64,
     cpu_seconds: f64,
+    /// The broker's CPU over the same span.
+    broker_cpu_seconds: f64,
     peak_mib: Option<f64>,
 }
 
@@ -152,6 +162,10 @@ impl Run {
         self.cpu_seconds / (self.readings as f64 / 1e6)
     }
 
+    fn broker_cpu_per_million(&self) -> f64 {
+        self.broker_cpu_seconds / (self.readings as f64 / 1e6)
+    }
+
     fn to_json(&self, ceiling: f64) -> Value {
         json!({
             "name": self.name,
@@ -161,6 +175,7 @@ impl Run {
             "readings_per_second": self.rate().round(),
             "vs_ceiling": round(self.rate() / ceiling, 3),
             "cpu_seconds_per_million": round(self.cpu_per_million(), 2),
+            "broker_cpu_seconds_per_million": round(self.broker_cpu_per_million(), 2),
             "peak_rss_mib": self.peak_mib.map(|m| round(m, 1)),
         })
     }
@@ -183,6 +198,7 @@ fn passthrough(bootstrap: &str, topics: &PipelineTopics, readings: u64) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let first = Arc::new(OnceLock::new());
     let cpu_before = cpu_seconds(std::process::id());
+    let broker_before = broker_cpu();
     let started = Instant::now();
     let worker = {
         let (config, stop, first, output) = (
@@ -200,6 +216,7 @@ fn passthrough(bootstrap: &str, topics: &PipelineTopics, readings: u64) -> Run {
     let first = first.get().copied().unwrap_or(started);
     let seconds = first.elapsed().as_secs_f64();
     let cpu = cpu_seconds(std::process::id()) - cpu_before;
+    let broker = broker_cpu() - broker_before;
     stop.store(true, Ordering::Relaxed);
     worker.join().expect("passthrough thread");
     Run {
@@ -208,6 +225,7 @@ fn passthrough(bootstrap: &str, topics: &PipelineTopics, readings: u64) -> Run {
         seconds,
         startup_seconds: (first - started).as_secs_f64(),
         cpu_seconds: cpu,
+        broker_cpu_seconds: broker,
         peak_mib: None,
     }
 }
@@ -288,6 +306,7 @@ fn throughput(
 ) -> Run {
     let mut run = topics.clone();
     run.group = unique(&format!("bench-{}", guarantee.replace('_', "-")));
+    let broker_before = broker_cpu();
     let started = Instant::now();
     let mut processors: Vec<Service> = (0..replicas)
         .map(|i| {
@@ -326,6 +345,7 @@ fn throughput(
         }
     });
     let seconds = ready.elapsed().as_secs_f64();
+    let broker = broker_cpu() - broker_before;
     let cpu = processors.iter().map(|p| cpu_seconds(p.pid())).sum();
     let peak = processors
         .iter()
@@ -333,6 +353,9 @@ fn throughput(
         .fold(0.0, f64::max);
     for processor in &mut processors {
         processor.terminate(Duration::from_secs(30));
+    }
+    if replicas == 1 && std::env::var("BENCH_RESTORE").is_ok_and(|v| v == "1") {
+        restart_cost(&run, bootstrap, guarantee, also);
     }
     Run {
         name: format!(
@@ -348,8 +371,48 @@ fn throughput(
         seconds,
         startup_seconds: (ready - started).as_secs_f64(),
         cpu_seconds: cpu,
+        broker_cpu_seconds: broker,
         peak_mib: Some(peak),
     }
+}
+
+/// What a restart costs after a run (BENCH_RESTORE=1): a new processor on the same group
+/// restores the windows (to ready), then replays the readings since each partition's snapshot
+/// without emitting them (counted by its consumed-readings metric until it stops moving).
+fn restart_cost(run: &PipelineTopics, bootstrap: &str, guarantee: &str, also: &[String]) {
+    let mut args = run.processor_args(bootstrap);
+    args.extend(extra_processor_args());
+    args.extend(also.iter().cloned());
+    args.extend([
+        "--processing-guarantee".into(),
+        guarantee.into(),
+        "--instance-id".into(),
+        "bench-restart".into(),
+    ]);
+    let started = Instant::now();
+    let mut processor = Service::processor(&args);
+    let address = processor.http_address(Duration::from_secs(30));
+    wait_ready(&address);
+    let ready = started.elapsed().as_secs_f64();
+    let consumed = || {
+        e2e_tests::service::scrape(&address)
+            .get("sensor_readings_consumed_total")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (mut last, mut moved) = (consumed(), Instant::now());
+    while moved.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = consumed();
+        if now != last {
+            (last, moved) = (now, Instant::now());
+        }
+    }
+    let replayed_by = (moved - started).as_secs_f64();
+    processor.terminate(Duration::from_secs(30));
+    eprintln!(
+        "  restart ({guarantee} {also:?}): ready (windows restored) after {ready:.2} s, {last:.0} readings replayed by {replayed_by:.2} s"
+    );
 }
 
 /// The same job on Kafka Streams (`bench/kafka-streams`, built by `scripts/bench.sh`), one
@@ -383,6 +446,7 @@ fn kafka_streams(bootstrap: &str, topics: &PipelineTopics, readings: u64, guaran
         .stderr(log)
         .spawn()
         .expect("starting java (bench/kafka-streams: run scripts/bench.sh, which builds it)");
+    let broker_before = broker_cpu();
     let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
     while !log_text().lines().any(|l| l == "RUNNING") {
         assert!(
@@ -406,6 +470,7 @@ fn kafka_streams(bootstrap: &str, topics: &PipelineTopics, readings: u64, guaran
         );
     });
     let seconds = ready.elapsed().as_secs_f64();
+    let broker = broker_cpu() - broker_before;
     let cpu = cpu_seconds(child.id());
     let peak = memory_mib(child.id(), "VmHWM:");
     let _ = nix::sys::signal::kill(
@@ -419,6 +484,7 @@ fn kafka_streams(bootstrap: &str, topics: &PipelineTopics, readings: u64, guaran
         seconds,
         startup_seconds: (ready - started).as_secs_f64(),
         cpu_seconds: cpu,
+        broker_cpu_seconds: broker,
         peak_mib: Some(peak),
     }
 }
@@ -459,6 +525,10 @@ impl Series {
         median(self.cpus())
     }
 
+    fn broker_cpu_per_million(&self) -> f64 {
+        median(self.runs.iter().map(Run::broker_cpu_per_million).collect())
+    }
+
     fn to_json(&self, ceiling: f64) -> Value {
         let range = |v: Vec<f64>| {
             let min = v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -472,6 +542,7 @@ impl Series {
             "range_readings_per_second": range(self.rates()),
             "median_vs_ceiling": round(self.rate() / ceiling, 3),
             "median_cpu_seconds_per_million": round(self.cpu_per_million(), 2),
+            "median_broker_cpu_seconds_per_million": round(self.broker_cpu_per_million(), 2),
             "range_cpu_seconds_per_million": range(self.cpus()),
         })
     }
@@ -489,7 +560,7 @@ impl Series {
             .filter_map(|r| r.peak_mib)
             .fold(f64::NAN, f64::max);
         println!(
-            "{:<32} {:>9.0} {:>17} {:>6.2} {:>7.2} {:>11} {:>6} {:>6.1}",
+            "{:<32} {:>9.0} {:>17} {:>6.2} {:>7.2} {:>11} {:>6} {:>6.1} {:>8.2}",
             self.name(),
             self.rate(),
             span(&rates, 0),
@@ -502,6 +573,7 @@ impl Series {
                 format!("{peak:.0}")
             },
             median(self.runs.iter().map(|r| r.startup_seconds).collect()),
+            self.broker_cpu_per_million(),
         );
     }
 }
@@ -708,6 +780,12 @@ fn main() {
 
     let broker = PrivateBroker::new(free_port());
     broker.start();
+    if let Some(pid) = std::fs::read_to_string(broker.dir().join("pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+    {
+        let _ = BROKER_PID.set(pid);
+    }
     let bootstrap = broker.bootstrap();
     let topics = PipelineTopics::unique("bench");
     topics.create(&bootstrap, 6);
@@ -794,7 +872,7 @@ fn main() {
     // The table.
     println!();
     println!(
-        "{:<32} {:>9} {:>17} {:>6} {:>7} {:>11} {:>6} {:>6}",
+        "{:<32} {:>9} {:>17} {:>6} {:>7} {:>11} {:>6} {:>6} {:>8}",
         "throughput (median, range)",
         "rate/s",
         "range",
@@ -802,7 +880,8 @@ fn main() {
         "CPU/M",
         "CPU range",
         "MiB",
-        "start"
+        "start",
+        "broker/M"
     );
     let all: Vec<&Series> = [
         &ceiling,
