@@ -8,15 +8,20 @@
 #[derive(Debug, Clone)]
 pub struct Window {
     values: Box<[f64]>,
-    /// Index of the oldest value.
-    head: usize,
-    len: usize,
+    /// Index of the oldest value. `u32`s rather than `usize`s: a window is 24 bytes instead
+    /// of 32 in every state store slot (a processor holds one per sensor).
+    head: u32,
+    len: u32,
 }
 
 impl Window {
     /// An empty window holding at most `capacity` readings (`capacity` ≥ 1).
     pub fn new(capacity: usize) -> Self {
         assert!(capacity >= 1, "a window holds at least one reading");
+        assert!(
+            u32::try_from(capacity).is_ok(),
+            "a window holds at most u32::MAX readings"
+        );
         Self {
             values: vec![0.0; capacity].into_boxed_slice(),
             head: 0,
@@ -27,13 +32,14 @@ impl Window {
     /// Appends a temperature, dropping the oldest one when the window is full.
     pub fn push(&mut self, value: f64) {
         let capacity = self.values.len();
-        if self.len < capacity {
-            let at = self.head + self.len;
+        let (head, len) = (self.head as usize, self.len as usize);
+        if len < capacity {
+            let at = head + len;
             self.values[if at < capacity { at } else { at - capacity }] = value;
             self.len += 1;
         } else {
-            self.values[self.head] = value;
-            self.head = if self.head + 1 == capacity {
+            self.values[head] = value;
+            self.head = if head + 1 == capacity {
                 0
             } else {
                 self.head + 1
@@ -43,7 +49,7 @@ impl Window {
 
     /// How many readings the window holds now.
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Whether the window holds no reading.
@@ -58,7 +64,7 @@ impl Window {
 
     /// Whether the window holds `capacity` readings.
     pub fn is_full(&self) -> bool {
-        self.len == self.values.len()
+        self.len() == self.values.len()
     }
 
     /// The readings, oldest first.
@@ -70,11 +76,11 @@ impl Window {
     /// The values oldest first, as two slices (the ring wraps at most once): no division per
     /// value, unlike indexing modulo the capacity.
     pub fn as_slices(&self) -> (&[f64], &[f64]) {
-        let capacity = self.values.len();
-        let first = (capacity - self.head).min(self.len);
+        let (head, len) = (self.head as usize, self.len as usize);
+        let first = (self.values.len() - head).min(len);
         (
-            &self.values[self.head..self.head + first],
-            &self.values[..self.len - first],
+            &self.values[head..head + first],
+            &self.values[..len - first],
         )
     }
 
@@ -89,7 +95,7 @@ impl Window {
         // Summed oldest first, as the reference model does, so the result is bit-identical.
         let (older, newer) = self.as_slices();
         let sum: f64 = older.iter().chain(newer).sum();
-        Some(sum / self.len as f64)
+        Some(sum / f64::from(self.len))
     }
 }
 
@@ -140,6 +146,12 @@ mod tests {
         fresh.push(4.0);
         assert_ne!(wrapped, fresh);
         assert_ne!(Window::new(2), Window::new(3));
+    }
+
+    #[test]
+    fn a_window_is_three_words() {
+        // The state store holds one per sensor, inline in its hash table's buckets.
+        assert_eq!(std::mem::size_of::<Window>(), 24);
     }
 
     #[test]
