@@ -24,7 +24,8 @@
 //! Sizes: BENCH_READINGS (3 000 000), BENCH_SENSORS (10 000), BENCH_LATENCY_SECS (15),
 //! BENCH_STATE_SENSORS ("100000,1000000"); BENCH_STREAMS=0 leaves Kafka Streams out;
 //! BENCH_PROCESSOR_ARGS adds processor flags; BENCH_ALSO_ARGS runs one more processor series
-//! per guarantee with these flags, in the same rounds; BENCH_JSON names the JSON file
+//! per guarantee with these flags, in the same rounds, and the latency runs once more with
+//! them; BENCH_JSON names the JSON file
 //! (target/bench/pipeline.json).
 
 use std::collections::HashMap;
@@ -579,11 +580,12 @@ impl Series {
 }
 
 /// End-to-end latency percentiles at `rate` readings/s for `seconds`.
-fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64) -> Value {
+fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64, also: &[String]) -> Value {
     let topics = PipelineTopics::unique("bench-latency");
     topics.create(bootstrap, 6);
     let mut args = topics.processor_args(bootstrap);
     args.extend(extra_processor_args());
+    args.extend(also.iter().cloned());
     args.extend(["--processing-guarantee".into(), guarantee.into()]);
     let mut processor = Service::processor(&args);
     let address = processor.http_address(Duration::from_secs(30));
@@ -617,6 +619,13 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64) -> Value {
         ],
     ));
     let mut latencies: Vec<f64> = Vec::new();
+    // Each latency in two parts, split at the processor's produce call (the output record's
+    // CreateTime, which librdkafka stamps when the processor hands it over): reading taken →
+    // produced (the simulator's linger, the broker, the processor's fetch and batch) and
+    // produced → received (the processor's linger, acknowledgements, commit and markers, the
+    // reader's fetch). The processes share one clock.
+    let mut before_produce: Vec<f64> = Vec::new();
+    let mut after_produce: Vec<f64> = Vec::new();
     let mut last_message = Instant::now();
     let mut simulator_done = false;
     loop {
@@ -630,6 +639,10 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64) -> Value {
                 && taken >= warm_up_ms
             {
                 latencies.push(received - taken);
+                if let Some(produced) = message.timestamp().to_millis() {
+                    before_produce.push(produced as f64 - taken);
+                    after_produce.push(received - produced as f64);
+                }
             }
         }
         if !simulator_done && !simulator.is_running() {
@@ -645,21 +658,29 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64) -> Value {
         );
     }
     processor.terminate(Duration::from_secs(30));
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
+    for sample in [&mut latencies, &mut before_produce, &mut after_produce] {
+        sample.sort_by(f64::total_cmp);
+    }
+    let quantile = |sample: &[f64], q: f64| {
+        sample
+            .get(((sample.len() as f64 * q).ceil() as usize).saturating_sub(1))
             .copied()
             .unwrap_or(f64::NAN)
     };
+    let at = |q: f64| quantile(&latencies, q);
     json!({
         "guarantee": guarantee,
+        "args": also.join(" "),
         "rate": rate,
         "events": latencies.len(),
         "p50_ms": round(at(0.50), 1),
         "p99_ms": round(at(0.99), 1),
         "p999_ms": round(at(0.999), 1),
         "max_ms": round(latencies.last().copied().unwrap_or(f64::NAN), 1),
+        "to_produce_p50_ms": round(quantile(&before_produce, 0.50), 1),
+        "to_produce_p99_ms": round(quantile(&before_produce, 0.99), 1),
+        "after_produce_p50_ms": round(quantile(&after_produce, 0.50), 1),
+        "after_produce_p99_ms": round(quantile(&after_produce, 0.99), 1),
     })
 }
 
@@ -851,14 +872,19 @@ fn main() {
     // Half the measured throughput, as the issue asks, and a tenth: on a small machine the
     // simulator, the broker and the reader share the cores with the processor, so half its
     // solo throughput already loads the machine fully.
+    // BENCH_ALSO_ARGS' latencies come after the four the targets read, at the same rates.
     let mut latencies = Vec::new();
-    for fraction in [0.5, 0.1] {
-        let rate = (alo.rate() * fraction).round() as u64;
-        for guarantee in ["at_least_once", "exactly_once"] {
-            eprintln!("latency: {guarantee} at {rate} readings/s for {latency_secs} s...");
-            let mut figures = latency(&bootstrap, guarantee, rate, latency_secs);
-            figures["fraction_of_throughput"] = json!(fraction);
-            latencies.push(figures);
+    for flags in std::iter::once(&[][..]).chain((!also.is_empty()).then_some(&also[..])) {
+        for fraction in [0.5, 0.1] {
+            let rate = (alo.rate() * fraction).round() as u64;
+            for guarantee in ["at_least_once", "exactly_once"] {
+                eprintln!(
+                    "latency: {guarantee} {flags:?} at {rate} readings/s for {latency_secs} s..."
+                );
+                let mut figures = latency(&bootstrap, guarantee, rate, latency_secs, flags);
+                figures["fraction_of_throughput"] = json!(fraction);
+                latencies.push(figures);
+            }
         }
     }
 
@@ -912,22 +938,35 @@ fn main() {
     }
     println!();
     println!(
-        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8}",
-        "latency", "readings/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
+        "latency",
+        "readings/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "to produce p50/99",
+        "after p50/99"
     );
     for l in &latencies {
         println!(
-            "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8}",
+            "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
             format!(
-                "{}, {}% load",
+                "{}, {}% load {}",
                 l["guarantee"].as_str().unwrap_or("?"),
-                l["fraction_of_throughput"].as_f64().unwrap_or(0.0) * 100.0
+                l["fraction_of_throughput"].as_f64().unwrap_or(0.0) * 100.0,
+                l["args"].as_str().unwrap_or("")
             ),
             l["rate"],
             l["p50_ms"],
             l["p99_ms"],
             l["p999_ms"],
-            l["max_ms"]
+            l["max_ms"],
+            format!("{}/{}", l["to_produce_p50_ms"], l["to_produce_p99_ms"]),
+            format!(
+                "{}/{}",
+                l["after_produce_p50_ms"], l["after_produce_p99_ms"]
+            )
         );
     }
     println!();
