@@ -42,11 +42,11 @@ use futures::FutureExt as _;
 use processor::hot_path::{HotPath, NaiveLoop, sample_records};
 use processor::{Config, Guarantee};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::BaseRecord;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use stream_engine::clients::{consumer_config, producer_config};
-use stream_engine::deliveries::{Deliveries, EngineProducer, enqueue};
+use stream_engine::deliveries::{Deliveries, EngineProducer, deliver_now, enqueue};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -276,9 +276,7 @@ async fn copy_records(
                 None
             };
         }
-        producer
-            .context()
-            .wait_for(sent)
+        deliver_now(&producer, sent)
             .await
             .expect("passthrough delivery failed");
         let mut list = TopicPartitionList::new();

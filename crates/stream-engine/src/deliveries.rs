@@ -15,7 +15,9 @@ use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, ToBytes};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
 use tokio::sync::Notify;
 
 use crate::BatchError;
@@ -140,4 +142,34 @@ where
             Err((source, _)) => return Err(BatchError::NotEnqueued { what, source }),
         }
     }
+}
+
+/// How long one flush call may hold a runtime thread before the wait goes on asynchronously.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// Has the producer send what it holds now rather than after `linger.ms`, and waits until
+/// `sent` reports have come in; the first failure among them is the error.
+///
+/// A batch waits for its records anyway, so lingering then only adds `linger.ms` to every
+/// wait (twice per batch in `at_least_once`: outputs, then checkpoints). librdkafka sends
+/// without lingering while an `rd_kafka_flush` call waits, so the wait starts inside one, on
+/// a thread the runtime lets block; a flush longer than [`FLUSH_WAIT`] (a slow or absent
+/// broker) leaves the rest to [`Deliveries::wait_for`]. (rust-rdkafka's `Producer::flush`
+/// calls `rd_kafka_flush` with a zero timeout and then polls for up to 100 ms, so the
+/// no-linger window closes at once and each wait took 100 ms: measured, 43 000 readings/s.)
+pub async fn deliver_now(producer: &EngineProducer, sent: u64) -> Result<(), BatchError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        let native = producer.client().native_ptr();
+        let timeout_ms = i32::try_from(FLUSH_WAIT.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `native` is the live handle of `producer`, borrowed for the whole call;
+        // `rd_kafka_flush` may be called from any thread. Its delivery reports are served by
+        // the producer's own polling thread (rust-rdkafka's event mode), and its result (a
+        // timeout) does not matter: the reports are counted below either way.
+        #[allow(unsafe_code)]
+        tokio::task::block_in_place(|| unsafe {
+            rdkafka::bindings::rd_kafka_flush(native, timeout_ms)
+        });
+    }
+    producer.context().wait_for(sent).await
 }

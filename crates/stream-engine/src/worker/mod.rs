@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bad_input::BadInputLog;
 use crate::context::EngineContext;
-use crate::deliveries::{EngineProducer, enqueue};
+use crate::deliveries::{EngineProducer, deliver_now, enqueue};
 use crate::job::{InputRecord, Job, Rejection};
 use crate::metrics::{self, BatchTally};
 use crate::progress::Progress;
@@ -149,9 +149,9 @@ impl<'a, J: Job> Worker<'a, J> {
             Commit::AtLeastOnce => {
                 // Any failure stops the replica: its uncommitted input is processed again.
                 outcome?;
-                deliveries.wait_for(*sent).await?;
+                deliver_now(producer, *sent).await?;
                 produce_state(task, writes, producer, settings, &next_offsets, sent).await?;
-                deliveries.wait_for(*sent).await?;
+                deliver_now(producer, *sent).await?;
                 self.store_offsets(&next_offsets)?;
                 Ok(())
             }
@@ -161,7 +161,7 @@ impl<'a, J: Job> Worker<'a, J> {
                     produce_state(task, writes, producer, settings, &next_offsets, sent).await?;
                     // Every record of the transaction is acknowledged before the commit is
                     // asked for, so that a failed one aborts the batch with its topic named.
-                    deliveries.wait_for(*sent).await?;
+                    deliver_now(producer, *sent).await?;
                     transactions
                         .commit(consumer, &settings.input_topic, &next_offsets)
                         .await
