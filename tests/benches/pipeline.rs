@@ -25,8 +25,9 @@
 //! BENCH_STATE_SENSORS ("100000,1000000"); BENCH_STREAMS=0 leaves Kafka Streams out;
 //! BENCH_PROCESSOR_ARGS adds processor flags; BENCH_ALSO_ARGS runs one more processor series
 //! per guarantee with these flags, in the same rounds, and the latency runs once more with
-//! them; BENCH_JSON names the JSON file
-//! (target/bench/pipeline.json).
+//! them; BENCH_JSON names the JSON file (target/bench/pipeline.json); BENCH_LATENCY_ONLY=<readings/s>
+//! runs only the latency runs, at half and a tenth of that rate (two builds compared at the same
+//! rates).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -682,6 +683,46 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64, also: &[St
     })
 }
 
+/// BENCH_LATENCY_ONLY=<readings/s>: only the latency runs, at half and a tenth of that rate,
+/// on a broker of their own: the same rates for two builds or settings, compared in turns.
+fn latency_only(full_rate: u64, seconds: u64) {
+    let broker = PrivateBroker::new(free_port());
+    broker.start();
+    let bootstrap = broker.bootstrap();
+    println!(
+        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
+        "latency",
+        "readings/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "to produce p50/99",
+        "after p50/99"
+    );
+    for fraction in [0.5, 0.1] {
+        let rate = (full_rate as f64 * fraction).round() as u64;
+        for guarantee in ["at_least_once", "exactly_once"] {
+            let l = latency(&bootstrap, guarantee, rate, seconds, &[]);
+            println!(
+                "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
+                format!("{guarantee}, {:.0}% load", fraction * 100.0),
+                rate,
+                l["p50_ms"],
+                l["p99_ms"],
+                l["p999_ms"],
+                l["max_ms"],
+                format!("{}/{}", l["to_produce_p50_ms"], l["to_produce_p99_ms"]),
+                format!(
+                    "{}/{}",
+                    l["after_produce_p50_ms"], l["after_produce_p99_ms"]
+                ),
+            );
+        }
+    }
+    broker.stop();
+}
+
 fn now_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -793,6 +834,13 @@ fn main() {
         std::path::PathBuf::from,
     );
     let total = Instant::now();
+    if let Some(full) = std::env::var("BENCH_LATENCY_ONLY")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        latency_only(full, latency_secs);
+        return;
+    }
 
     eprintln!("hot path and the naive loop (no Kafka, one core, in alternation)...");
     let (hot, naive) = hot_path(5);
