@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 use pipeline_runtime::cli::CommonArgs;
 use pipeline_runtime::settings::{KafkaSettings, SettingsError, TelemetrySettings};
@@ -276,10 +275,6 @@ impl Config {
 }
 
 /// Runs both stages until `shutdown` or the first error (which stops the other).
-///
-/// Each stage is a task of its own, so the runtime runs them on two threads at once: in one
-/// task (`join!`) they took turns on one thread, and one stage's wait for its deliveries
-/// (`rd_kafka_flush` on a blocking section) held the other up.
 pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let rules = config.rules();
     tracing::info!(
@@ -290,32 +285,21 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     // One recorder for both stages, before either registers its metrics.
     pipeline_runtime::endpoints::metrics_recorder()?;
     let stop = shutdown.child_token();
-    let stage = |job, settings| {
-        let (kafka, stop) = (config.kafka.clone(), stop.clone());
-        tokio::spawn(async move {
-            let result = match job {
-                Stage::Lines => stream_engine::run(LineJob, &kafka, &settings, stop.clone()).await,
-                Stage::Counts(rules) => {
-                    stream_engine::run(CountJob::new(rules), &kafka, &settings, stop.clone()).await
-                }
-            };
-            if result.is_err() {
-                stop.cancel();
-            }
-            result
-        })
+    let kafka = &config.kafka;
+    let (lines, counts) = (config.lines_engine(), config.counts_engine());
+    let stage = |result: anyhow::Result<()>| {
+        if result.is_err() {
+            stop.cancel();
+        }
+        result
     };
-    let lines = stage(Stage::Lines, config.lines_engine());
-    let counts = stage(Stage::Counts(rules), config.counts_engine());
-    let (a, b) = tokio::join!(lines, counts);
-    a.context("the lines stage panicked")?
-        .and(b.context("the counts stage panicked")?)
-}
-
-/// Which of the two jobs a stage runs.
-enum Stage {
-    Lines,
-    Counts(WindowRules),
+    let (a, b) = tokio::join!(
+        async { stage(stream_engine::run(LineJob, kafka, &lines, stop.clone()).await) },
+        async {
+            stage(stream_engine::run(CountJob::new(rules), kafka, &counts, stop.clone()).await)
+        },
+    );
+    a.and(b)
 }
 
 #[cfg(test)]
