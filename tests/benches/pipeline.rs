@@ -689,6 +689,18 @@ fn latency_only(full_rate: u64, seconds: u64) {
     let broker = PrivateBroker::new(free_port());
     broker.start();
     let bootstrap = broker.bootstrap();
+    print_latency_header();
+    for fraction in [0.5, 0.1] {
+        let rate = (full_rate as f64 * fraction).round() as u64;
+        for guarantee in ["at_least_once", "exactly_once"] {
+            let l = latency(&bootstrap, guarantee, rate, seconds, &[]);
+            print_latency_row(&format!("{guarantee}, {:.0}% load", fraction * 100.0), &l);
+        }
+    }
+    broker.stop();
+}
+
+fn print_latency_header() {
     println!(
         "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
         "latency",
@@ -700,27 +712,24 @@ fn latency_only(full_rate: u64, seconds: u64) {
         "to produce p50/99",
         "after p50/99"
     );
-    for fraction in [0.5, 0.1] {
-        let rate = (full_rate as f64 * fraction).round() as u64;
-        for guarantee in ["at_least_once", "exactly_once"] {
-            let l = latency(&bootstrap, guarantee, rate, seconds, &[]);
-            println!(
-                "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
-                format!("{guarantee}, {:.0}% load", fraction * 100.0),
-                rate,
-                l["p50_ms"],
-                l["p99_ms"],
-                l["p999_ms"],
-                l["max_ms"],
-                format!("{}/{}", l["to_produce_p50_ms"], l["to_produce_p99_ms"]),
-                format!(
-                    "{}/{}",
-                    l["after_produce_p50_ms"], l["after_produce_p99_ms"]
-                ),
-            );
-        }
-    }
-    broker.stop();
+}
+
+/// One latency run as a row under [`print_latency_header`].
+fn print_latency_row(name: &str, l: &serde_json::Value) {
+    println!(
+        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
+        name,
+        l["rate"],
+        l["p50_ms"],
+        l["p99_ms"],
+        l["p999_ms"],
+        l["max_ms"],
+        format!("{}/{}", l["to_produce_p50_ms"], l["to_produce_p99_ms"]),
+        format!(
+            "{}/{}",
+            l["after_produce_p50_ms"], l["after_produce_p99_ms"]
+        ),
+    );
 }
 
 fn now_ms() -> f64 {
@@ -983,37 +992,15 @@ fn main() {
         );
     }
     println!();
-    println!(
-        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
-        "latency",
-        "readings/s",
-        "p50 ms",
-        "p99 ms",
-        "p99.9 ms",
-        "max ms",
-        "to produce p50/99",
-        "after p50/99"
-    );
+    print_latency_header();
     for l in &latencies {
-        println!(
-            "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
-            format!(
-                "{}, {}% load {}",
-                l["guarantee"].as_str().unwrap_or("?"),
-                l["fraction_of_throughput"].as_f64().unwrap_or(0.0) * 100.0,
-                l["args"].as_str().unwrap_or("")
-            ),
-            l["rate"],
-            l["p50_ms"],
-            l["p99_ms"],
-            l["p999_ms"],
-            l["max_ms"],
-            format!("{}/{}", l["to_produce_p50_ms"], l["to_produce_p99_ms"]),
-            format!(
-                "{}/{}",
-                l["after_produce_p50_ms"], l["after_produce_p99_ms"]
-            )
+        let name = format!(
+            "{}, {}% load {}",
+            l["guarantee"].as_str().unwrap_or("?"),
+            l["fraction_of_throughput"].as_f64().unwrap_or(0.0) * 100.0,
+            l["args"].as_str().unwrap_or("")
         );
+        print_latency_row(&name, l);
     }
     println!();
     println!("{:<28} {:>12} {:>10}", "state", "peak MiB", "now MiB");

@@ -135,9 +135,8 @@ fn sigterm_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
     sigterm_then_restart("exactly_once");
 }
 
-/// `at_least_once` repeats nothing either when stopped gracefully: the last batch's state,
-/// which waits to go out with the next batch, is produced and its offsets committed on the way
-/// out.
+/// `at_least_once` repeats nothing either when stopped gracefully: the batch in hand is
+/// finished, its state acknowledged and its offsets committed before the replica leaves.
 #[test]
 fn at_least_once_sigterm_mid_stream_then_restart_loses_nothing_and_repeats_nothing() {
     sigterm_then_restart("at_least_once");
