@@ -200,8 +200,13 @@ EOF
 
 
 # The broker's JVM: about 512 MB of heap is plenty for a single-node test broker.
+# KAFKA_HEAP_OPTS and KAFKA_JVM_PERFORMANCE_OPTS mean what they mean to Kafka's own scripts
+# (kafka-run-class.sh); scripts/test.sh sets lean ones for its many short-lived brokers.
 broker_java() {
-  BROKER_JAVA=(java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+  local heap perf
+  read -ra heap <<<"${KAFKA_HEAP_OPTS:--Xms512m -Xmx512m}"
+  read -ra perf <<<"${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20}"
+  BROKER_JAVA=(java "${heap[@]}" "${perf[@]}" -Djava.awt.headless=true
     -Dlog4j2.configurationFile="$DIR/log4j2.properties" -cp "$(cat "$CLASSPATH_FILE")")
 }
 
@@ -223,9 +228,18 @@ start() {
   broker_java
   if [[ ! -f "$DIR/data/meta.properties" ]]; then
     log "formatting storage in $DIR/data"
-    # 22 characters of URL-safe base64, as Kafka's cluster ids are.
+    # 22 characters of URL-safe base64, as Kafka's cluster ids are; like Kafka's own
+    # Uuid.randomUuid(), never one that starts with "-", which the storage tool's argument parser
+    # reads as an option (about one random id in 64 did, and failed the start).
     local cluster_id
-    cluster_id="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')"
+    cluster_id="$(python3 -c '
+import base64, uuid
+while True:
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+    if not i.startswith("-"):
+        print(i)
+        break
+')"
     # With --secure, the SCRAM user is created with the storage (KRaft has no ZooKeeper to add
     # it to later, and the broker must know it before the first client connects).
     local scram=()
