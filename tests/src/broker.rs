@@ -107,6 +107,10 @@ impl Drop for PrivateBroker {
 /// A loopback port that is free now, below the kernel's ephemeral range: a port from bind(0)
 /// can be taken by any outgoing connection's source port before the server binds it (or binds
 /// it again after a restart); these are only taken by someone asking for them by number.
+///
+/// Tests run side by side, and a broker stopped and restarted under chaos leaves its port free
+/// for a moment: each port handed out is reserved for an hour by a file in
+/// `$TMPDIR/sensor-pipeline-ports`, as `scripts/free-port.py` does.
 pub fn free_port() -> u16 {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .expect("/proc/sys/net/ipv4/ip_local_port_range");
@@ -118,9 +122,30 @@ pub fn free_port() -> u16 {
     let mut rng = rand::rng();
     for _ in 0..1000 {
         let port = rand::RngExt::random_range(&mut rng, 10_000..low);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve(port) {
             return port;
         }
     }
     panic!("no free port below the ephemeral range ({low})")
+}
+
+/// Claims `port` for this test run (see [`free_port`]): false if another test holds it.
+fn reserve(port: u16) -> bool {
+    const HOLD: std::time::Duration = std::time::Duration::from_secs(3600);
+    let dir = std::env::temp_dir().join("sensor-pipeline-ports");
+    std::fs::create_dir_all(&dir).expect("the port reservation directory");
+    let path = dir.join(port.to_string());
+    let stale = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .is_some_and(|age| age > HOLD);
+    if stale {
+        let _ = std::fs::remove_file(&path);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .is_ok()
 }
