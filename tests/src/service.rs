@@ -26,7 +26,7 @@ pub fn binary(name: &str) -> PathBuf {
         .unwrap_or_default();
     assert!(
         path.is_file(),
-        "{} is not built; run the tests with scripts/test.sh (it runs `cargo build --workspace --bins` first)",
+        "{} is not built; run the tests with scripts/test.sh (it builds every target first)",
         path.display()
     );
     path

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::broker::{free_port, shared_bootstrap};
 use e2e_tests::kafka_io::wait_for_group;
 use e2e_tests::repo_root;
-use e2e_tests::service::{Service, http_get, simulator_args};
+use e2e_tests::service::{Service, http_get, simulator_args, try_http_get};
 use e2e_tests::topics::PipelineTopics;
 
 struct Prometheus(Child);
@@ -98,7 +98,9 @@ fn prometheus_scrapes_both_services_with_the_projects_configuration() {
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let up = std::net::TcpStream::connect(&web).is_ok()
+        // Prometheus listens before it is ready and answers 503 until then (seen when the
+        // machine is busy): its readiness endpoint first, then the queries.
+        let up = try_http_get(&web, "/-/ready").is_ok_and(|(status, _)| status == 200)
             && query(&web, "up")["data"]["result"]
                 .as_array()
                 .is_some_and(|r| r.len() == 2 && r.iter().all(|s| s["value"][1] == "1"));
