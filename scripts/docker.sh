@@ -37,7 +37,8 @@ if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null || apt_install docker.io
   if ! pgrep -x dockerd >/dev/null; then
     step "starting dockerd (log: $STATE/dockerd.log)"
-    as_root bash -c "nohup dockerd >'$STATE/dockerd.log' 2>&1 &"
+    # A session of its own: the engine outlives the script and whatever started it.
+    as_root bash -c "setsid nohup dockerd >'$STATE/dockerd.log' 2>&1 &"
   fi
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break
@@ -48,12 +49,16 @@ fi
 step "engine $(docker version --format '{{.Server.Version}}')"
 
 # --- CLI plugins from the Go module proxy -----------------------------------------------------
-# go_plugin NAME MODULE_PATH VERSION: builds MODULE_PATH@VERSION into cli-plugins/docker-NAME.
+# go_plugin NAME MODULE_PATH VERSION VERSION_VARIABLE: builds MODULE_PATH@VERSION into
+# cli-plugins/docker-NAME, stamped with its version as the projects' release builds do (a plain
+# `go install` says "dev", and the check above would rebuild it on every run).
 go_plugin() {
-  local name="$1" package="$2" version="$3" bin
+  local name="$1" package="$2" version="$3" variable="$4" bin
   bin="$(mktemp -d "${TMPDIR:-/tmp}/docker-plugin.XXXXXX")"
   step "building docker $name $version from the Go module proxy (a few minutes the first time)"
-  if GOBIN="$bin" GOFLAGS=-mod=mod go install "$package@$version" >"$STATE/$name-build.log" 2>&1; then
+  # -s -w: no symbol table or DWARF, which only make the link longer for a test tool.
+  if GOBIN="$bin" GOFLAGS=-mod=mod go install -ldflags="-s -w -X $variable=$version" "$package@$version" \
+    >"$STATE/$name-build.log" 2>&1; then
     install -m 0755 "$bin/$(basename "$package")" "$PLUGINS/docker-$name"
     rm -rf "$bin"
     return 0
@@ -63,16 +68,24 @@ go_plugin() {
   return 1
 }
 
+# --- base images, beside the Go builds (they wait on the network, Go on the CPU) ---------------
+command -v debootstrap >/dev/null || docker image inspect debian:bookworm-slim >/dev/null 2>&1 \
+  || apt_install debootstrap
+step "building the base images in the background (log: $STATE/base-images.log)"
+"$ROOT/tests/fixtures/images/build.sh" >"$STATE/base-images.log" 2>&1 &
+base_images=$!
+
 if ! docker buildx version 2>/dev/null | grep -q "$BUILDX_VERSION"; then
   command -v go >/dev/null || { echo "docker.sh: Go is needed to build buildx" >&2; exit 1; }
-  go_plugin buildx github.com/docker/buildx/cmd/buildx "$BUILDX_VERSION" \
+  go_plugin buildx github.com/docker/buildx/cmd/buildx "$BUILDX_VERSION" github.com/docker/buildx/version.Version \
     || { echo "docker.sh: buildx $BUILDX_VERSION did not build ($STATE/buildx-build.log)" >&2; exit 1; }
 fi
 step "$(docker buildx version)"
 
 compose=(docker compose)
 if ! docker compose version 2>/dev/null | grep -q "${COMPOSE_VERSION#v}"; then
-  if ! command -v go >/dev/null || ! go_plugin compose github.com/docker/compose/v2/cmd "$COMPOSE_VERSION"; then
+  if ! command -v go >/dev/null || ! go_plugin compose github.com/docker/compose/v2/cmd "$COMPOSE_VERSION" \
+    github.com/docker/compose/v2/internal.Version; then
     echo "docker.sh: FALLBACK: Compose v2 did not build ($STATE/compose-build.log); using Debian's docker-compose" >&2
     command -v docker-compose >/dev/null || apt_install docker-compose
     compose=(docker-compose)
@@ -80,9 +93,11 @@ if ! docker compose version 2>/dev/null | grep -q "${COMPOSE_VERSION#v}"; then
 fi
 step "$("${compose[@]}" version | head -1)"
 
-# --- base images --------------------------------------------------------------------------------
-command -v debootstrap >/dev/null || docker image inspect debian:bookworm-slim >/dev/null 2>&1 \
-  || apt_install debootstrap
-"$ROOT/tests/fixtures/images/build.sh"
+if ! wait "$base_images"; then
+  tail -20 "$STATE/base-images.log" >&2
+  echo "docker.sh: the base images did not build ($STATE/base-images.log)" >&2
+  exit 1
+fi
+grep '^==> base images' "$STATE/base-images.log" >&2 || true
 
 echo "${compose[*]}"

@@ -1,61 +1,155 @@
 #!/usr/bin/env bash
-# The one command that runs every test: formatting and lints, unit and property tests, and the
-# end-to-end tests against a real Apache Kafka broker that this script starts and stops.
+# The one test command. On a fresh machine it installs what the tests need; it checks formatting,
+# compiles the workspace once with clippy's lints, and runs every unit, property and end-to-end
+# test against a real Apache Kafka broker, a real PostgreSQL server, Chromium and Docker. At the
+# end it prints how long each step took and the ten slowest tests.
 #
-#   scripts/test.sh            everything
-#   scripts/test.sh -- NAME    only tests whose name contains NAME (passed to cargo test)
+#   scripts/test.sh             everything (what CI runs)
+#   scripts/test.sh --quick     formatting, lints, unit and property tests, and one end-to-end
+#                               smoke test per service; no Docker (the inner loop)
+#   scripts/test.sh --no-docker everything but the two Docker tests
+#   scripts/test.sh -- NAME     only the tests whose name contains NAME
+#
+# As root it installs the Debian packages it needs; anyone else is told which ones are missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-step() { echo "==> $*" >&2; }
 
-step "checking formatting and lints"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+QUICK=""
+NO_DOCKER=""
+FILTER=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) QUICK=1; shift ;;
+    --no-docker) NO_DOCKER=1; shift ;;
+    --) shift; FILTER=("$@"); break ;;
+    *) echo "test.sh: unknown argument '$1' (usage: scripts/test.sh [--quick | --no-docker] [-- NAME])" >&2; exit 2 ;;
+  esac
+done
+PROFILE=default
+[[ -z "$QUICK" ]] || PROFILE=quick
+# The two Docker tests run last and only when nothing filters them out.
+DOCKER_TESTS="compose_stack_as_a_user_runs_it the_image_connects_to_a_secured_broker_over_sasl_ssl"
+DOCKER=""
+if [[ -z "$QUICK$NO_DOCKER" ]] && { [[ ${#FILTER[@]} -eq 0 ]] || [[ "$DOCKER_TESTS" == *"${FILTER[0]}"* ]]; }; then
+  DOCKER=1
+fi
 
-step "building the services"
-cargo build --workspace --bins --locked
+RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sensor-pipeline-test.XXXXXX")"
+# shellcheck source=scripts/steps.sh
+source "$ROOT/scripts/steps.sh"
 
-step "installing the browser test's driver (playwright-core, pinned in tests/browser)"
-command -v chromium >/dev/null || { echo "test.sh: Debian's chromium is needed (apt-get install chromium)" >&2; exit 1; }
-npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >&2
-
-step "validating docker-compose.yml"
-docker-compose -f docker-compose.yml config -q
-
-step "installing the manifest validators (kustomize, kubernetes-validate)"
-PATH="$(scripts/tools.sh):$PATH"
-export PATH
-
-step "starting a Kafka broker and a PostgreSQL server for the tests"
-KAFKA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sensor-pipeline-test-kafka.XXXXXX")"
+KAFKA_DIR="$RUN_DIR/kafka"
+# Not under RUN_DIR (private to us): as root, the server runs as the `postgres` user.
 POSTGRES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sensor-pipeline-test-postgres.XXXXXX")"
 cleanup() {
-  scripts/kafka.sh stop --dir "$KAFKA_DIR" || true
-  scripts/postgres.sh stop --dir "$POSTGRES_DIR" || true
-  rm -rf "$KAFKA_DIR" "$POSTGRES_DIR"
+  scripts/kafka.sh stop --dir "$KAFKA_DIR" >/dev/null 2>&1 || true
+  scripts/postgres.sh stop --dir "$POSTGRES_DIR" >/dev/null 2>&1 || true
+  rm -rf "$POSTGRES_DIR"
 }
-trap cleanup EXIT
+on_exit() {
+  local rc=$?
+  steps_finish "$rc"
+  cleanup
+  steps_report "$RUN_DIR"/junit-*.xml "$ROOT/target/nextest/docker/junit.xml"
+  rm -rf "$RUN_DIR"
+  exit "$rc"
+}
+trap on_exit EXIT
+
+# --- what the tests need ---------------------------------------------------------------------
+step "toolchain and Debian packages"
+for tool in cargo rustfmt clippy-driver java mvn python3 go npm; do
+  command -v "$tool" >/dev/null || { echo "test.sh: $tool is missing (see the README's prerequisites)" >&2; exit 1; }
+done
+# A fresh run needs about 10 GB (the debug target, the Docker image and its build cache): say so
+# before it fails half-way with "No space left on device".
+free_kb="$(df -Pk . | awk 'NR==2 {print $4}')"
+[[ "$free_kb" -ge $((12 * 1048576)) ]] \
+  || echo "test.sh: WARNING: $((free_kb / 1048576)) GB free here; a fresh run needs about 10 GB" >&2
+# command -> the Debian package that has it
+packages=(chromium:chromium promtool:prometheus prometheus:prometheus docker-compose:docker-compose
+  openssl:openssl)
+[[ -n "$QUICK" ]] && packages=(chromium:chromium openssl:openssl)
+missing=()
+for entry in "${packages[@]}"; do
+  command -v "${entry%%:*}" >/dev/null || missing+=("${entry#*:}")
+done
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+if [[ -n "$DOCKER" ]]; then
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "test.sh: these Debian packages are missing: ${missing[*]}" >&2
+    echo "test.sh: install them with: sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "    installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# clippy-driver compiles the workspace's own crates (dependencies are compiled by rustc as
+# always) and applies the lints while it does: one compile serves `cargo clippy --all-targets
+# -- -D warnings` and the test binaries, where a separate `cargo clippy` run checked every crate
+# a second time. Every cargo call of this run (the Docker tests' too) uses the same wrapper, so none compiles anything again.
+export RUSTC_WORKSPACE_WRAPPER
+RUSTC_WORKSPACE_WRAPPER="$(command -v clippy-driver)" \
+  || { echo "test.sh: clippy-driver is missing (rustup component add clippy)" >&2; exit 1; }
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+
+# Downloads and builds that wait on the network or on Go run beside the Rust build.
+background "Kafka jars (Maven Central)" scripts/kafka.sh fetch
+background "validators and nextest" scripts/tools.sh
+background "browser driver (npm ci)" npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+# Docker's chain is the longest (Compose and buildx from source, the base images, the image's
+# release build, the compose stack), so it starts first and runs beside everything else; its
+# tests wait for the test binary (cargo's build lock) and then run next to the native ones.
+export RUN_DIR
+[[ -z "$DOCKER" ]] || background "Docker (scripts/docker-tests.sh)" scripts/docker-tests.sh "${FILTER[@]}"
+
+# --- one compile for lints and tests ---------------------------------------------------------
+step "formatting"
+cargo fmt --all -- --check
+
+step "compiling and linting every target (clippy -D warnings)"
+cargo build --workspace --all-targets --locked
+
+# --- the real services the tests run against -------------------------------------------------
+await "validators and nextest"
+PATH="$(scripts/tools.sh):$PATH"
+export PATH
+await "Kafka jars (Maven Central)"
+await "browser driver (npm ci)"
+# The tests start a dozen brokers, each living a minute or two at a few thousand records a
+# second: C1 alone compiles what they run soon enough, and the C2 compiler and G1's threads
+# cost more CPU than they save (scripts/kafka.sh; the brokers of the tests' own inherit it).
+export KAFKA_JVM_PERFORMANCE_OPTS="${KAFKA_JVM_PERFORMANCE_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}"
+step "starting Kafka and PostgreSQL"
 KAFKA_BOOTSTRAP="$(scripts/kafka.sh start --dir "$KAFKA_DIR")"
-export KAFKA_BOOTSTRAP
-scripts/postgres.sh install
 POSTGRES_URL="$(scripts/postgres.sh start --dir "$POSTGRES_DIR")"
-export POSTGRES_URL
-step "broker at $KAFKA_BOOTSTRAP, PostgreSQL at ${POSTGRES_URL##*@}"
+export KAFKA_BOOTSTRAP POSTGRES_URL
+echo "    broker at $KAFKA_BOOTSTRAP, PostgreSQL at ${POSTGRES_URL##*@}" >&2
 
-step "running the tests"
-[[ "${1:-}" == "--" ]] && shift
-cargo test --workspace --locked -- "$@"
+# Runs nextest and keeps its JUnit report (each test's time) for the summary.
+nextest() {
+  local rc=0
+  cargo nextest run --workspace --locked --profile "$PROFILE" --no-tests=warn "$@" || rc=$?
+  cp "target/nextest/$PROFILE/junit.xml" "$RUN_DIR/junit-$SECONDS.xml" 2>/dev/null || true
+  return "$rc"
+}
 
-# docker compose and the image for real, after the others so they do not share the two cores
-# with them: scripts/docker.sh starts the engine and builds what is missing (Compose v2, buildx,
-# the base-image stand-ins), then the tests run the user's path and the image against a secured
-# broker. Left out only when a NAME filter matches neither.
-DOCKER_TESTS="compose_stack_as_a_user_runs_it the_image_connects_to_a_secured_broker_over_sasl_ssl"
-if [[ $# -eq 0 || "$DOCKER_TESTS" == *"$1"* ]]; then
-  step "docker compose end to end (scripts/docker.sh, then tests/tests/compose_stack.rs)"
-  COMPOSE="$(scripts/docker.sh)"
-  export COMPOSE
-  cargo test -p e2e-tests --locked --test compose_stack -- --ignored --nocapture --test-threads=1 "$@"
+step "tests ($PROFILE profile: unit, property, end to end)"
+nextest "${FILTER[@]}"
+
+if [[ -n "$DOCKER" ]]; then
+  step "waiting for the Docker tests"
+  await "Docker (scripts/docker-tests.sh)"
+  # Their figures and nextest's summary; the whole log was shown above had it failed.
+  sed -n '/^────────────/,$p' "$(background_log "Docker (scripts/docker-tests.sh)")" | tail -60 >&2
 fi
