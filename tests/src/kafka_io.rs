@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use pipeline_runtime::audit_read::settled_ends;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -36,16 +37,22 @@ impl Record {
 }
 
 fn consumer(bootstrap: &str, group: Option<&str>) -> BaseConsumer {
+    consumer_at(bootstrap, group, "read_committed")
+}
+
+fn consumer_at(bootstrap: &str, group: Option<&str>, isolation: &str) -> BaseConsumer {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .set("group.id", group.unwrap_or("e2e-reader"));
     config.create().expect("test consumer")
 }
 
-/// The topic's partitions and high watermarks.
+/// The topic's partitions and their stable ends, once every transaction open on the topic now
+/// has ended (`pipeline_runtime::audit_read::settled_ends` says why: a group's offsets can be
+/// committed a moment before the outputs of the same transaction can be read).
 pub fn high_watermarks(bootstrap: &str, topic: &str) -> HashMap<i32, i64> {
     let consumer = consumer(bootstrap, None);
     let metadata = consumer
@@ -57,15 +64,18 @@ pub fn high_watermarks(bootstrap: &str, topic: &str) -> HashMap<i32, i64> {
         .map(|p| p.id())
         .collect();
     assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-    partitions
-        .into_iter()
-        .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks");
-            (p, high)
-        })
-        .collect()
+    let uncommitted = consumer_at(bootstrap, None, "read_uncommitted");
+    settled_ends(
+        &consumer,
+        &uncommitted,
+        topic,
+        &partitions,
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("the ends of {topic}: {e:#}"))
+    .into_iter()
+    .map(|(p, (_, end))| (p, end))
+    .collect()
 }
 
 /// Every committed record of `topic`, ordered by partition then offset.
