@@ -78,133 +78,138 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
         replicas.start(i);
     }
 
-    // 30 000 lines over about 30 s, event time 10 ms apart: a 10 s window closes every second.
-    let lines = 30_000;
-    let mut simulator = Command::new(binary("log-simulator"))
-        .args(["--gateway", &listen, "--rate", "1000", "--connections", "4"])
-        .args(["--seed", "17", "--count", &lines.to_string()])
-        .args(["--start-time-ms", "1795341600000", "--step-ms", "10"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("log-simulator runs");
+    // Whatever fails below, the logs of every replica, the gateway and the broker are kept.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // 30 000 lines over about 30 s, event time 10 ms apart: a 10 s window closes every second.
+        let lines = 30_000;
+        let mut simulator = Command::new(binary("log-simulator"))
+            .args(["--gateway", &listen, "--rate", "1000", "--connections", "4"])
+            .args(["--seed", "17", "--count", &lines.to_string()])
+            .args(["--start-time-ms", "1795341600000", "--step-ms", "10"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("log-simulator runs");
 
-    for _ in 0..4 {
-        replicas.pause(Duration::from_millis(1500 + rand::random_range(0..1500)));
+        for _ in 0..4 {
+            replicas.pause(Duration::from_millis(1500 + rand::random_range(0..1500)));
+            let victim = rand::random_range(0..REPLICAS);
+            replicas.kill(victim);
+            replicas.pause(Duration::from_millis(rand::random_range(0..1000)));
+            replicas.start(victim);
+        }
+        // Scale 3 → 1 → 3.
+        replicas.pause(Duration::from_secs(2));
+        replicas.stop(1);
+        replicas.stop(2);
+        replicas.pause(Duration::from_secs(4));
+        replicas.start(1);
+        replicas.start(2);
+        replicas.pause(Duration::from_secs(3));
+        // The broker restarted under the gateway and both stages.
+        broker.stop();
+        std::thread::sleep(Duration::from_secs(2));
+        broker.start();
+        replicas.pause(Duration::from_secs(5));
         let victim = rand::random_range(0..REPLICAS);
         replicas.kill(victim);
-        replicas.pause(Duration::from_millis(rand::random_range(0..1000)));
         replicas.start(victim);
-    }
-    // Scale 3 → 1 → 3.
-    replicas.pause(Duration::from_secs(2));
-    replicas.stop(1);
-    replicas.stop(2);
-    replicas.pause(Duration::from_secs(4));
-    replicas.start(1);
-    replicas.start(2);
-    replicas.pause(Duration::from_secs(3));
-    // The broker restarted under the gateway and both stages.
-    broker.stop();
-    std::thread::sleep(Duration::from_secs(2));
-    broker.start();
-    replicas.pause(Duration::from_secs(5));
-    let victim = rand::random_range(0..REPLICAS);
-    replicas.kill(victim);
-    replicas.start(victim);
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        replicas.supervise();
-        if let Some(status) = simulator.try_wait().expect("log-simulator") {
-            break status;
-        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            replicas.supervise();
+            if let Some(status) = simulator.try_wait().expect("log-simulator") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log simulator did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(status.success(), "log-simulator failed");
+        // Everything the gateway read is in Kafka once it has stopped on SIGTERM.
+        let (gateway_status, _) = gateway.terminate(Duration::from_secs(30));
         assert!(
-            Instant::now() < deadline,
-            "the log simulator did not finish"
+            gateway_status.is_some_and(|s| s.success()),
+            "{}",
+            gateway.log_tail()
         );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert!(status.success(), "log-simulator failed");
-    // Everything the gateway read is in Kafka once it has stopped on SIGTERM.
-    let (gateway_status, _) = gateway.terminate(Duration::from_secs(30));
-    assert!(
-        gateway_status.is_some_and(|s| s.success()),
-        "{}",
-        gateway.log_tail()
-    );
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        replicas.supervise();
-        if lag(&bootstrap, &format!("{group}-lines"), &logs) == 0 {
-            break;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            replicas.supervise();
+            if lag(&bootstrap, &format!("{group}-lines"), &logs) == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the lines stage did not catch up"
+            );
+            std::thread::sleep(Duration::from_millis(500));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the lines stage did not catch up"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let caught_up = std::panic::catch_unwind(|| {
         wait_until_records_consumed(
             &bootstrap,
             &format!("{group}-counts"),
             &requests,
             Duration::from_secs(120),
-        )
-    });
-    if let Err(panic) = caught_up {
-        replicas.save_logs(&e2e_tests::repo_root().join("target/chaos-logs").join(&id));
+        );
+
+        let audit = Command::new(binary("ip-audit"))
+            .args(&args)
+            .arg("--json")
+            .env_remove("PIPELINE_CONFIG")
+            .output()
+            .expect("ip-audit runs");
+        let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
+            .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
+        let assignments = replicas.count_in_logs("partitions assigned");
+        println!(
+            "ip chaos: {lines} lines, {} kills, {} crashes restarted, scaling 3 -> 1 -> 3, 1 broker restart, \
+             {assignments} assignments; {} requests, {} counts matched: {} missing, {} duplicated, {} wrong, \
+             {} unexpected counts; requests {} missing, {} duplicated ({:.0} s)",
+            replicas.kills,
+            replicas.crashes,
+            report["requests_found"],
+            report["counts_matched"],
+            report["counts_missing"],
+            report["counts_duplicated"],
+            report["counts_wrong"],
+            report["counts_unexpected"],
+            report["requests_missing"],
+            report["requests_duplicated"],
+            started.elapsed().as_secs_f64()
+        );
+        // A replica that exited on its own was restarted, as a restart policy would; its log is
+        // kept to say why.
+        if !audit.status.success() || replicas.crashes > 0 {
+            replicas.save_logs(&e2e_tests::repo_root().join("target/chaos-logs").join(&id));
+        }
+        assert_eq!(report["lines_judged"].as_u64(), Some(lines), "{report}");
+        for field in [
+            "requests_missing",
+            "requests_duplicated",
+            "requests_unexpected",
+            "counts_missing",
+            "counts_duplicated",
+            "counts_wrong",
+            "counts_unexpected",
+        ] {
+            assert_eq!(report[field], 0, "{field}: {report}");
+        }
+        assert!(
+            report["counts_matched"].as_u64().unwrap_or(0) > 1000,
+            "{report}"
+        );
+        assert!(audit.status.success(), "{report}");
+    }));
+    if let Err(panic) = outcome {
+        let dir = e2e_tests::repo_root().join("target/chaos-logs").join(&id);
+        replicas.save_logs(&dir);
+        gateway.save_log(&dir.join("log-gateway.log"));
+        let _ = std::fs::copy(broker.dir().join("broker.log"), dir.join("broker.log"));
+        eprintln!("ip chaos: logs kept in {}", dir.display());
         std::panic::resume_unwind(panic);
     }
-
-    let audit = Command::new(binary("ip-audit"))
-        .args(&args)
-        .arg("--json")
-        .env_remove("PIPELINE_CONFIG")
-        .output()
-        .expect("ip-audit runs");
-    let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
-        .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
-    let assignments = replicas.count_in_logs("partitions assigned");
-    println!(
-        "ip chaos: {lines} lines, {} kills, {} crashes restarted, scaling 3 -> 1 -> 3, 1 broker restart, \
-         {assignments} assignments; {} requests, {} counts matched: {} missing, {} duplicated, {} wrong, \
-         {} unexpected counts; requests {} missing, {} duplicated ({:.0} s)",
-        replicas.kills,
-        replicas.crashes,
-        report["requests_found"],
-        report["counts_matched"],
-        report["counts_missing"],
-        report["counts_duplicated"],
-        report["counts_wrong"],
-        report["counts_unexpected"],
-        report["requests_missing"],
-        report["requests_duplicated"],
-        started.elapsed().as_secs_f64()
-    );
-    // A replica that exited on its own was restarted, as a restart policy would; its log is
-    // kept to say why.
-    if !audit.status.success() || replicas.crashes > 0 {
-        replicas.save_logs(&e2e_tests::repo_root().join("target/chaos-logs").join(&id));
-    }
-    assert_eq!(report["lines_judged"].as_u64(), Some(lines), "{report}");
-    for field in [
-        "requests_missing",
-        "requests_duplicated",
-        "requests_unexpected",
-        "counts_missing",
-        "counts_duplicated",
-        "counts_wrong",
-        "counts_unexpected",
-    ] {
-        assert_eq!(report[field], 0, "{field}: {report}");
-    }
-    assert!(
-        report["counts_matched"].as_u64().unwrap_or(0) > 1000,
-        "{report}"
-    );
-    assert!(audit.status.success(), "{report}");
     for i in 0..REPLICAS {
         replicas.stop(i);
     }
