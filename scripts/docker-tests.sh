@@ -34,7 +34,7 @@ if [[ -z "${RUSTC_WORKSPACE_WRAPPER:-}" ]]; then
   export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 fi
 
-step "Docker: engine, Compose v2, buildx, base images"
+step "Docker: engine, Compose v2, base images"
 COMPOSE="$(scripts/docker.sh)"
 export COMPOSE
 

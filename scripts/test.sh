@@ -107,7 +107,7 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 background "Kafka jars (Maven Central)" scripts/kafka.sh fetch
 background "validators and nextest" scripts/tools.sh
 background "browser driver (npm ci)" npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
-# Docker's chain is the longest (Compose and buildx from source, the base images, the image's
+# Docker's chain is the longest (Compose from source, the base images, the image's
 # release build, the compose stack), so it starts first and runs beside everything else; its
 # tests wait for the test binary (cargo's build lock) and then run next to the native ones.
 export RUN_DIR

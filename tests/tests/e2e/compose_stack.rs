@@ -5,9 +5,9 @@
 //! healthcheck that starts no JVM, a quiet broker log, a topics service that does not run again.
 //!
 //! It needs a Docker engine with Compose v2 and the base images: `scripts/docker.sh` provides
-//! them and prints the compose command, which `scripts/test.sh` passes in `COMPOSE`. It is
-//! `#[ignore]`d so that a plain `cargo test` on a developer's machine starts no containers;
-//! `scripts/test.sh` runs it explicitly, after the other tests, with `--ignored`.
+//! them and prints the compose command, which `scripts/docker-tests.sh` passes in `COMPOSE`. It
+//! is `#[ignore]`d so that a plain `cargo test` on a developer's machine starts no containers;
+//! `scripts/docker-tests.sh` (part of `scripts/test.sh`) runs it with `--run-ignored only`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -29,10 +29,16 @@ struct Compose {
     command: Vec<String>,
     project: String,
     logs: PathBuf,
+    dir: PathBuf,
 }
 
 impl Compose {
     fn new(project: &str) -> Self {
+        Self::in_dir(project, &repo_root())
+    }
+
+    /// The project of the `docker-compose.yml` in `dir` (a copy of the repository).
+    fn in_dir(project: &str, dir: &Path) -> Self {
         let command: Vec<String> = std::env::var("COMPOSE")
             .unwrap_or_else(|_| "docker compose".to_owned())
             .split_whitespace()
@@ -44,6 +50,7 @@ impl Compose {
             command,
             project: project.to_owned(),
             logs,
+            dir: dir.to_owned(),
         };
         // A project left over by an interrupted run would hold the ports.
         compose.run_status(&["down", "-v", "--remove-orphans"]);
@@ -55,7 +62,7 @@ impl Compose {
         cmd.args(&self.command[1..])
             .args(["-p", &self.project, "-f", "docker-compose.yml"])
             .args(args)
-            .current_dir(repo_root());
+            .current_dir(&self.dir);
         cmd
     }
 
@@ -690,15 +697,21 @@ fn compose_stack_as_a_user_runs_it() {
     );
     assert_ne!(changed, source);
     std::fs::write(&audit_source, changed).expect("write");
+    // Built as compose builds it (BuildKit, the same cache mounts), under a tag of its own.
+    let tag = "sensor-pipeline:stale-context-check";
+    let compose_file = context.path().join("docker-compose.yml");
+    let text = std::fs::read_to_string(&compose_file).expect("docker-compose.yml");
+    let retagged = text.replace(&format!("image: {IMAGE}"), &format!("image: {tag}"));
+    assert_ne!(retagged, text, "docker-compose.yml names {IMAGE}");
+    std::fs::write(&compose_file, retagged).expect("write");
     let old = Command::new("find")
         .arg(context.path())
         .args(["-exec", "touch", "-h", "-d", "2001-01-01", "{}", "+"])
         .status()
         .expect("touch");
     assert!(old.success());
-    let tag = "sensor-pipeline:stale-context-check";
     let started = Instant::now();
-    docker(&["build", "-q", "-t", tag, &context.path().to_string_lossy()]);
+    Compose::in_dir("sensor-e2e-stale", context.path()).run(&["build", "processor"]);
     let help = docker(&["run", "--rm", tag, "sensor-audit", "--help"]);
     docker(&["image", "rm", tag]);
     assert!(
