@@ -29,6 +29,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// On SIGTERM, connections still waiting to be accepted are taken until none comes for this long
+/// (or [`BACKLOG_MAX`] has passed): see `run`.
+const BACKLOG_QUIET: Duration = Duration::from_millis(50);
+/// At most this long after SIGTERM, the listener is closed whatever still arrives.
+const BACKLOG_MAX: Duration = Duration::from_secs(1);
+
 pub use settings::{Cli, Config, GatewaySettings};
 
 use crate::connection::{Connection, Ended};
@@ -94,18 +100,40 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     let connections = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     let drain_deadline = Arc::new(std::sync::OnceLock::new());
     let open = TaskTracker::new();
+    let (mut stopping, mut stopped_at) = (false, Instant::now());
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors, for example: wait a little and go on.
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        let accepted = if stopping {
+            // The kernel completes connections before they are accepted, and their senders may
+            // have written already: those waiting in the backlog when SIGTERM came are served
+            // and drained too (they were reset with the listener, and their lines lost, when a
+            // test's connect-write-SIGTERM came faster than the accept). Done when none comes
+            // for a moment.
+            match tokio::time::timeout(BACKLOG_QUIET, listener.accept()).await {
+                Ok(accepted) if stopped_at.elapsed() < BACKLOG_MAX => accepted,
+                _ => break,
+            }
+        } else {
+            tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.cancelled() => {
+                    // Before any connection drains, even one still to be accepted.
+                    health.set_ready(false);
+                    let _ = drain_deadline.set(Instant::now() + settings.shutdown_grace_secs);
+                    stopping = true;
+                    stopped_at = Instant::now();
                     continue;
                 }
-            },
-            _ = shutdown.cancelled() => break,
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(_) if stopping => break,
+            Err(error) => {
+                // Out of file descriptors, for example: wait a little and go on.
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let Ok(slot) = connections.clone().try_acquire_owned() else {
             counter!(metrics::CONNECTIONS_REFUSED).increment(1);
@@ -139,9 +167,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
 
     // SIGTERM: no new connections; the open ones read what their senders already sent.
     drop(listener);
-    health.set_ready(false);
-    let deadline = Instant::now() + settings.shutdown_grace_secs;
-    let _ = drain_deadline.set(deadline);
+    let deadline = *drain_deadline.get_or_init(|| Instant::now() + settings.shutdown_grace_secs);
     open.close();
     let drained = tokio::time::timeout_at(deadline.into(), open.wait())
         .await
