@@ -34,12 +34,12 @@ if [[ -z "${RUSTC_WORKSPACE_WRAPPER:-}" ]]; then
   export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 fi
 
-step "Docker: engine, Compose v2, base images"
-COMPOSE="$(scripts/docker.sh)"
+step "Docker: engine, Compose v2, base images, the image (BuildKit)"
+COMPOSE="$(scripts/docker.sh --image)"
 export COMPOSE
 
-# The user's build, from a cold cache on a fresh machine: its own line in the table. The compose
-# test builds again (then from the cache) and checks what it built.
+# The user's build: from BuildKit's cache when docker.sh built the image already, cold
+# otherwise. The compose test builds again (from the cache) and checks what it built.
 step "Docker: the image (docker compose build)"
 # shellcheck disable=SC2086 # COMPOSE is "docker compose" or "docker-compose"
 $COMPOSE -p sensor-e2e build

@@ -118,10 +118,7 @@ step "formatting"
 cargo fmt --all -- --check
 
 step "compiling and linting every target (clippy -D warnings)"
-# Niced: the Docker chain beside it is the run's longest path (Compose, then the image's release
-# build, then its tests), and this compile has minutes to spare before the native tests would
-# overtake it. Both chains need every core they can get; this decides who waits.
-nice -n 10 cargo build --workspace --all-targets --locked
+cargo build --workspace --all-targets --locked
 
 # --- the real services the tests run against -------------------------------------------------
 await "validators and nextest"
