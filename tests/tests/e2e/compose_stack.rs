@@ -681,14 +681,8 @@ fn compose_stack_as_a_user_runs_it() {
         "compose: down -v in {:.1} s, nothing left",
         started.elapsed().as_secs_f64()
     );
-}
 
-/// The image holds what its context says, even a context older than the build cache (the
-/// first real run shipped cached binaries). A test of its own, so its release rebuild of the
-/// project's crates runs beside the stack's test instead of after it.
-#[test]
-#[ignore = "builds images: scripts/docker-tests.sh runs it with --run-ignored only"]
-fn an_image_from_an_older_context_carries_its_changes() {
+    // 10. The image holds what its context says, even a context older than the build cache.
     let context = tempfile::tempdir().expect("tempdir");
     copy_context(context.path());
     let marker = format!("stale-check-{:08x}", rand::random::<u32>());
