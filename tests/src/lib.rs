@@ -7,12 +7,14 @@
 //! - [`kafka_io`]: producing test records and reading whole topics back.
 //! - [`postgres`]: the shared PostgreSQL server started by `scripts/test.sh`, a fresh database per
 //!   test, or a private server to stop and start.
+//! - [`results`]: a fresh results store, PostgreSQL or SQLite, and what its tables hold.
 //! - [`expect`]: what the reference semantics says a topic's output must be, and the comparison.
 
 pub mod broker;
 pub mod expect;
 pub mod kafka_io;
 pub mod postgres;
+pub mod results;
 pub mod service;
 pub mod supervisor;
 pub mod topics;

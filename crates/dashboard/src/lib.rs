@@ -1,10 +1,13 @@
-//! `dashboard`: the pipelines' results from PostgreSQL, over HTTP.
+//! `dashboard`: the pipelines' results from their SQLite file or PostgreSQL, over HTTP.
 //!
 //! - `/`: one page (plain HTML, CSS, JavaScript and SVG, embedded in the binary; no build step,
 //!   no third-party code): live alerts, a sensor table with a trend per sensor, and bar charts
 //!   of the top IP addresses in the current and previous windows.
 //! - `/api/...`: the JSON API ([`api`]), described in `/openapi.json`.
 //! - `/api/events`: server-sent events, pushed when pg-sink commits new rows ([`live`]).
+//!
+//! [`serve`] runs it on a listener and a store of the caller's (the demo's, in one process with
+//! the pipelines); [`run`] is the service.
 //! - `/metrics`, `/healthz`, `/readyz`, as every service.
 
 pub mod api;
@@ -13,10 +16,10 @@ pub mod settings;
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
+use pg_sink::store::read::Reader;
 use pipeline_runtime::endpoints::{self, Health};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -78,35 +81,29 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     drop(store);
     tracing::info!(%database, "database reachable, schema up to date");
 
-    let pg: tokio_postgres::Config = d
-        .database_url
-        .expose()
-        .parse()
-        .context("parsing the connection string")?;
-    let manager = deadpool_postgres::Manager::from_config(
-        pg,
-        tokio_postgres::NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    );
-    let pool = deadpool_postgres::Pool::builder(manager)
-        .max_size(d.max_connections)
-        .build()
-        .context("building the connection pool")?;
+    let reader = Reader::new(d.database_url.expose(), d.max_connections)?;
     let (live, _) = tokio::sync::broadcast::channel(256);
     let health = Arc::new(Health::default());
     let tasks = TaskTracker::new();
-    if d.notify_channel.is_empty() {
-        health.set_ready(true);
-    } else {
-        tasks.spawn(live::listen(
-            d.database_url.clone(),
-            d.notify_channel.clone(),
-            live.clone(),
-            health.clone(),
-            shutdown.clone(),
-        ));
+    match &reader {
+        Reader::Sqlite(path) => {
+            tasks.spawn(live::poll_file(
+                path.clone(),
+                live.clone(),
+                health.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Reader::Postgres(_) if d.notify_channel.is_empty() => health.set_ready(true),
+        Reader::Postgres(_) => {
+            tasks.spawn(live::listen(
+                d.database_url.clone(),
+                d.notify_channel.clone(),
+                live.clone(),
+                health.clone(),
+                shutdown.clone(),
+            ));
+        }
     }
     let address = endpoints::serve_with(
         &d.http_address,
@@ -115,7 +112,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         shutdown.clone(),
         &tasks,
         routes(api::Api {
-            pool,
+            reader,
             live,
             shutdown: shutdown.clone(),
         }),

@@ -1,9 +1,13 @@
-//! Live updates: a connection of its own `LISTEN`s on pg-sink's channel; each notification
-//! (sent by a transaction of new rows, delivered when it commits) goes to every open page.
+//! Live updates: each transaction of new rows that pg-sink commits goes to every open page.
+//! PostgreSQL: a connection of its own `LISTEN`s on pg-sink's channel (the NOTIFY is delivered
+//! when the transaction commits). SQLite: the `sink_commits` rows written in those transactions
+//! are read every [`POLL`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
+use pg_sink::store::read::Reader;
 use pipeline_runtime::endpoints::Health;
 use pipeline_runtime::secret::Secret;
 use tokio::sync::broadcast;
@@ -81,5 +85,47 @@ pub async fn listen(
             () = shutdown.cancelled() => return,
         }
         wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// How often the SQLite file's announcements are read.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// Reads the announcements of the SQLite file at `path` every [`POLL`] until `shutdown`; the
+/// dashboard is ready while the file answers.
+pub async fn poll_file(
+    path: PathBuf,
+    live: broadcast::Sender<String>,
+    health: std::sync::Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let mut last = None;
+    let mut failing = false;
+    while !shutdown.is_cancelled() {
+        match Reader::announcements(&path, last).await {
+            Ok((newest, payloads)) => {
+                for payload in payloads {
+                    // No page open: nobody to tell.
+                    let _ = live.send(payload);
+                }
+                last = Some(newest);
+                if failing || !health.is_ready() {
+                    tracing::info!(path = %path.display(), "reading new results from the file");
+                }
+                failing = false;
+                health.set_ready(true);
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!("reading new results failed: {error:#}");
+                }
+                failing = true;
+                health.set_ready(false);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }

@@ -24,20 +24,21 @@ impl Sections for Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardSettings {
-    /// PostgreSQL connection string (the sink's database); never logged.
+    /// The sink's database: `sqlite:///path/file.db` or a PostgreSQL connection string (never
+    /// logged).
     pub database_url: Secret,
     /// Address of the page, the API, `/metrics`, `/healthz` and `/readyz`.
     pub http_address: String,
     /// The channel pg-sink notifies when rows commit; empty: no live updates.
     pub notify_channel: String,
-    /// Database connections at most.
+    /// PostgreSQL connections at most (SQLite: a read-only connection per request).
     pub max_connections: usize,
 }
 
 impl Default for DashboardSettings {
     fn default() -> Self {
         Self {
-            database_url: Secret::new("postgres://pipeline:pipeline@localhost:5432/pipeline"),
+            database_url: Secret::new("sqlite://results.db"),
             http_address: "0.0.0.0:8080".to_owned(),
             notify_channel: "pipeline_results".to_owned(),
             max_connections: 8,
@@ -45,7 +46,7 @@ impl Default for DashboardSettings {
     }
 }
 
-/// Serves the pipelines' results from PostgreSQL: a JSON API (/api/...), live updates as
+/// Serves the pipelines' results from their SQLite file or PostgreSQL: a JSON API (/api/...), live updates as
 /// server-sent events (/api/events) and a web page (/).
 ///
 /// Settings come from, in increasing priority: built-in defaults, the file given by
@@ -57,8 +58,8 @@ pub struct Cli {
     /// The flags every service has.
     #[command(flatten)]
     pub common: CommonArgs,
-    /// PostgreSQL connection string; prefer PIPELINE__DASHBOARD__DATABASE_URL.
-    /// [default: postgres://pipeline:pipeline@localhost:5432/pipeline]
+    /// sqlite:///path/to/results.db, or a PostgreSQL connection string (prefer
+    /// PIPELINE__DASHBOARD__DATABASE_URL for one with a password). [default: sqlite://results.db]
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// Address of the page, the API and the operator endpoints. [default: 0.0.0.0:8080]
@@ -84,15 +85,8 @@ impl Config {
     /// Checks the values that deserialization cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let d = &self.dashboard;
-        d.database_url
-            .expose()
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| {
-                SettingsError::invalid(
-                    "dashboard.database_url",
-                    format!("not a PostgreSQL connection string: {e}"),
-                )
-            })?;
+        pg_sink::store::Location::parse(d.database_url.expose())
+            .map_err(|e| SettingsError::invalid("dashboard.database_url", e))?;
         d.http_address
             .parse::<std::net::SocketAddr>()
             .map_err(|e| {

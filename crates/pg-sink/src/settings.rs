@@ -30,8 +30,8 @@ impl Sections for Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SinkSettings {
-    /// PostgreSQL connection string (URL or `key=value` form); it may hold the password, so it
-    /// is never logged.
+    /// Where the results go: `sqlite:///path/file.db` or a PostgreSQL connection string (URL
+    /// or `key=value` form, which may hold the password, so it is never logged).
     pub database_url: Secret,
     /// Consumer group; also the group the database's offsets table is kept under.
     pub group_id: String,
@@ -59,7 +59,7 @@ pub struct SinkSettings {
 impl Default for SinkSettings {
     fn default() -> Self {
         Self {
-            database_url: Secret::new("postgres://pipeline:pipeline@localhost:5432/pipeline"),
+            database_url: Secret::new("sqlite://results.db"),
             group_id: "pg-sink".to_owned(),
             events_topic: "temperature-events".to_owned(),
             ip_counts_topic: "ip-counts".to_owned(),
@@ -73,8 +73,8 @@ impl Default for SinkSettings {
     }
 }
 
-/// Writes the pipelines' results (temperature-events, ip-counts) to PostgreSQL: every batch is
-/// one database transaction holding the rows and the consumed offsets, so each record becomes
+/// Writes the pipelines' results (temperature-events, ip-counts) to an SQLite file or to
+/// PostgreSQL: every batch is one database transaction holding the rows and the consumed offsets, so each record becomes
 /// exactly one row across crashes, restarts and rebalances.
 ///
 /// Settings come from, in increasing priority: built-in defaults, the file given by
@@ -86,8 +86,9 @@ pub struct Cli {
     /// The flags every service has.
     #[command(flatten)]
     pub common: CommonArgs,
-    /// PostgreSQL connection string; prefer PIPELINE__PG_SINK__DATABASE_URL, which ps does not
-    /// show. [default: postgres://pipeline:pipeline@localhost:5432/pipeline]
+    /// sqlite:///path/to/results.db, or a PostgreSQL connection string (prefer
+    /// PIPELINE__PG_SINK__DATABASE_URL for one with a password: ps does not show it).
+    /// [default: sqlite://results.db]
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// Consumer group (and the key of the offsets kept in the database). [default: pg-sink]
@@ -138,16 +139,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.kafka.validate()?;
         let s = &self.pg_sink;
-        s.database_url
-            .expose()
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| {
-                // The parser's message never quotes the string, so no password leaks here.
-                SettingsError::invalid(
-                    "pg_sink.database_url",
-                    format!("not a PostgreSQL connection string: {e}"),
-                )
-            })?;
+        // The message never quotes the string, so no password leaks here.
+        crate::store::Location::parse(s.database_url.expose())
+            .map_err(|e| SettingsError::invalid("pg_sink.database_url", e))?;
         for (key, value) in [
             ("pg_sink.group_id", &s.group_id),
             ("pg_sink.dlq_topic", &s.dlq_topic),
@@ -208,6 +202,7 @@ mod tests {
                 "--database-url=postgres://x:y@h:notaport/db",
                 "pg_sink.database_url",
             ),
+            ("--database-url=sqlite://", "pg_sink.database_url"),
             ("--group-id=", "pg_sink.group_id"),
             ("--batch-max-records=0", "pg_sink.batch_max_records"),
             (

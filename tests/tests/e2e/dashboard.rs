@@ -1,5 +1,5 @@
-//! The dashboard for real: results produced to the topics, written by pg-sink to PostgreSQL,
-//! served by the dashboard's API, and seen in Debian's headless Chromium (driven by
+//! The dashboard for real: results produced to the topics, written by pg-sink to PostgreSQL or
+//! to an SQLite file (the same test and assertions for both), served by the dashboard's API, and seen in Debian's headless Chromium (driven by
 //! playwright-core): the alerts, the sensors, the top addresses' bars in order with their
 //! counts, and a new alert arriving live without a reload. Saves a screenshot.
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::kafka_io::{produce, producer};
-use e2e_tests::postgres::{connect, fresh_database};
 use e2e_tests::repo_root;
+use e2e_tests::results::{Kind, ResultsDb};
 use e2e_tests::service::{Service, http_get, wait_ready};
 use e2e_tests::topics::create_topics;
 use e2e_tests::unique;
@@ -106,7 +106,16 @@ fn api(address: &str, path: &str) -> (u16, Value) {
 }
 
 #[test]
-fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser() {
+fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser_on_postgresql() {
+    the_dashboard_shows_the_results_and_updates_live(Kind::Postgres);
+}
+
+#[test]
+fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser_on_sqlite() {
+    the_dashboard_shows_the_results_and_updates_live(Kind::Sqlite);
+}
+
+fn the_dashboard_shows_the_results_and_updates_live(kind: Kind) {
     let node_modules = repo_root().join("tests/browser/node_modules/playwright-core");
     assert!(
         node_modules.is_dir(),
@@ -114,7 +123,7 @@ fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser() {
     );
     let bootstrap = shared_bootstrap();
     let id = unique("dashboard");
-    let database = fresh_database(&id);
+    let database = ResultsDb::fresh(kind, &id);
     let (events, ip_counts, dlq) = (
         format!("{id}-events"),
         format!("{id}-ip-counts"),
@@ -155,7 +164,7 @@ fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser() {
         );
     }
 
-    let database_flag = ["--database-url".to_owned(), database.clone()];
+    let database_flag = ["--database-url".to_owned(), database.url().to_owned()];
     let mut sink = Service::start_binary(
         "pg-sink",
         &[
@@ -183,14 +192,7 @@ fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser() {
     let rows = 3 + 36 + 25;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let have: i64 = connect(&database)
-            .query_one(
-                "SELECT (SELECT count(*) FROM temperature_alerts) + \
-                 (SELECT count(*) FROM temperature_averages) + (SELECT count(*) FROM ip_counts)",
-                &[],
-            )
-            .unwrap()
-            .get(0);
+        let have = database.row_total();
         if have == rows {
             break;
         }
@@ -258,7 +260,10 @@ fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser() {
     // The page, in a real browser.
     let screenshot_dir = repo_root().join("target/screenshots");
     std::fs::create_dir_all(&screenshot_dir).unwrap();
-    let screenshot = screenshot_dir.join("dashboard.png");
+    let screenshot = screenshot_dir.join(match kind {
+        Kind::Postgres => "dashboard.png",
+        Kind::Sqlite => "dashboard-sqlite.png",
+    });
     let _ = std::fs::remove_file(&screenshot);
     let mut browser = Command::new("node")
         .arg(repo_root().join("tests/browser/dashboard.mjs"))
@@ -343,7 +348,7 @@ fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser() {
     let png = std::fs::read(&screenshot).expect("screenshot saved");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
     println!(
-        "dashboard: new alert on the page {} ms after it was produced (sink linger 10 ms); screenshot {}",
+        "dashboard on {kind}: new alert on the page {} ms after it was produced (sink linger 10 ms); screenshot {}",
         live["appeared_ms"],
         screenshot.display()
     );

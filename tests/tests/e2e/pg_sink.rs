@@ -1,6 +1,7 @@
-//! pg-sink on the real broker and a real PostgreSQL: every record of the output topics becomes
-//! exactly one row, through repeated SIGKILLs of the sink while the pipeline runs, and through
-//! a database that goes away and comes back.
+//! pg-sink on the real broker, into a real PostgreSQL and into an SQLite file: every record of
+//! the output topics becomes exactly one row, through repeated SIGKILLs of the sink while the
+//! pipeline runs (the same test and assertions on both stores), and through a PostgreSQL server
+//! that goes away and comes back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::kafka_io::{Record, producer, read_topic, wait_until_consumed};
-use e2e_tests::postgres::{PrivateServer, connect, fresh_database};
+use e2e_tests::postgres::PrivateServer;
+use e2e_tests::results::{Kind, ResultsDb, Tables};
 use e2e_tests::service::{Service, scrape, simulator_args, try_http_get, wait_ready};
 use e2e_tests::topics::{PipelineTopics, create_topics};
 use e2e_tests::unique;
@@ -106,23 +108,9 @@ fn produce_one(bootstrap: &str, topic: &str, key: &[u8], value: &[u8]) -> (i32, 
     e2e_tests::kafka_io::produce(&producer(bootstrap), topic, None, Some(key), value, None)
 }
 
-type AlertRow = (i32, i64, String, i64, f64, f64, OffsetDateTime);
-type AverageRow = (i32, i64, String, i64, f64, i32, OffsetDateTime);
-type CountRow = (i64, String, i64, i32, i64);
-type SensorRow = (String, i64, Option<f64>, Option<f64>, i64, i64);
-
-/// What the tables must hold, computed from the topics.
-#[derive(Debug, Default, PartialEq)]
-struct Tables {
-    alerts: Vec<AlertRow>,
-    averages: Vec<AverageRow>,
-    counts: Vec<CountRow>,
-    sensors: Vec<SensorRow>,
-}
-
 fn expected_tables(events: &[Record], counts: &[Record]) -> Tables {
     let mut t = Tables::default();
-    let mut sensors: BTreeMap<String, SensorRow> = BTreeMap::new();
+    let mut sensors: BTreeMap<String, e2e_tests::results::SensorRow> = BTreeMap::new();
     for r in events {
         let Ok(event) = serde_json::from_slice::<Event<'_>>(r.payload.as_deref().unwrap_or(&[]))
         else {
@@ -183,71 +171,10 @@ fn expected_tables(events: &[Record], counts: &[Record]) -> Tables {
     t
 }
 
-fn actual_tables(database: &str) -> Tables {
-    let mut db = connect(database);
-    let alerts = db
-        .query(
-            "SELECT kafka_partition, kafka_offset, sensor_id, seq, temperature, threshold, event_time \
-             FROM temperature_alerts ORDER BY kafka_partition, kafka_offset",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
-        .collect();
-    let averages = db
-        .query(
-            "SELECT kafka_partition, kafka_offset, sensor_id, seq, average, window_size, event_time \
-             FROM temperature_averages ORDER BY kafka_partition, kafka_offset",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
-        .collect();
-    let counts = db
-        .query(
-            "SELECT (extract(epoch FROM window_start) * 1000)::int8, host(ip), count, \
-             kafka_partition, kafka_offset FROM ip_counts ORDER BY kafka_partition, kafka_offset",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect();
-    let sensors = db
-        .query(
-            "SELECT sensor_id, last_seq, last_average, last_alert_temperature, alert_count, \
-             average_count FROM sensors ORDER BY sensor_id",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
-        .collect();
-    Tables {
-        alerts,
-        averages,
-        counts,
-        sensors,
-    }
-}
-
-fn row_total(database: &str) -> i64 {
-    connect(database)
-        .query_one(
-            "SELECT (SELECT count(*) FROM temperature_alerts) + \
-             (SELECT count(*) FROM temperature_averages) + (SELECT count(*) FROM ip_counts)",
-            &[],
-        )
-        .map(|r| r.get(0))
-        .unwrap_or(0)
-}
-
-fn wait_for_rows(database: &str, rows: usize, timeout: Duration) -> Duration {
+fn wait_for_rows(database: &ResultsDb, rows: usize, timeout: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        let have = row_total(database);
+        let have = database.row_total();
         if have as usize >= rows {
             return started.elapsed();
         }
@@ -274,10 +201,19 @@ fn assert_tables_equal(expected: &Tables, actual: &Tables) {
 }
 
 #[test]
-fn every_result_is_one_row_through_repeated_sigkills_of_the_sink() {
+fn every_result_is_one_row_through_repeated_sigkills_of_the_sink_on_postgresql() {
+    every_result_is_one_row_through_repeated_sigkills(Kind::Postgres);
+}
+
+#[test]
+fn every_result_is_one_row_through_repeated_sigkills_of_the_sink_on_sqlite() {
+    every_result_is_one_row_through_repeated_sigkills(Kind::Sqlite);
+}
+
+fn every_result_is_one_row_through_repeated_sigkills(kind: Kind) {
     let bootstrap = shared_bootstrap();
     let id = unique("pg-kill");
-    let database = fresh_database(&id);
+    let database = ResultsDb::fresh(kind, &id);
     let topics = PipelineTopics::unique("pg-kill");
     topics.create(&bootstrap, 6);
     let sink = Sink::new(&id, &topics.output);
@@ -323,7 +259,7 @@ fn every_result_is_one_row_through_repeated_sigkills_of_the_sink() {
     for _ in 0..6 {
         let mut s = sink.start(
             &bootstrap,
-            &database,
+            database.url(),
             &["--batch-max-records", "400", "--batch-linger-ms", "20"],
         );
         std::thread::sleep(Duration::from_millis(1200 + rand::random::<u64>() % 1300));
@@ -331,7 +267,7 @@ fn every_result_is_one_row_through_repeated_sigkills_of_the_sink() {
         s.wait(Duration::from_secs(10)).expect("killed");
         kills += 1;
     }
-    let mut last = sink.start(&bootstrap, &database, &[]);
+    let mut last = sink.start(&bootstrap, database.url(), &[]);
     simulator.wait_success(Duration::from_secs(120));
     counts.join().expect("counts producer");
     wait_until_consumed(
@@ -356,20 +292,11 @@ fn every_result_is_one_row_through_repeated_sigkills_of_the_sink() {
     let catch_up = wait_for_rows(&database, rows, Duration::from_secs(120));
     // Nothing more arrives later (a duplicate would show as a count above `rows`).
     std::thread::sleep(Duration::from_secs(1));
-    let actual = actual_tables(&database);
+    let actual = database.tables();
     assert_tables_equal(&expected, &actual);
 
     // The stored positions are the topics' last records + 1: nothing left, nothing ahead.
-    let mut db = connect(&database);
-    let stored: BTreeMap<(String, i32), i64> = db
-        .query(
-            "SELECT topic, kafka_partition, next_offset FROM consumed_offsets WHERE consumer_group = $1",
-            &[&sink.group],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
+    let stored = database.positions(&sink.group);
     let mut last_records: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for (topic, records) in [(&topics.output, &events), (&sink.counts, &count_records)] {
         for r in records.iter() {
@@ -404,7 +331,7 @@ fn every_result_is_one_row_through_repeated_sigkills_of_the_sink() {
     assert!(metrics["pg_sink_transactions_total"] > 0.0);
     last.stop(Duration::from_secs(20));
     println!(
-        "pg-sink kill test: {kills} SIGKILLs; pipeline done after {:.1} s, the last sink caught up {:.1} s later; {rows} rows ({} alerts, {} averages, {} counts, {} sensors) equal to the topics",
+        "pg-sink kill test on {kind}: {kills} SIGKILLs; pipeline done after {:.1} s, the last sink caught up {:.1} s later; {rows} rows ({} alerts, {} averages, {} counts, {} sensors) equal to the topics",
         pipeline_done.as_secs_f64(),
         catch_up.as_secs_f64(),
         actual.alerts.len(),
@@ -419,7 +346,7 @@ fn the_sink_waits_for_the_database_and_loses_nothing() {
     let bootstrap = shared_bootstrap();
     let id = unique("pg-outage");
     let server = PrivateServer::start();
-    let database = server.url().to_owned();
+    let database = ResultsDb::existing_postgres(server.url());
     let sink = Sink::new(&id, &format!("{id}-events"));
     create_topics(
         &bootstrap,
@@ -428,7 +355,7 @@ fn the_sink_waits_for_the_database_and_loses_nothing() {
     // A backlog first: how fast the sink writes it is the figure printed.
     const BACKLOG: u64 = 60_000;
     produce_counts(&bootstrap, &sink.counts, 0, BACKLOG);
-    let mut service = sink.start(&bootstrap, &database, &[]);
+    let mut service = sink.start(&bootstrap, database.url(), &[]);
     let http = service.http_address(Duration::from_secs(30));
     wait_ready(&http);
     let took = wait_for_rows(&database, BACKLOG as usize, Duration::from_secs(120));
@@ -459,8 +386,41 @@ fn the_sink_waits_for_the_database_and_loses_nothing() {
     wait_for_rows(&database, BACKLOG as usize + 1_000, Duration::from_secs(90));
     std::thread::sleep(Duration::from_secs(1));
     let expected = expected_tables(&[], &read_topic(&bootstrap, &sink.counts));
-    assert_tables_equal(&expected, &actual_tables(&database));
+    assert_tables_equal(&expected, &database.tables());
     wait_ready(&http);
+    let (status, _) = service.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}",
+        service.log_tail()
+    );
+}
+
+#[test]
+fn the_sqlite_sink_writes_a_backlog_exactly() {
+    let bootstrap = shared_bootstrap();
+    let id = unique("sqlite-backlog");
+    let database = ResultsDb::fresh(Kind::Sqlite, &id);
+    let sink = Sink::new(&id, &format!("{id}-events"));
+    create_topics(
+        &bootstrap,
+        &[(&sink.events, 3), (&sink.counts, 6), (&sink.dlq, 1)],
+    );
+    // The same backlog as the PostgreSQL test above: the two figures compare.
+    const BACKLOG: u64 = 60_000;
+    produce_counts(&bootstrap, &sink.counts, 0, BACKLOG);
+    let mut service = sink.start(&bootstrap, database.url(), &[]);
+    let http = service.http_address(Duration::from_secs(30));
+    wait_ready(&http);
+    let took = wait_for_rows(&database, BACKLOG as usize, Duration::from_secs(120));
+    println!(
+        "pg-sink backlog into SQLite: {BACKLOG} count rows in {:.2} s since ready = {:.0} rows/s",
+        took.as_secs_f64(),
+        BACKLOG as f64 / took.as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let expected = expected_tables(&[], &read_topic(&bootstrap, &sink.counts));
+    assert_tables_equal(&expected, &database.tables());
     let (status, _) = service.terminate(Duration::from_secs(20));
     assert!(
         status.is_some_and(|s| s.success()),

@@ -1,17 +1,19 @@
-//! The database side: connecting, migrating, reading where each partition stands, and writing
-//! one batch as one transaction (rows, sensors, offsets and a notification commit together).
+//! PostgreSQL: connecting, migrating (`migrations/postgres/`, under an advisory lock), reading
+//! where each partition stands, and writing a batch as one transaction of multi-row
+//! `INSERT … SELECT * FROM UNNEST(…)` statements (rows, sensors, offsets and a NOTIFY commit
+//! together).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use pipeline_runtime::secret::Secret;
 use tokio_postgres::{Client, NoTls};
 
-use crate::rows::{Row, Rows};
+use super::{Partitions, Written, announcement, take_new};
+use crate::rows::Rows;
 
 mod embedded {
-    refinery::embed_migrations!("migrations");
+    refinery::embed_migrations!("migrations/postgres");
 }
 
 /// Key of the advisory lock held while migrating, so that replicas (and the dashboard)
@@ -19,58 +21,33 @@ mod embedded {
 const MIGRATION_LOCK: i64 = 0x7069_7065_6c69_6e65; // "pipeline"
 
 /// A connection, with the statements a batch needs.
-pub struct Store {
+pub struct PgStore {
     client: Client,
     connection: tokio::task::JoinHandle<()>,
 }
 
-/// One topic's records in a batch: per partition, in offset order, each with its row (`None`
-/// for a dead-lettered record, which still moves the partition's position).
-pub type Partitions = BTreeMap<i32, Vec<(i64, Option<Row>)>>;
-
-/// What a transaction did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Written {
-    /// Rows inserted into the three row tables.
-    pub rows: u64,
-    /// Counts already in `ip_counts` for their (window, address) (an upstream duplicate, only
-    /// possible when the job runs at least once): not inserted.
-    pub duplicate_counts: u64,
-    /// Records the database already held (read again after a crash or a rebalance): skipped.
-    pub skipped: u64,
+/// Where a configuration points, without the password: for logs.
+pub fn describe(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "PostgreSQL {}:{} database {}",
+        hosts.join(","),
+        ports.join(","),
+        config.get_dbname().unwrap_or("(user's)")
+    )
 }
 
-/// Where the host part of a connection string points, without the password: for logs.
-pub fn describe(url: &Secret) -> String {
-    match url.expose().parse::<tokio_postgres::Config>() {
-        Ok(config) => {
-            let hosts: Vec<String> = config
-                .get_hosts()
-                .iter()
-                .map(|h| match h {
-                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                })
-                .collect();
-            let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-            format!(
-                "{}:{} database {}",
-                hosts.join(","),
-                ports.join(","),
-                config.get_dbname().unwrap_or("(user's)")
-            )
-        }
-        Err(_) => "(unparsable connection string)".to_owned(),
-    }
-}
-
-impl Store {
+impl PgStore {
     /// Connects once.
-    pub async fn connect(url: &Secret) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config = url
-            .expose()
-            .parse()
-            .context("parsing the connection string")?;
+    pub async fn connect(mut config: tokio_postgres::Config) -> anyhow::Result<Self> {
         if config.get_application_name().is_none() {
             config.application_name("pg-sink");
         }
@@ -82,33 +59,6 @@ impl Store {
             }
         });
         Ok(Self { client, connection })
-    }
-
-    /// Connects, retrying with back-off (1 s doubling to 30 s) and a log line per attempt,
-    /// until it works or `cancel` fires (then `None`).
-    pub async fn connect_until(
-        url: &Secret,
-        cancel: &tokio_util::sync::CancellationToken,
-    ) -> Option<Self> {
-        let mut wait = Duration::from_secs(1);
-        loop {
-            match Self::connect(url).await {
-                Ok(store) => return Some(store),
-                Err(error) => {
-                    metrics::counter!(crate::metrics::DB_ERRORS).increment(1);
-                    tracing::warn!(
-                        database = %describe(url),
-                        "database unreachable, retrying in {} s: {error:#}",
-                        wait.as_secs()
-                    );
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = cancel.cancelled() => return None,
-            }
-            wait = (wait * 2).min(Duration::from_secs(30));
-        }
     }
 
     /// Whether the connection is gone (then a new one is needed).
@@ -176,7 +126,7 @@ impl Store {
         let tx = self.client.transaction().await?;
         let mut rows = Rows::default();
         let mut skipped = 0;
-        let mut moves: Vec<(&str, Vec<i32>, Vec<i64>)> = Vec::new();
+        let mut moves = Vec::new();
         // Topics, then partitions, in a fixed order: the order the position rows are locked in.
         for (topic, partitions) in records {
             let ids: Vec<i32> = partitions.keys().copied().collect();
@@ -197,23 +147,9 @@ impl Store {
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
-            let (mut moved_ids, mut nexts) = (Vec::new(), Vec::new());
-            for (partition, list) in partitions {
-                let from = stored.get(partition).copied().unwrap_or(0);
-                let mut next = from;
-                skipped += list.iter().filter(|(offset, _)| *offset < from).count() as u64;
-                for (offset, row) in list.iter().filter(|(offset, _)| *offset >= from) {
-                    if let Some(row) = row {
-                        rows.add(*partition, *offset, row.clone());
-                    }
-                    next = offset + 1;
-                }
-                if next > from {
-                    moved_ids.push(*partition);
-                    nexts.push(next);
-                }
-            }
-            moves.push((topic.as_str(), moved_ids, nexts));
+            let (topic_skipped, topic_moves) = take_new(partitions, &stored, &mut rows);
+            skipped += topic_skipped;
+            moves.push((topic.as_str(), topic_moves));
         }
 
         let mut written = Written {
@@ -320,25 +256,20 @@ impl Store {
             )
             .await?;
         }
-        for (topic, ids, nexts) in &moves {
-            if ids.is_empty() {
+        for (topic, moved) in &moves {
+            if moved.partitions.is_empty() {
                 continue;
             }
             tx.execute(
                 "UPDATE consumed_offsets AS c SET next_offset = u.next, updated_at = now() \
                  FROM UNNEST($3::int4[], $4::int8[]) AS u(p, next) \
                  WHERE c.consumer_group = $1 AND c.topic = $2 AND c.kafka_partition = u.p",
-                &[&group, topic, ids, nexts],
+                &[&group, topic, &moved.partitions, &moved.next],
             )
             .await?;
         }
         if written.rows > 0 && !notify_channel.is_empty() {
-            let payload = format!(
-                r#"{{"alerts":{},"averages":{},"ip_counts":{}}}"#,
-                rows.alerts.offset.len(),
-                rows.averages.offset.len(),
-                rows.ip_counts.offset.len() as u64 - written.duplicate_counts
-            );
+            let payload = announcement(&rows, written.duplicate_counts);
             // Delivered to listeners when (and only if) the transaction commits.
             tx.execute("SELECT pg_notify($1, $2)", &[&notify_channel, &payload])
                 .await?;
@@ -348,7 +279,7 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for PgStore {
     fn drop(&mut self) {
         self.connection.abort();
     }
