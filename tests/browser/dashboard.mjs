@@ -7,6 +7,9 @@
 //   out: {"idle_api_requests": N}        API requests in 3 s with nothing new (polling would show)
 //   in:  {"wait_for_alert": {"sensor": S, "seq": N}}
 //   out: {"appeared_ms": T, "same_document": true, "snapshot": {...}}
+//        after which the screenshot is saved and the browser closed;
+//   or in: {"close": {"wait_ms": T}}   (tests/tests/e2e/demo.rs: live data all the time)
+//   out: {"same_document": true, "page_errors": [...], "snapshot": {...}} after T ms,
 //        after which the screenshot is saved and the browser closed.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -81,17 +84,27 @@ try {
   await page.waitForTimeout(3000);
   say({ idle_api_requests: apiRequests - before });
 
-  const { wait_for_alert: alert } = await nextCommand();
-  const started = Date.now();
-  await page.waitForSelector(`#alerts li[data-sensor="${alert.sensor}"][data-seq="${alert.seq}"]`, { timeout: 30000 });
-  const appeared = Date.now() - started;
-  await page.waitForTimeout(200);
-  say({
-    appeared_ms: appeared,
-    same_document: await page.evaluate(() => window.__sameDocument === true),
-    page_errors: errors,
-    snapshot: await snapshot(page),
-  });
+  const command = await nextCommand();
+  if (command.close) {
+    await page.waitForTimeout(command.close.wait_ms);
+    say({
+      same_document: await page.evaluate(() => window.__sameDocument === true),
+      page_errors: errors,
+      snapshot: await snapshot(page),
+    });
+  } else {
+    const alert = command.wait_for_alert;
+    const started = Date.now();
+    await page.waitForSelector(`#alerts li[data-sensor="${alert.sensor}"][data-seq="${alert.seq}"]`, { timeout: 30000 });
+    const appeared = Date.now() - started;
+    await page.waitForTimeout(200);
+    say({
+      appeared_ms: appeared,
+      same_document: await page.evaluate(() => window.__sameDocument === true),
+      page_errors: errors,
+      snapshot: await snapshot(page),
+    });
+  }
   await page.screenshot({ path: screenshot, fullPage: true });
 } finally {
   await browser.close();

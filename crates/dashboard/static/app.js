@@ -105,7 +105,8 @@ function renderBars(figure, data) {
   caption.textContent = `${label}: ${time(data.window_start)} – ${time(data.window_end)}`;
   figure.dataset.window = data.window_start;
   const width = chart.clientWidth || 480;
-  const labelWidth = 150, valueWidth = 60, rowHeight = 26;
+  // Room for an IPv6 address (up to 39 characters) beside its bar.
+  const labelWidth = 260, valueWidth = 60, rowHeight = 26;
   const max = Math.max(...data.top.map((t) => t.count));
   chart.setAttribute("viewBox", `0 0 ${width} ${data.top.length * rowHeight}`);
   data.top.forEach((t, i) => {

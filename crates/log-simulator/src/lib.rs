@@ -12,6 +12,13 @@
 //!   `i % connections`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -229,4 +236,87 @@ mod tests {
         );
         assert_eq!(combined_timestamp(0), "01/Jan/1970:00:00:00 +0000");
     }
+}
+
+/// Where and how fast [`send`] sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sending {
+    /// The gateway's address.
+    pub gateway: String,
+    /// Lines per second in total; 0: as fast as the gateway takes them.
+    pub rate: f64,
+    /// Lines to send; 0: until `stop`.
+    pub count: u64,
+    /// Concurrent connections; line `i` goes to connection `i % connections`.
+    pub connections: usize,
+}
+
+/// Sends `generator`'s lines to the gateway until `count` or `stop`, then closes the
+/// connections cleanly; returns the lines sent (each written to its connection).
+pub async fn send(
+    generator: &mut Generator,
+    sending: &Sending,
+    stop: &CancellationToken,
+) -> anyhow::Result<u64> {
+    anyhow::ensure!(sending.connections > 0, "--connections must be > 0");
+    let mut senders = Vec::new();
+    let mut writers = Vec::new();
+    for c in 0..sending.connections {
+        let stream = TcpStream::connect(&sending.gateway)
+            .await
+            .with_context(|| format!("connecting to the gateway at {}", sending.gateway))?;
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+        senders.push(tx);
+        writers.push(tokio::spawn(async move {
+            let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024, stream);
+            let mut lines = 0u64;
+            while let Some(mut line) = rx.recv().await {
+                line.push(b'\n');
+                writer
+                    .write_all(&line)
+                    .await
+                    .with_context(|| format!("writing to connection {c}"))?;
+                lines += 1;
+                if rx.is_empty() {
+                    writer.flush().await?;
+                }
+            }
+            writer.flush().await?;
+            writer.into_inner().shutdown().await?;
+            anyhow::Ok(lines)
+        }));
+    }
+
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sending.count == 0 || sent < sending.count {
+        if stop.is_cancelled() {
+            break;
+        }
+        if sending.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(sent as f64 / sending.rate);
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+        }
+        let line = generator.next_line();
+        let connection = (sent % sending.connections as u64) as usize;
+        if senders[connection].send(line).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    drop(senders);
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.context("connection task")??;
+    }
+    anyhow::ensure!(
+        written == sent,
+        "{sent} lines generated but {written} written"
+    );
+    Ok(sent)
 }

@@ -1,15 +1,11 @@
 //! `log-simulator`: generate lines and send them to the gateway over several connections.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use clap::Parser;
-use log_simulator::{Generator, Shape};
+use log_simulator::{Generator, Sending, Shape};
 use pipeline_runtime::settings::TelemetrySettings;
 use pipeline_runtime::{shutdown, telemetry};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 /// Sends seeded, realistic access-log lines (combined format) to the log gateway over several
 /// TCP connections.
@@ -80,66 +76,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut generator = Generator::new(seed, shape)?;
     tracing::info!(gateway = %cli.gateway, seed, connections = cli.connections, rate = cli.rate, count = cli.count, "log simulator starting");
 
-    let mut senders = Vec::new();
-    let mut writers = Vec::new();
-    for c in 0..cli.connections {
-        let stream = TcpStream::connect(&cli.gateway)
-            .await
-            .with_context(|| format!("connecting to the gateway at {}", cli.gateway))?;
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
-        senders.push(tx);
-        writers.push(tokio::spawn(async move {
-            let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024, stream);
-            let mut lines = 0u64;
-            while let Some(mut line) = rx.recv().await {
-                line.push(b'\n');
-                writer
-                    .write_all(&line)
-                    .await
-                    .with_context(|| format!("writing to connection {c}"))?;
-                lines += 1;
-                if rx.is_empty() {
-                    writer.flush().await?;
-                }
-            }
-            writer.flush().await?;
-            writer.into_inner().shutdown().await?;
-            anyhow::Ok(lines)
-        }));
-    }
-
     let stop = shutdown::on_signals();
     let started = Instant::now();
-    let mut sent = 0u64;
-    while cli.count == 0 || sent < cli.count {
-        if stop.is_cancelled() {
-            break;
-        }
-        if cli.rate > 0.0 {
-            let due = started + Duration::from_secs_f64(sent as f64 / cli.rate);
-            if due > Instant::now() {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(due.into()) => {}
-                    _ = stop.cancelled() => break,
-                }
-            }
-        }
-        let line = generator.next_line();
-        let connection = (sent % cli.connections as u64) as usize;
-        if senders[connection].send(line).await.is_err() {
-            break;
-        }
-        sent += 1;
-    }
-    drop(senders);
-    let mut written = 0;
-    for writer in writers {
-        written += writer.await.context("connection task")??;
-    }
-    anyhow::ensure!(
-        written == sent,
-        "{sent} lines generated but {written} written"
-    );
+    let sent = log_simulator::send(
+        &mut generator,
+        &Sending {
+            gateway: cli.gateway.clone(),
+            rate: cli.rate,
+            count: cli.count,
+            connections: cli.connections,
+        },
+        &stop,
+    )
+    .await?;
     tracing::info!(
         lines = sent,
         seed,

@@ -63,9 +63,12 @@ impl Health {
 }
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+/// Under a lock: services started side by side in one process (the demo) call it at the same
+/// time, and only one may install.
 pub fn metrics_recorder() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
+    static HANDLE: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
+    let mut installed = HANDLE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
@@ -73,7 +76,8 @@ pub fn metrics_recorder() -> anyhow::Result<PrometheusHandle> {
         .context("configuring histogram buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 #[derive(Clone)]

@@ -1,11 +1,21 @@
-//! The no-install demo: an in-process mock Kafka cluster (librdkafka's, through
-//! `rdkafka::mocking`), the simulator and several processor replicas, with a live view of the
-//! events. A demo on a mock broker: the tests prove behaviour on the real one.
+//! The no-install demo of the whole system, in one process on an in-process mock Kafka cluster
+//! (librdkafka's, through `rdkafka::mocking`):
+//!
+//! - the temperature pipeline: the simulator and several processor replicas in one group;
+//! - the network-log pipeline: the log gateway on a local TCP port, a log simulator sending to
+//!   it, and the IP-count job (short windows, so that counts show within seconds);
+//! - the results: the sink into an SQLite file in a directory of the caller's, and the
+//!   dashboard (page, API, live updates) on a local address.
+//!
+//! A demo on a mock broker: the tests prove behaviour on the real one.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use pipeline_runtime::kafka::{Override, TracingContext, client_config};
+use pipeline_runtime::secret::Secret;
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -22,28 +32,66 @@ pub struct DemoOptions {
     pub rate: f64,
     /// Processor replicas in the consumer group.
     pub replicas: usize,
-    /// Seed of the simulator.
+    /// Seed of both simulators.
     pub seed: u64,
+    /// Log lines per second the log simulator sends; 0: none (the gateway still listens).
+    pub log_rate: f64,
+    /// The IP-count job's window.
+    pub window: Duration,
+    /// The dashboard's address.
+    pub dashboard: SocketAddr,
+    /// The log gateway's address.
+    pub gateway: SocketAddr,
+    /// Where the SQLite file goes (the directory must exist).
+    pub data_dir: PathBuf,
 }
 
 const READINGS: &str = "temperature-readings";
 const EVENTS: &str = "temperature-events";
 const DEAD_LETTERS: &str = "temperature-readings-dlq";
 
-/// Runs the demo until `shutdown` fires, handing every event the replicas write to `on_event`.
+/// Fails with a clear message, naming the flag, when `address` cannot be listened on.
+pub fn check_free(address: SocketAddr, flag: &str) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "cannot listen on {address} (is it taken?): choose another with {flag} HOST:PORT"
+            )
+        })
+}
+
+/// The SQLite file the demo's results go to.
+pub fn database_file(options: &DemoOptions) -> PathBuf {
+    options.data_dir.join("results.db")
+}
+
+/// Runs the demo until `shutdown` fires (or a part of it fails), handing every temperature event
+/// the replicas write to `on_event`.
 pub async fn run(
     options: &DemoOptions,
     shutdown: CancellationToken,
     mut on_event: impl FnMut(&Event),
 ) -> anyhow::Result<()> {
+    check_free(options.dashboard, "--dashboard")?;
+    check_free(options.gateway, "--gateway")?;
     let cluster = MockCluster::new(1).context("starting the mock Kafka cluster")?;
-    // The mock cluster has no CreateTopics: the processors' changelog is made here too.
-    let state_topic = processor::ProcessorSettings::default().state_topic();
+    let ip_defaults = ip_count::service::IpCountSettings::default();
+    let sink_defaults = pg_sink::settings::SinkSettings::default();
+    // The mock cluster has no CreateTopics: the jobs' changelogs are made here too.
+    let processor_state = processor::ProcessorSettings::default().state_topic();
+    let counts_state = format!("{}-counts-state", ip_defaults.group_id);
     for (topic, partitions) in [
         (READINGS, 6),
         (EVENTS, 6),
         (DEAD_LETTERS, 3),
-        (state_topic.as_str(), 6),
+        (processor_state.as_str(), 6),
+        (ip_defaults.input_topic.as_str(), 3),
+        (ip_defaults.repartition_topic.as_str(), 3),
+        (counts_state.as_str(), 3),
+        (ip_defaults.output_topic.as_str(), 3),
+        (ip_defaults.dlq_topic.as_str(), 1),
+        (sink_defaults.dlq_topic.as_str(), 1),
     ] {
         cluster
             .create_topic(topic, partitions, 1)
@@ -53,6 +101,9 @@ pub async fn run(
         brokers: cluster.bootstrap_servers(),
         ..KafkaSettings::default()
     };
+    // Several services in one process: none serves /metrics of its own (the dashboard's
+    // address is the only one).
+    let none = String::new;
 
     let mut tasks = tokio::task::JoinSet::new();
     for replica in 0..options.replicas {
@@ -62,10 +113,9 @@ pub async fn run(
         };
         // One transactional id per replica, or they would fence each other.
         config.processor.instance_id = Some(format!("demo-{replica}"));
-        // Several replicas in one process: no HTTP endpoints.
-        config.processor.http_address = String::new();
+        config.processor.http_address = none();
         let stop = shutdown.clone();
-        tasks.spawn(async move { processor::run(&config, stop).await });
+        tasks.spawn(async move { processor::run(&config, stop).await.context("a processor") });
     }
     let mut simulator = sensor_simulator::Config {
         kafka: kafka.clone(),
@@ -75,9 +125,72 @@ pub async fn run(
     simulator.simulator.rate = options.rate;
     simulator.simulator.seed = Some(options.seed);
     simulator.simulator.progress_interval_secs = Duration::from_secs(3600);
-    simulator.simulator.http_address = String::new();
+    simulator.simulator.http_address = none();
     let stop = shutdown.clone();
-    tasks.spawn(async move { sensor_simulator::run(&simulator, stop).await.map(|_| ()) });
+    tasks.spawn(async move {
+        sensor_simulator::run(&simulator, stop)
+            .await
+            .map(|_| ())
+            .context("the sensor simulator")
+    });
+
+    let mut gateway = log_gateway::Config {
+        kafka: kafka.clone(),
+        ..Default::default()
+    };
+    gateway.gateway.listen_address = options.gateway.to_string();
+    gateway.gateway.http_address = none();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        log_gateway::run(&gateway, stop)
+            .await
+            .map(|_| ())
+            .context("the log gateway")
+    });
+    let mut counter = ip_count::service::Config {
+        kafka: kafka.clone(),
+        ..Default::default()
+    };
+    counter.ip_count.window_secs = options.window;
+    counter.ip_count.lateness_secs = Duration::from_secs(1);
+    counter.ip_count.instance_id = Some("demo".to_owned());
+    counter.ip_count.http_address = none();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        ip_count::service::run(&counter, stop)
+            .await
+            .context("the IP counter")
+    });
+
+    let database_url = Secret::new(format!("sqlite://{}", database_file(options).display()));
+    let mut sink = pg_sink::Config {
+        kafka: kafka.clone(),
+        ..Default::default()
+    };
+    sink.pg_sink.database_url = database_url.clone();
+    sink.pg_sink.http_address = none();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        pg_sink::run(&sink, stop)
+            .await
+            .map(|_| ())
+            .context("the results sink")
+    });
+    let mut board = dashboard::Config::default();
+    board.dashboard.database_url = database_url;
+    board.dashboard.http_address = options.dashboard.to_string();
+    let stop = shutdown.clone();
+    tasks.spawn(async move { dashboard::run(&board, stop).await.context("the dashboard") });
+
+    if options.log_rate > 0.0 {
+        let (gateway, rate, seed) = (options.gateway, options.log_rate, options.seed);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            send_logs(gateway, rate, seed, stop)
+                .await
+                .context("the log simulator")
+        });
+    }
 
     let viewer: StreamConsumer<TracingContext> = client_config(
         &kafka,
@@ -93,9 +206,21 @@ pub async fn run(
     viewer
         .subscribe(&[EVENTS])
         .context("subscribing the viewer")?;
+    let mut failure = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            // A part that ends before the stop failed: stop the rest and say which.
+            Some(ended) = tasks.join_next() => {
+                let error = match ended {
+                    Ok(Ok(())) => anyhow::anyhow!("a part of the demo stopped early"),
+                    Ok(Err(error)) => error,
+                    Err(panic) => anyhow::anyhow!("a part of the demo panicked: {panic}"),
+                };
+                failure = Some(error);
+                shutdown.cancel();
+                break;
+            }
             message = viewer.recv() => match message {
                 Ok(m) => {
                     if let Some(Ok(event)) = m.payload().map(serde_json::from_slice::<Event>) {
@@ -111,10 +236,54 @@ pub async fn run(
     }
     drop(viewer);
     while let Some(result) = tasks.join_next().await {
-        result.context("a demo task panicked")??;
+        let outcome = result.context("a demo task panicked").and_then(|r| r);
+        if let (Err(error), None) = (outcome, &failure) {
+            failure = Some(error);
+        }
     }
     // Every client is gone: only now may the cluster they talk to go away.
     drop(cluster);
+    failure.map_or(Ok(()), Err)
+}
+
+/// Sends seeded access-log lines, timed now, to the gateway until `stop`.
+async fn send_logs(
+    gateway: SocketAddr,
+    rate: f64,
+    seed: u64,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut generator = log_simulator::Generator::new(
+        seed,
+        log_simulator::Shape {
+            clients: 200,
+            ipv6_share: 0.1,
+            forwarded_share: 0.1,
+            malformed_share: 0.01,
+            start_ms: now_ms,
+            step_ms: 1000.0 / rate,
+        },
+    )?;
+    // The gateway starts beside this task: wait for it to listen.
+    let mut tries = 0;
+    while tokio::net::TcpStream::connect(gateway).await.is_err() {
+        tries += 1;
+        anyhow::ensure!(tries < 100, "the gateway at {gateway} never listened");
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = stop.cancelled() => return Ok(()),
+        }
+    }
+    let sending = log_simulator::Sending {
+        gateway: gateway.to_string(),
+        rate,
+        count: 0,
+        connections: 2,
+    };
+    log_simulator::send(&mut generator, &sending, &stop).await?;
     Ok(())
 }
 
@@ -138,11 +307,22 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_demo_shows_alerts_and_averages() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+        };
         let options = DemoOptions {
             sensors: 8,
             rate: 400.0,
             replicas: 3,
             seed: 1,
+            log_rate: 0.0,
+            window: Duration::from_secs(5),
+            dashboard: free(),
+            gateway: free(),
+            data_dir: dir.path().to_owned(),
         };
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();

@@ -7,6 +7,7 @@
 //!   [`pipeline`], [`restore`], [`simulator`]; with PostgreSQL: [`pg_sink`], [`dashboard`]
 //!   (in Chromium too); with Prometheus: [`prometheus`];
 //! - a broker of their own, restarted under load: [`chaos`], [`ip_count_chaos`], [`secure`];
+//! - the in-process demo, its dashboard in Chromium: [`demo`];
 //! - files and offline validators: [`compose`], [`kubernetes`];
 //! - Docker, run only with `--run-ignored`: [`compose_stack`].
 
@@ -16,6 +17,7 @@ mod cli;
 mod compose;
 mod compose_stack;
 mod dashboard;
+mod demo;
 mod gateway;
 mod input;
 mod ip_count;
