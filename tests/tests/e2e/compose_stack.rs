@@ -1,5 +1,5 @@
 //! `docker compose`, run for real the way a user runs it: build and start the stack, read alerts
-//! with the README's one-liner, scale to three processors, SIGKILL one, audit the live
+//! with the documented one-liner (docs/compose.md), scale to three processors, SIGKILL one, audit the live
 //! deployment, bring up Prometheus, tear everything down. Plus the fixes of the first real run:
 //! one image build shared by both services, no stale binaries from the build cache, a
 //! healthcheck that starts no JVM, a quiet broker log, a topics service that does not run again.
@@ -226,14 +226,20 @@ fn wait_for_members(compose: &Compose, members: usize) -> Duration {
     started.elapsed()
 }
 
-/// The README's alert one-liner, taken from the README itself (so the test fails if the README
-/// shows a command that does not work), made non-interactive (`exec -T`) and aimed at this
+/// A page of `docs/`, whose commands the test runs as a user would.
+fn doc(page: &str) -> String {
+    let path = repo_root().join("docs").join(page);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The documented alert one-liner, taken from `docs/compose.md` itself (so the test fails if the
+/// page shows a command that does not work), made non-interactive (`exec -T`) and aimed at this
 /// project.
 fn readme_alert_command(compose: &Compose) -> String {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let readme = doc("compose.md");
     let start = readme
         .find("docker compose exec kafka /opt/kafka/bin/kafka-console-consumer.sh")
-        .expect("the README shows the alert one-liner");
+        .expect("docs/compose.md shows the alert one-liner");
     let end = start
         + readme[start..]
             .find("\n```")
@@ -266,12 +272,13 @@ fn send_log_line(ip: &str) {
     std::io::Write::write_all(&mut stream, line.as_bytes()).expect("send the line");
 }
 
-/// The README's command that shows an address's counts, aimed at this project and `ip`.
+/// The documented command that shows an address's counts (`docs/network-logs.md`), aimed at
+/// this project and `ip`.
 fn readme_count_command(compose: &Compose, ip: &str) -> String {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let readme = doc("network-logs.md");
     let start = readme
         .find("docker compose exec kafka /opt/kafka/bin/kafka-console-consumer.sh --bootstrap-server localhost:9092 --topic ip-counts")
-        .expect("the README shows how to read ip-counts");
+        .expect("docs/network-logs.md shows how to read ip-counts");
     let end = start + readme[start..].find('\n').expect("end of line");
     let command = &readme[start..end];
     assert!(
@@ -289,12 +296,13 @@ fn readme_count_command(compose: &Compose, ip: &str) -> String {
     )
 }
 
-/// The README's psql query of one address's counts, aimed at this project and `ip`.
+/// The documented psql query of one address's counts (`docs/results.md`), aimed at this project
+/// and `ip`.
 fn readme_psql_command(compose: &Compose, ip: &str) -> String {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let readme = doc("results.md");
     let start = readme
         .find("docker compose exec postgres psql -U pipeline -c \"SELECT window_start, ip, count FROM ip_counts")
-        .expect("the README shows how to query ip_counts with psql");
+        .expect("docs/results.md shows how to query ip_counts with psql");
     let end = start + readme[start..].find('\n').expect("end of line");
     readme[start..end].replace("203.0.113.9", ip).replacen(
         "docker compose exec postgres",
@@ -423,7 +431,7 @@ fn compose_stack_as_a_user_runs_it() {
         );
     }
 
-    // The log pipeline's topics too, and a line sent to the gateway as the README shows (its
+    // The log pipeline's topics too, and a line sent to the gateway as docs/network-logs.md shows (its
     // count is checked at the end: the window closes a minute and ten seconds later).
     for (topic, partitions) in [
         ("access-logs", 6),
@@ -444,7 +452,7 @@ fn compose_stack_as_a_user_runs_it() {
     let sent_line = std::time::Instant::now();
     send_log_line(&probe_ip);
 
-    // 3. The README's alert one-liner shows alerts.
+    // 3. The documented alert one-liner shows alerts.
     let alerts = first_lines(&readme_alert_command(&compose), 2, Duration::from_secs(120));
     assert_eq!(alerts.len(), 2, "the alert one-liner printed {alerts:?}");
     for line in &alerts {
@@ -566,7 +574,7 @@ fn compose_stack_as_a_user_runs_it() {
     println!("compose: Prometheus has {} targets up", targets.len());
     check_dashboard_queries();
 
-    // The probe line's count, read with the README's command.
+    // The probe line's count, read with the documented command.
     let count_lines = first_lines(
         &readme_count_command(&compose, &probe_ip),
         1,
@@ -589,7 +597,7 @@ fn compose_stack_as_a_user_runs_it() {
         count_lines[0]
     );
 
-    // The same count in PostgreSQL, with the README's psql command, and the dashboard on
+    // The same count in PostgreSQL, with the documented psql command, and the dashboard on
     // localhost:8080 serving what pg-sink wrote.
     let psql = readme_psql_command(&compose, &probe_ip);
     let row = wait_until(
@@ -614,7 +622,7 @@ fn compose_stack_as_a_user_runs_it() {
         "psql shows the probe's count: {row}"
     );
     println!(
-        "compose: the README's psql command shows the count: {}",
+        "compose: the documented psql command shows the count: {}",
         row.trim()
     );
     let sensors = wait_until(
