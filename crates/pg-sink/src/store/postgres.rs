@@ -66,12 +66,7 @@ impl PgStore {
         self.client.is_closed()
     }
 
-    /// The client, for queries of the callers' own.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Applies the versioned migrations in `migrations/` not yet applied, under an advisory
+    /// Applies the versioned migrations in `migrations/postgres/` not yet applied, under an advisory
     /// lock. Returns the versions applied now.
     pub async fn migrate(&mut self) -> anyhow::Result<Vec<i32>> {
         self.client
