@@ -63,6 +63,11 @@ impl Generator {
         }
     }
 
+    /// The number of the sensor the next reading is of (0 for `sensor-0000`).
+    pub fn next_index(&self) -> usize {
+        self.next_sensor
+    }
+
     /// The next reading, stamped with `timestamp` (RFC 3339, UTC).
     pub fn next_reading(&mut self, timestamp: String) -> Reading<'_> {
         let count = self.sensors.len();

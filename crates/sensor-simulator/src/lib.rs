@@ -2,12 +2,16 @@
 //!
 //! - [`settings`]: the `[simulator]` settings and the command line.
 //! - [`generator`]: the pure, seeded stream of readings (realistic or uniform).
+//! - [`faults`]: labelled faults injected into it (spikes, shifts, drift, stuck values, noise,
+//!   dropouts), for scoring a detector.
 //! - [`publisher`]: the idempotent Kafka producer loop with pacing, progress and summary.
 
+pub mod faults;
 pub mod generator;
 pub mod publisher;
 pub mod settings;
 
+pub use faults::{FaultKind, FaultSettings, Injector};
 pub use generator::{Generator, Profile};
 pub use publisher::{Summary, run};
 pub use settings::{Cli, Config, SimulatorSettings};

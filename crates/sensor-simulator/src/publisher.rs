@@ -12,13 +12,15 @@ use pipeline_runtime::kafka::{
     Override, PRODUCER_DEFAULTS, TracingContext, client_config, send, wait_for_topics,
 };
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use sensor_contract::reading::format_millis;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{Config, Generator};
+use crate::faults::Outcome;
+use crate::{Config, Generator, Injector};
 
 /// Readings acknowledged by the broker.
 pub const READINGS_SENT: &str = "sensor_readings_sent_total";
@@ -110,6 +112,14 @@ async fn publish(
     }
 
     let mut generator = Generator::new(settings.sensors, seed, settings.profile);
+    let mut injector = Injector::new(seed, settings.sensors as usize, settings.faults.clone());
+    if injector.is_on() {
+        tracing::info!(
+            rate = settings.faults.rate,
+            kinds = ?settings.faults.kinds,
+            "injecting labelled faults (headers `fault`, `fault-id`)"
+        );
+    }
     let mut in_flight: FuturesUnordered<DeliveryFuture> = FuturesUnordered::new();
     let mut progress = Progress::new(settings.progress_interval_secs, health.clone());
     let started = Instant::now();
@@ -128,11 +138,36 @@ async fn publish(
                 }
             }
         }
-        let reading = generator.next_reading(now_rfc3339());
+        let sensor = generator.next_index();
+        let mut reading = generator.next_reading(now_rfc3339());
+        let label = match injector.apply(sensor, reading.temperature) {
+            Outcome::Skip => {
+                // A dropout: this reading is not sent (and does not count as sent).
+                continue;
+            }
+            Outcome::Send { temperature, label } => {
+                reading.temperature = temperature;
+                label
+            }
+        };
         let payload = reading.to_json();
-        let record = FutureRecord::to(&settings.topic)
+        let fault_id = label.map(|l| l.id.to_string());
+        let mut record = FutureRecord::to(&settings.topic)
             .key(reading.sensor_id.as_bytes())
             .payload(&payload);
+        if let (Some(label), Some(id)) = (label, &fault_id) {
+            record = record.headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: "fault",
+                        value: Some(label.kind.name()),
+                    })
+                    .insert(Header {
+                        key: "fault-id",
+                        value: Some(id.as_str()),
+                    }),
+            );
+        }
         match send(&producer, record).await {
             Ok(delivery) => in_flight.push(delivery),
             Err(error) => {

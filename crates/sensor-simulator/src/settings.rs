@@ -8,7 +8,7 @@ use pipeline_runtime::settings::{KafkaSettings, SettingsError, TelemetrySettings
 use serde::Deserialize;
 use serde_with::{DurationSecondsWithFrac, serde_as};
 
-use crate::Profile;
+use crate::{FaultKind, FaultSettings, Profile};
 
 /// Everything the simulator reads from a configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -50,6 +50,8 @@ pub struct SimulatorSettings {
     pub progress_interval_secs: Duration,
     /// Address of the HTTP endpoints `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub http_address: String,
+    /// Labelled faults injected into the readings (`[simulator.faults]`); off by default.
+    pub faults: FaultSettings,
 }
 
 impl Default for SimulatorSettings {
@@ -63,6 +65,7 @@ impl Default for SimulatorSettings {
             profile: Profile::Realistic,
             progress_interval_secs: Duration::from_secs(5),
             http_address: "0.0.0.0:9101".to_owned(),
+            faults: FaultSettings::default(),
         }
     }
 }
@@ -102,6 +105,13 @@ pub struct Cli {
     /// Address of /metrics, /healthz and /readyz; "" for none. [default: 0.0.0.0:9101]
     #[arg(long, value_name = "HOST:PORT")]
     pub http_address: Option<String>,
+    /// Labelled faults started per 1000 readings of a sensor; 0 = none. [default: 0]
+    #[arg(long, value_name = "R")]
+    pub fault_rate: Option<f64>,
+    /// The fault kinds drawn from, comma-separated: spike, level_shift, drift, stuck, noise,
+    /// dropout. [default: all]
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub fault_kinds: Option<Vec<String>>,
 }
 
 impl Cli {
@@ -117,7 +127,9 @@ impl Cli {
             .set("simulator.seed", self.seed)
             .set("simulator.profile", self.profile.clone())
             .set("simulator.progress_interval_secs", self.progress_interval)
-            .set("simulator.http_address", self.http_address.clone());
+            .set("simulator.http_address", self.http_address.clone())
+            .set("simulator.faults.rate", self.fault_rate)
+            .set("simulator.faults.kinds", self.fault_kinds.clone());
         let config: Config = self.common.load(overrides)?;
         config.validate()?;
         Ok(config)
@@ -145,6 +157,21 @@ impl Config {
             return Err(SettingsError::invalid(
                 "simulator.rate",
                 "must be a number ≥ 0 (0 = unlimited)",
+            ));
+        }
+        if !s.faults.rate.is_finite() || !(0.0..=1_000.0).contains(&s.faults.rate) {
+            return Err(SettingsError::invalid(
+                "simulator.faults.rate",
+                "must be a number from 0 to 1000 (faults per 1000 readings of a sensor)",
+            ));
+        }
+        if s.faults.rate > 0.0 && s.faults.kinds.is_empty() {
+            return Err(SettingsError::invalid(
+                "simulator.faults.kinds",
+                format!(
+                    "must name at least one kind when faults.rate > 0: {}",
+                    FaultKind::ALL.map(FaultKind::name).join(", ")
+                ),
             ));
         }
         if s.progress_interval_secs.is_zero() {

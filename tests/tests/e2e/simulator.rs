@@ -143,3 +143,109 @@ fn uniform_profile_and_rate_pacing() {
         "500 readings at 250/s took only {took:?}"
     );
 }
+
+/// With faults on, what reaches the topic is exactly the seeded clean stream with the
+/// injector's faults applied: every reading, its temperature, and its ground-truth headers;
+/// dropouts are gaps in a sensor's `seq`.
+#[test]
+fn injected_faults_reach_the_topic_with_their_ground_truth() {
+    use sensor_simulator::faults::{FaultKind, Outcome};
+    use sensor_simulator::{FaultSettings, Generator, Injector, Profile};
+
+    let bootstrap = shared_bootstrap();
+    let topics = PipelineTopics::unique("sim-faults");
+    topics.create(&bootstrap, 1);
+    let args: Vec<String> = [
+        "--brokers",
+        &bootstrap,
+        "--topic",
+        &topics.input,
+        "--count",
+        "6000",
+        "--sensors",
+        "6",
+        "--seed",
+        "5",
+        "--rate",
+        "0",
+        "--fault-rate",
+        "25",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut simulator = Service::simulator(&args);
+    let status = simulator.wait(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}",
+        simulator.log_tail()
+    );
+    assert!(simulator.log().contains("injecting labelled faults"));
+
+    // The same run, in process: the reference.
+    let mut generator = Generator::new(6, 5, Profile::Realistic);
+    let mut injector = Injector::new(
+        5,
+        6,
+        FaultSettings {
+            rate: 25.0,
+            kinds: FaultKind::ALL.to_vec(),
+        },
+    );
+    let mut expected = Vec::new();
+    while expected.len() < 6000 {
+        let sensor = generator.next_index();
+        let reading = generator.next_reading(String::new());
+        if let Outcome::Send { temperature, label } = injector.apply(sensor, reading.temperature) {
+            expected.push((
+                reading.sensor_id.to_string(),
+                reading.seq,
+                temperature,
+                label.map(|l| (l.kind.name().to_owned(), l.id.to_string())),
+            ));
+        }
+    }
+
+    let actual: Vec<_> = read_topic(&bootstrap, &topics.input)
+        .into_iter()
+        .map(|r| {
+            let value: serde_json::Value =
+                serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap();
+            let label = r
+                .header("fault")
+                .map(|kind| (kind.to_owned(), r.header("fault-id").unwrap().to_owned()));
+            (
+                value["sensor_id"].as_str().unwrap().to_owned(),
+                value["seq"].as_u64().unwrap(),
+                value["temperature"].as_f64().unwrap(),
+                label,
+            )
+        })
+        .collect();
+    assert_eq!(actual.len(), 6000);
+    assert!(
+        actual == expected,
+        "the topic differs from the seeded reference"
+    );
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for (_, _, _, label) in &actual {
+        if let Some((kind, _)) = label {
+            *kinds.entry(kind.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(kinds.len(), 6, "every kind injected: {kinds:?}");
+    // A dropout is a gap in its sensor's seq, labelled on the reading after it; no other gap.
+    let mut last_seq = std::collections::BTreeMap::<&str, u64>::new();
+    for (sensor, seq, _, label) in &actual {
+        if let Some(previous) = last_seq.insert(sensor, *seq) {
+            let dropout = label.as_ref().is_some_and(|(kind, _)| kind == "dropout");
+            assert_eq!(
+                *seq > previous + 1,
+                dropout,
+                "{sensor}: seq {previous} then {seq}"
+            );
+        }
+    }
+    println!("simulator faults: 6000 readings, labelled per kind {kinds:?}");
+}
