@@ -7,10 +7,13 @@
 //! - [`event`]: the output records, [`Alert`] and [`Average`], and their JSON encoding.
 //! - [`window`]: one sensor's sliding window of the last `window_size` temperatures.
 //! - [`state`]: the processing rules, and what one reading does to its sensor's window.
+//! - [`model`]: a sensor's online model: a one-step forecast with an interval, and the
+//!   outlier, stuck-value and gap detectors.
 //! - [`reference`]: a deliberately naive model of the processing semantics, used by tests and
 //!   audits to check the real code.
 
 pub mod event;
+pub mod model;
 pub mod reading;
 pub mod reference;
 pub mod state;

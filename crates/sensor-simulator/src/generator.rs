@@ -70,15 +70,23 @@ impl Generator {
 
     /// The next reading, stamped with `timestamp` (RFC 3339, UTC).
     pub fn next_reading(&mut self, timestamp: String) -> Reading<'_> {
+        self.next_reading_spiked(timestamp).0
+    }
+
+    /// [`Generator::next_reading`], and whether it is one of the realistic profile's spikes
+    /// over 40 °C.
+    pub fn next_reading_spiked(&mut self, timestamp: String) -> (Reading<'_>, bool) {
         let count = self.sensors.len();
         let sensor = &mut self.sensors[self.next_sensor];
         self.next_sensor = (self.next_sensor + 1) % count;
+        let mut spiked = false;
         let temperature = match self.profile {
             Profile::Uniform => self.rng.random_range(0.0..50.0),
             Profile::Realistic => {
                 // Mean-reverting drift keeps each sensor near its own base.
                 sensor.drift = 0.9 * sensor.drift + self.drift_step.sample(&mut self.rng);
                 if self.rng.random_bool(SPIKE_PROBABILITY) {
+                    spiked = true;
                     40.0 + self.rng.random_range(0.5..15.0)
                 } else {
                     sensor.base + sensor.drift + self.noise.sample(&mut self.rng)
@@ -87,13 +95,14 @@ impl Generator {
         };
         let seq = sensor.next_seq;
         sensor.next_seq += 1;
-        Reading {
+        let reading = Reading {
             sensor_id: std::borrow::Cow::Borrowed(&sensor.id),
             seq,
             // Two decimals, as a real sensor reports.
             temperature: (temperature * 100.0).round() / 100.0,
             timestamp: timestamp.into(),
-        }
+        };
+        (reading, spiked)
     }
 }
 

@@ -4,8 +4,10 @@
 //! - [`generator`]: the pure, seeded stream of readings (realistic or uniform).
 //! - [`faults`]: labelled faults injected into it (spikes, shifts, drift, stuck values, noise,
 //!   dropouts), for scoring a detector.
+//! - [`evaluation`]: scoring a detector against the faults' ground truth.
 //! - [`publisher`]: the idempotent Kafka producer loop with pacing, progress and summary.
 
+pub mod evaluation;
 pub mod faults;
 pub mod generator;
 pub mod publisher;

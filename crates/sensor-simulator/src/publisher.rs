@@ -139,8 +139,8 @@ async fn publish(
             }
         }
         let sensor = generator.next_index();
-        let mut reading = generator.next_reading(now_rfc3339());
-        let label = match injector.apply(sensor, reading.temperature) {
+        let (mut reading, spiked) = generator.next_reading_spiked(now_rfc3339());
+        let label = match injector.apply(sensor, reading.temperature, spiked) {
             Outcome::Skip => {
                 // A dropout: this reading is not sent (and does not count as sent).
                 continue;

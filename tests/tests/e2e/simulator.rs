@@ -196,8 +196,10 @@ fn injected_faults_reach_the_topic_with_their_ground_truth() {
     let mut expected = Vec::new();
     while expected.len() < 6000 {
         let sensor = generator.next_index();
-        let reading = generator.next_reading(String::new());
-        if let Outcome::Send { temperature, label } = injector.apply(sensor, reading.temperature) {
+        let (reading, spiked) = generator.next_reading_spiked(String::new());
+        if let Outcome::Send { temperature, label } =
+            injector.apply(sensor, reading.temperature, spiked)
+        {
             expected.push((
                 reading.sensor_id.to_string(),
                 reading.seq,

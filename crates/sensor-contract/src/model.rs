@@ -1,0 +1,503 @@
+//! A sensor's online model: a one-step-ahead forecast with an interval, and the detectors that
+//! judge each reading against it. Pure and small (under 64 bytes of state per sensor), so that
+//! it can live in the changelog beside the window and continue after a crash or a rescale.
+//!
+//! - **Forecast**: Holt's linear trend (level `ℓ`, trend `b`, smoothing `alpha`, `beta`):
+//!   the next reading is expected at `ℓ + b`.
+//! - **Scale**: an exponentially weighted mean of the absolute one-step errors, `m`; for
+//!   Gaussian errors `σ ≈ 1.2533 · m`. The interval is `expected ± sensitivity · σ`.
+//! - **Robust updates**: the error a reading feeds into the level, trend and scale is clipped
+//!   to the interval's half-width, so one outlier does not drag the model (a spike stays one
+//!   anomaly) while a lasting change still moves it, a bounded step at a time. A repeated value
+//!   does not feed the scale (a stuck spell would shrink it to nothing).
+//! - **Detectors**, in this order, one anomaly per reading at most:
+//!   `gap` (the sensor's `seq` jumped: readings are missing; score = how many),
+//!   `stuck` (the same value `stuck_after` times in a row, and every later repeat; score =
+//!   the run's length), `outlier` (outside the interval; score = error / σ).
+//! - **Warm-up**: the first `warmup` readings of a sensor teach the model and judge nothing.
+
+/// The model's parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelSettings {
+    /// Level smoothing, in (0, 1].
+    pub alpha: f64,
+    /// Trend smoothing, in [0, 1].
+    pub beta: f64,
+    /// Smoothing of the error scale, in (0, 1].
+    pub scale_alpha: f64,
+    /// Half-width of the interval, in σ (a reading outside is an outlier).
+    pub sensitivity: f64,
+    /// Readings a sensor's model learns from before it judges.
+    pub warmup: u32,
+    /// Identical values in a row that make a stuck sensor (≥ 2).
+    pub stuck_after: u32,
+    /// Smallest σ the interval uses, °C: a sensor that has been very steady is not flagged for
+    /// a hundredth of a degree.
+    pub min_sigma: f64,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            alpha: 0.3,
+            beta: 0.05,
+            scale_alpha: 0.05,
+            sensitivity: 4.5,
+            warmup: 30,
+            stuck_after: 5,
+            min_sigma: 0.05,
+        }
+    }
+}
+
+impl ModelSettings {
+    /// Says what is wrong with the parameters, naming the parameter.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let unit = |name, value: f64, zero_ok: bool| {
+            let ok = value.is_finite() && value <= 1.0 && (value > 0.0 || zero_ok && value == 0.0);
+            if ok {
+                Ok(())
+            } else {
+                Err((
+                    name,
+                    format!(
+                        "must be in {}0, 1], not {value}",
+                        if zero_ok { "[" } else { "(" }
+                    ),
+                ))
+            }
+        };
+        unit("alpha", self.alpha, false)?;
+        unit("beta", self.beta, true)?;
+        unit("scale_alpha", self.scale_alpha, false)?;
+        if !(self.sensitivity.is_finite() && self.sensitivity > 0.0) {
+            return Err((
+                "sensitivity",
+                format!("must be > 0, not {}", self.sensitivity),
+            ));
+        }
+        if self.stuck_after < 2 {
+            return Err(("stuck_after", "must be at least 2".to_owned()));
+        }
+        if !(self.min_sigma.is_finite() && self.min_sigma > 0.0) {
+            return Err(("min_sigma", format!("must be > 0, not {}", self.min_sigma)));
+        }
+        Ok(())
+    }
+}
+
+// The state per sensor stays small: checked when compiling.
+const _: () = assert!(SensorModel::ENCODED_LEN <= 64);
+
+/// `1 / sqrt(2 / π)`: σ per unit of mean absolute error, for Gaussian errors.
+const SIGMA_PER_MAE: f64 = 1.253_314_137_315_500_3;
+
+/// The forecast of a sensor's next reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Forecast {
+    /// The expected value, °C.
+    pub expected: f64,
+    /// The interval's lower end.
+    pub low: f64,
+    /// The interval's upper end.
+    pub high: f64,
+}
+
+/// What kind of anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AnomalyKind {
+    /// Outside the forecast's interval.
+    Outlier,
+    /// The same value again and again.
+    Stuck,
+    /// Readings missing before this one.
+    Gap,
+}
+
+impl AnomalyKind {
+    /// Its name in events.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnomalyKind::Outlier => "outlier",
+            AnomalyKind::Stuck => "stuck",
+            AnomalyKind::Gap => "gap",
+        }
+    }
+}
+
+/// A reading judged anomalous.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Anomaly {
+    /// Its kind.
+    pub kind: AnomalyKind,
+    /// How anomalous: σ for an outlier, the run's length when stuck, readings missing in a gap.
+    pub score: f64,
+    /// The forecast the reading was judged against.
+    pub forecast: Forecast,
+}
+
+/// What one reading did: its judgement, and the forecast of the next one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judged {
+    /// The anomaly, if the reading is one (never during warm-up).
+    pub anomaly: Option<Anomaly>,
+    /// The forecast of the sensor's next reading (`None` before the second reading).
+    pub next: Option<Forecast>,
+}
+
+/// One sensor's model.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SensorModel {
+    level: f64,
+    trend: f64,
+    /// Mean absolute one-step error.
+    mae: f64,
+    last_value: f64,
+    last_seq: u64,
+    /// Readings seen.
+    seen: u32,
+    /// Identical values in a row, the last one included.
+    run: u32,
+}
+
+impl SensorModel {
+    /// Bytes of [`SensorModel::encode`].
+    pub const ENCODED_LEN: usize = 1 + 8 * 5 + 4 * 2;
+    const VERSION: u8 = 1;
+
+    fn forecast(&self, settings: &ModelSettings) -> Forecast {
+        let expected = self.level + self.trend;
+        let half = settings.sensitivity * (SIGMA_PER_MAE * self.mae).max(settings.min_sigma);
+        Forecast {
+            expected,
+            low: expected - half,
+            high: expected + half,
+        }
+    }
+
+    /// Readings seen.
+    pub fn seen(&self) -> u32 {
+        self.seen
+    }
+
+    /// Judges reading number `seq` of value `value` against the model, then learns from it.
+    pub fn update(&mut self, seq: u64, value: f64, settings: &ModelSettings) -> Judged {
+        if self.seen == 0 {
+            *self = SensorModel {
+                level: value,
+                trend: 0.0,
+                mae: 0.0,
+                last_value: value,
+                last_seq: seq,
+                seen: 1,
+                run: 1,
+            };
+            return Judged {
+                anomaly: None,
+                next: None,
+            };
+        }
+        let forecast = self.forecast(settings);
+        let judging = self.seen >= settings.warmup;
+        let missing = seq.saturating_sub(self.last_seq).saturating_sub(1);
+        self.run = if value == self.last_value && missing == 0 {
+            self.run.saturating_add(1)
+        } else {
+            1
+        };
+        let error = value - forecast.expected;
+        let sigma = (SIGMA_PER_MAE * self.mae).max(settings.min_sigma);
+        let half = settings.sensitivity * sigma;
+        let anomaly = if !judging {
+            None
+        } else if missing > 0 {
+            Some((AnomalyKind::Gap, missing as f64))
+        } else if self.run >= settings.stuck_after {
+            Some((AnomalyKind::Stuck, f64::from(self.run)))
+        } else if error.abs() > half {
+            Some((AnomalyKind::Outlier, error.abs() / sigma))
+        } else {
+            None
+        }
+        .map(|(kind, score)| Anomaly {
+            kind,
+            score,
+            forecast,
+        });
+
+        // Learn, with the error clipped to the interval (during warm-up: unclipped).
+        let clipped = if judging {
+            error.clamp(-half, half)
+        } else {
+            error
+        };
+        let previous_level = self.level;
+        self.level = forecast.expected + settings.alpha * clipped;
+        self.trend += settings.beta * (self.level - previous_level - self.trend);
+        // A repeated value says nothing of the noise: a stuck spell would shrink the scale to
+        // nothing and make the first real reading after it an outlier.
+        if self.run == 1 {
+            self.mae += settings.scale_alpha * (clipped.abs() - self.mae);
+        }
+        self.last_value = value;
+        self.last_seq = seq;
+        self.seen = self.seen.saturating_add(1);
+        Judged {
+            anomaly,
+            next: Some(self.forecast(settings)),
+        }
+    }
+
+    /// The model as bytes for the changelog: a version byte, then the fields, little-endian.
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[0] = Self::VERSION;
+        let mut at = 1;
+        for field in [self.level, self.trend, self.mae, self.last_value] {
+            out[at..at + 8].copy_from_slice(&field.to_le_bytes());
+            at += 8;
+        }
+        out[at..at + 8].copy_from_slice(&self.last_seq.to_le_bytes());
+        at += 8;
+        for field in [self.seen, self.run] {
+            out[at..at + 4].copy_from_slice(&field.to_le_bytes());
+            at += 4;
+        }
+        out
+    }
+
+    /// A model back from [`SensorModel::encode`]'s bytes; `None` for other bytes.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::ENCODED_LEN || bytes[0] != Self::VERSION {
+            return None;
+        }
+        let f = |at: usize| bytes[at..at + 8].try_into().ok().map(f64::from_le_bytes);
+        let u = |at: usize| bytes[at..at + 4].try_into().ok().map(u32::from_le_bytes);
+        Some(Self {
+            level: f(1)?,
+            trend: f(9)?,
+            mae: f(17)?,
+            last_value: f(25)?,
+            last_seq: bytes[33..41].try_into().ok().map(u64::from_le_bytes)?,
+            seen: u(41)?,
+            run: u(45)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The reference: the same rules written as a plain fold over the whole history, recomputed
+    /// from the first reading for every judgement.
+    fn reference(
+        series: &[(u64, f64)],
+        settings: &ModelSettings,
+    ) -> Vec<Option<(AnomalyKind, f64)>> {
+        (0..series.len())
+            .map(|n| {
+                if n == 0 {
+                    return None;
+                }
+                let (mut level, mut trend, mut mae) = (series[0].1, 0.0, 0.0);
+                let mut run = 1u32;
+                let mut verdict = None;
+                for i in 1..=n {
+                    let (seq, value) = series[i];
+                    let (last_seq, last) = series[i - 1];
+                    let expected = level + trend;
+                    let sigma = (SIGMA_PER_MAE * mae).max(settings.min_sigma);
+                    let half = settings.sensitivity * sigma;
+                    let missing = seq.saturating_sub(last_seq).saturating_sub(1);
+                    run = if value == last && missing == 0 {
+                        run + 1
+                    } else {
+                        1
+                    };
+                    let judging = i as u32 >= settings.warmup;
+                    let error = value - expected;
+                    if i == n {
+                        verdict = if !judging {
+                            None
+                        } else if missing > 0 {
+                            Some((AnomalyKind::Gap, missing as f64))
+                        } else if run >= settings.stuck_after {
+                            Some((AnomalyKind::Stuck, f64::from(run)))
+                        } else if error.abs() > half {
+                            Some((AnomalyKind::Outlier, error.abs() / sigma))
+                        } else {
+                            None
+                        };
+                    }
+                    let clipped = if judging {
+                        error.clamp(-half, half)
+                    } else {
+                        error
+                    };
+                    let new_level = expected + settings.alpha * clipped;
+                    trend += settings.beta * (new_level - level - trend);
+                    level = new_level;
+                    if run == 1 {
+                        mae += settings.scale_alpha * (clipped.abs() - mae);
+                    }
+                }
+                verdict
+            })
+            .collect()
+    }
+
+    fn online(series: &[(u64, f64)], settings: &ModelSettings) -> Vec<Option<(AnomalyKind, f64)>> {
+        let mut model = SensorModel::default();
+        series
+            .iter()
+            .map(|&(seq, value)| {
+                // Through the changelog's bytes every time: a restored model continues exactly.
+                model = SensorModel::decode(&model.encode()).expect("round trip");
+                model
+                    .update(seq, value, settings)
+                    .anomaly
+                    .map(|a| (a.kind, a.score))
+            })
+            .collect()
+    }
+
+    fn series() -> impl Strategy<Value = Vec<(u64, f64)>> {
+        prop::collection::vec(
+            (
+                1u64..3,
+                prop::sample::select(vec![0.0, 0.0, 0.0, 0.01, 0.4, -0.4, 9.0]),
+            ),
+            1..120,
+        )
+        .prop_map(|steps| {
+            let (mut seq, mut value) = (0u64, 20.0);
+            steps
+                .into_iter()
+                .map(|(gap, change)| {
+                    seq += if gap == 2 { 3 } else { 1 };
+                    value = ((value + change) * 100.0f64).round() / 100.0;
+                    (seq, value)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_online_model_judges_as_the_reference_does(series in series(), warmup in 0u32..10) {
+            let settings = ModelSettings { warmup, ..ModelSettings::default() };
+            prop_assert_eq!(online(&series, &settings), reference(&series, &settings));
+        }
+    }
+
+    fn noisy(n: usize) -> Vec<(u64, f64)> {
+        // A deterministic wobble of about ±0.4 °C around 22 °C.
+        (0..n)
+            .map(|i| {
+                let x = (i as f64 * 12.9898).sin() * 43_758.545;
+                (
+                    i as u64,
+                    ((22.0 + 0.8 * (x - x.floor() - 0.5)) * 100.0).round() / 100.0,
+                )
+            })
+            .collect()
+    }
+
+    fn kinds(series: &[(u64, f64)]) -> Vec<(usize, AnomalyKind)> {
+        let settings = ModelSettings::default();
+        let mut model = SensorModel::default();
+        series
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(seq, value))| {
+                model
+                    .update(seq, value, &settings)
+                    .anomaly
+                    .map(|a| (i, a.kind))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_steady_sensor_raises_nothing_and_each_fault_is_caught_where_it_starts() {
+        let clean = noisy(400);
+        assert_eq!(kinds(&clean), []);
+
+        let mut spike = clean.clone();
+        spike[200].1 += 12.0;
+        assert_eq!(
+            kinds(&spike),
+            [(200, AnomalyKind::Outlier)],
+            "one spike, one anomaly"
+        );
+
+        let mut shift = clean.clone();
+        for reading in &mut shift[200..260] {
+            reading.1 += 6.0;
+        }
+        let found = kinds(&shift);
+        assert_eq!(
+            found.first(),
+            Some(&(200, AnomalyKind::Outlier)),
+            "{found:?}"
+        );
+
+        let mut stuck = clean.clone();
+        for i in 200..230 {
+            stuck[i].1 = stuck[199].1;
+        }
+        let found = kinds(&stuck);
+        assert_eq!(
+            found.first(),
+            Some(&(203, AnomalyKind::Stuck)),
+            "the fifth equal value: {found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .all(|(i, k)| (203..230).contains(i) && *k == AnomalyKind::Stuck),
+            "{found:?}"
+        );
+
+        let gap: Vec<_> = clean
+            .iter()
+            .copied()
+            .filter(|(seq, _)| !(200..215).contains(seq))
+            .collect();
+        assert_eq!(kinds(&gap), [(200, AnomalyKind::Gap)]);
+
+        // Warm-up: the first readings judge nothing, however wild.
+        let mut early = clean.clone();
+        early[5].1 += 30.0;
+        assert_eq!(kinds(&early), []);
+    }
+
+    #[test]
+    fn state_round_trips_and_other_bytes_are_refused() {
+        let mut model = SensorModel::default();
+        model.update(0, 21.5, &ModelSettings::default());
+        let bytes = model.encode();
+        assert_eq!(SensorModel::decode(&bytes), Some(model));
+        assert_eq!(SensorModel::decode(&bytes[1..]), None);
+        let mut other = bytes;
+        other[0] = 2;
+        assert_eq!(SensorModel::decode(&other), None);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let bad = ModelSettings {
+            alpha: 0.0,
+            ..ModelSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "alpha");
+        let bad = ModelSettings {
+            stuck_after: 1,
+            ..ModelSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "stuck_after");
+        assert!(ModelSettings::default().check().is_ok());
+    }
+}
