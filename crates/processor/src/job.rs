@@ -1,7 +1,14 @@
 //! The temperature job: a reading updates its sensor's window of the last `window_size`
 //! temperatures; an alert for a reading over the threshold, an average for each full window.
-//! Everything else (batches, transactions, the changelog, restores) is the engine's.
+//! With anomalies on, the reading also goes through its sensor's online model
+//! ([`sensor_contract::model`]): an `anomaly` event when it judges the reading one, a
+//! `prediction` event every `prediction_every` readings, on a topic of their own. The model is
+//! part of the sensor's state, so it is in the changelog with the window: restored after a
+//! crash or a rebalance, never retrained from cold, and its events are in the same
+//! transactions as the alerts and averages. Everything else (batches, transactions, the
+//! changelog, restores) is the engine's.
 
+use sensor_contract::model::{ModelEvent, ModelSettings, SensorModel};
 use sensor_contract::state::step_each;
 use sensor_contract::{DecodeError, DecodeOptions, ProcessingRules, RawRecord, Reading, Window};
 use stream_engine::{ApplyContext, InputRecord, Job, Outputs, Rejection};
@@ -12,11 +19,24 @@ pub const EVENT_TYPE_HEADER: &str = "event-type";
 /// Index of the events topic among the job's outputs.
 pub const EVENTS: usize = 0;
 
+/// Index of the anomalies topic among the job's outputs (when anomalies are on).
+pub const ANOMALIES: usize = 1;
+
 /// The temperature job.
 #[derive(Debug, Clone)]
 pub struct TemperatureJob {
     rules: ProcessingRules,
     options: DecodeOptions,
+    anomalies: Option<(ModelSettings, u32)>,
+}
+
+/// A sensor's state: its window, and its model (left as new when anomalies are off).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorState {
+    /// The last `window_size` temperatures.
+    pub window: Window,
+    /// The online model.
+    pub model: SensorModel,
 }
 
 /// A record that is not a usable reading: the contract's reason.
@@ -38,18 +58,31 @@ impl Rejection for Unusable {
 impl TemperatureJob {
     /// A job applying `rules`, decoding with `options`.
     pub fn new(rules: ProcessingRules, options: DecodeOptions) -> Self {
-        Self { rules, options }
+        Self {
+            rules,
+            options,
+            anomalies: None,
+        }
+    }
+
+    /// The same job, with each sensor's model run with `model`, and a prediction every
+    /// `prediction_every` readings of a sensor (0: none).
+    pub fn with_anomalies(mut self, model: ModelSettings, prediction_every: u32) -> Self {
+        self.anomalies = Some((model, prediction_every));
+        self
     }
 }
 
 impl Job for TemperatureJob {
     type Input<'r> = Reading<'r>;
-    type State = Window;
+    type State = SensorState;
     type Reject = Unusable;
 
+    /// Version 2: version 1's window, then the model's [`SensorModel::encode`] bytes.
     /// Version 1: the number of values (u32, big-endian), then each, oldest first (f64,
-    /// little-endian). Version 0 was JSON `{"offset":…,"values":[…]}`.
-    const STATE_VERSION: u16 = 1;
+    /// little-endian). Version 0 was JSON `{"offset":…,"values":[…]}`. A state of version 0
+    /// or 1 comes back with a new model, which warms up again.
+    const STATE_VERSION: u16 = 2;
 
     fn decode<'r>(&self, record: &InputRecord<'r>) -> Result<Reading<'r>, Unusable> {
         let raw = RawRecord {
@@ -65,18 +98,21 @@ impl Job for TemperatureJob {
         &reading.sensor_id
     }
 
-    fn new_state(&self) -> Window {
-        Window::new(self.rules.window_size)
+    fn new_state(&self) -> SensorState {
+        SensorState {
+            window: Window::new(self.rules.window_size),
+            model: SensorModel::default(),
+        }
     }
 
     fn apply(
         &self,
         reading: &Reading<'_>,
-        window: &mut Window,
+        state: &mut SensorState,
         _context: &ApplyContext,
         out: &mut Outputs,
     ) -> Result<(), Unusable> {
-        step_each(window, reading, self.rules, |event| {
+        step_each(&mut state.window, reading, self.rules, |event| {
             out.emit(
                 EVENTS,
                 event.sensor_id().as_bytes(),
@@ -84,20 +120,70 @@ impl Job for TemperatureJob {
                 |value| event.write_json(value),
             );
         });
+        if let Some((model, prediction_every)) = &self.anomalies {
+            let judged = state.model.update(reading.seq, reading.temperature, model);
+            let key = reading.sensor_id.as_bytes();
+            if let Some(anomaly) = judged.anomaly {
+                let event = ModelEvent::Anomaly {
+                    sensor_id: reading.sensor_id.clone(),
+                    seq: reading.seq,
+                    kind: anomaly.kind.name().into(),
+                    score: anomaly.score,
+                    temperature: reading.temperature,
+                    expected: anomaly.forecast.expected,
+                    low: anomaly.forecast.low,
+                    high: anomaly.forecast.high,
+                    timestamp: reading.timestamp.clone(),
+                };
+                out.emit(ANOMALIES, key, event.kind(), |value| {
+                    event.write_json(value)
+                });
+            }
+            if let Some(next) = judged.next
+                && *prediction_every > 0
+                && state.model.seen().is_multiple_of(*prediction_every)
+            {
+                let event = ModelEvent::Prediction {
+                    sensor_id: reading.sensor_id.clone(),
+                    seq: reading.seq,
+                    expected: next.expected,
+                    low: next.low,
+                    high: next.high,
+                    timestamp: reading.timestamp.clone(),
+                };
+                out.emit(ANOMALIES, key, event.kind(), |value| {
+                    event.write_json(value)
+                });
+            }
+        }
         Ok(())
     }
 
-    fn encode_state(&self, window: &Window, out: &mut Vec<u8>) {
+    fn encode_state(&self, state: &SensorState, out: &mut Vec<u8>) {
+        let window = &state.window;
         out.extend_from_slice(&(window.len() as u32).to_be_bytes());
         let (older, newer) = window.as_slices();
         for value in older.iter().chain(newer) {
             out.extend_from_slice(&value.to_le_bytes());
         }
+        out.extend_from_slice(&state.model.encode());
     }
 
     /// A window of the configured size (the newest values are kept if it was larger when
-    /// written).
-    fn decode_state(&self, version: u16, bytes: &[u8]) -> Result<Window, String> {
+    /// written), and the model.
+    fn decode_state(&self, version: u16, bytes: &[u8]) -> Result<SensorState, String> {
+        let (bytes, model) = match version {
+            2 => {
+                let split = bytes
+                    .len()
+                    .checked_sub(SensorModel::ENCODED_LEN)
+                    .ok_or("sensor state shorter than its model")?;
+                let model = SensorModel::decode(&bytes[split..])
+                    .ok_or("the sensor's model state is not version 1")?;
+                (&bytes[..split], model)
+            }
+            _ => (bytes, SensorModel::default()),
+        };
         let mut window = Window::new(self.rules.window_size);
         match version {
             0 => {
@@ -108,7 +194,7 @@ impl Job for TemperatureJob {
                 let v0: V0 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
                 v0.values.into_iter().for_each(|v| window.push(v));
             }
-            1 => {
+            1 | 2 => {
                 let (count, values) = bytes
                     .split_first_chunk::<4>()
                     .ok_or("window state shorter than its length")?;
@@ -127,7 +213,7 @@ impl Job for TemperatureJob {
             }
             other => return Err(format!("window state version {other} is unknown")),
         }
-        Ok(window)
+        Ok(SensorState { window, model })
     }
 }
 

@@ -26,10 +26,16 @@ use tokio_util::sync::CancellationToken;
 /// [`stream_engine::run`]): its supervisor restarts it.
 pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = &config.processor;
-    let job = job::TemperatureJob::new(settings.rules(), settings.decode_options());
+    let mut job = job::TemperatureJob::new(settings.rules(), settings.decode_options());
+    let anomalies = &settings.anomalies;
+    if anomalies.enabled {
+        job = job.with_anomalies(anomalies.model(), anomalies.prediction_every);
+    }
     tracing::info!(
         window_size = settings.window_size,
         threshold = settings.threshold,
+        anomalies = anomalies.enabled,
+        anomalies_topic = anomalies.enabled.then_some(anomalies.topic.as_str()),
         "temperature job"
     );
     stream_engine::run(job, &config.kafka, &config.engine(), shutdown).await

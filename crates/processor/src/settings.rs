@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use pipeline_runtime::cli::CommonArgs;
 use pipeline_runtime::settings::{KafkaSettings, SettingsError, TelemetrySettings};
+use sensor_contract::model::ModelSettings;
 use sensor_contract::{DecodeOptions, MAX_SENSOR_ID_BYTES, ProcessingRules};
 use serde::Deserialize;
 use serde_with::{DurationMilliSeconds, serde_as};
@@ -83,6 +84,62 @@ pub struct ProcessorSettings {
     pub transaction_timeout_ms: Duration,
     /// Address of the HTTP endpoints `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub http_address: String,
+    /// Prediction and anomaly detection per sensor (`[processor.anomalies]`); off by default.
+    pub anomalies: AnomalySettings,
+}
+
+/// The `[processor.anomalies]` section: each sensor's online model
+/// ([`sensor_contract::model`]), its state in the changelog beside the window.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnomalySettings {
+    /// Whether the model runs.
+    pub enabled: bool,
+    /// Topic the `anomaly` and `prediction` events are written to (in the same transactions
+    /// as the alerts and averages).
+    pub topic: String,
+    /// A `prediction` event after every this many readings of a sensor; 0: none.
+    pub prediction_every: u32,
+    /// Half-width of the forecast's interval, in σ: a reading outside is an outlier.
+    pub sensitivity: f64,
+    /// Readings a sensor's model learns from before it judges.
+    pub warmup: u32,
+    /// Identical values in a row that make a stuck sensor.
+    pub stuck_after: u32,
+    /// Holt's level smoothing, in (0, 1].
+    pub alpha: f64,
+    /// Holt's trend smoothing, in [0, 1].
+    pub beta: f64,
+}
+
+impl Default for AnomalySettings {
+    fn default() -> Self {
+        let model = ModelSettings::default();
+        Self {
+            enabled: false,
+            topic: "temperature-anomalies".to_owned(),
+            prediction_every: 10,
+            sensitivity: model.sensitivity,
+            warmup: model.warmup,
+            stuck_after: model.stuck_after,
+            alpha: model.alpha,
+            beta: model.beta,
+        }
+    }
+}
+
+impl AnomalySettings {
+    /// The model's parameters.
+    pub fn model(&self) -> ModelSettings {
+        ModelSettings {
+            sensitivity: self.sensitivity,
+            warmup: self.warmup,
+            stuck_after: self.stuck_after,
+            alpha: self.alpha,
+            beta: self.beta,
+            ..ModelSettings::default()
+        }
+    }
 }
 
 impl Default for ProcessorSettings {
@@ -105,6 +162,7 @@ impl Default for ProcessorSettings {
             state_topic: None,
             transaction_timeout_ms: Duration::from_secs(10),
             http_address: "0.0.0.0:9100".to_owned(),
+            anomalies: AnomalySettings::default(),
         }
     }
 }
@@ -213,6 +271,21 @@ pub struct Cli {
     /// Address of /metrics, /healthz and /readyz; "" for none. [default: 0.0.0.0:9100]
     #[arg(long, value_name = "HOST:PORT")]
     pub http_address: Option<String>,
+    /// Run each sensor's online model: anomaly and prediction events.
+    #[arg(long)]
+    pub anomalies: bool,
+    /// Topic for anomaly and prediction events. [default: temperature-anomalies]
+    #[arg(long, value_name = "TOPIC")]
+    pub anomalies_topic: Option<String>,
+    /// Interval half-width in σ; outside is an outlier. [default: 4.5]
+    #[arg(long, value_name = "SIGMAS")]
+    pub anomaly_sensitivity: Option<f64>,
+    /// Readings a sensor's model learns from before it judges. [default: 30]
+    #[arg(long, value_name = "N")]
+    pub anomaly_warmup: Option<u64>,
+    /// A prediction event every N readings of a sensor; 0: none. [default: 10]
+    #[arg(long, value_name = "N")]
+    pub prediction_every: Option<u64>,
 }
 
 impl Cli {
@@ -249,7 +322,18 @@ impl Cli {
                 "processor.transaction_timeout_ms",
                 self.transaction_timeout_ms,
             )
-            .set("processor.http_address", self.http_address.clone());
+            .set("processor.http_address", self.http_address.clone())
+            .set(
+                "processor.anomalies.enabled",
+                self.anomalies.then_some(true),
+            )
+            .set("processor.anomalies.topic", self.anomalies_topic.clone())
+            .set("processor.anomalies.sensitivity", self.anomaly_sensitivity)
+            .set("processor.anomalies.warmup", self.anomaly_warmup)
+            .set(
+                "processor.anomalies.prediction_every",
+                self.prediction_every,
+            );
         let config: Config = self.common.load(overrides)?;
         config.validate()?;
         Ok(config)
@@ -341,6 +425,23 @@ impl Config {
                 "must be > 0",
             ));
         }
+        let a = &p.anomalies;
+        if a.enabled
+            && (a.topic.is_empty()
+                || [&p.input_topic, &p.output_topic, &p.dlq_topic, &state_topic]
+                    .contains(&&a.topic))
+        {
+            return Err(SettingsError::invalid(
+                "processor.anomalies.topic",
+                "must be a topic of its own, not the input, output, dead-letter or state topic",
+            ));
+        }
+        if let Err((name, message)) = a.model().check() {
+            return Err(SettingsError::invalid(
+                format!("processor.anomalies.{name}"),
+                message,
+            ));
+        }
         // kafka.properties must leave what the guarantees depend on alone.
         stream_engine::clients::check(&self.kafka, &self.engine())
     }
@@ -352,7 +453,11 @@ impl Config {
             client_name: "processor".to_owned(),
             group_id: p.group_id.clone(),
             input_topic: p.input_topic.clone(),
-            output_topics: vec![p.output_topic.clone()],
+            output_topics: if p.anomalies.enabled {
+                vec![p.output_topic.clone(), p.anomalies.topic.clone()]
+            } else {
+                vec![p.output_topic.clone()]
+            },
             dlq_topic: p.dlq_topic.clone(),
             state_topic: p.state_topic(),
             guarantee: p.processing_guarantee,

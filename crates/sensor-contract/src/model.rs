@@ -16,6 +16,72 @@
 //!   the run's length), `outlier` (outside the interval; score = error / σ).
 //! - **Warm-up**: the first `warmup` readings of a sensor teach the model and judge nothing.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// The events the model writes, keyed by sensor id, on the anomalies topic: JSON objects with
+/// a `type` of `anomaly` or `prediction`. Floats are written as serde_json writes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ModelEvent<'a> {
+    /// A reading judged anomalous.
+    Anomaly {
+        /// The sensor.
+        #[serde(borrow)]
+        sensor_id: Cow<'a, str>,
+        /// The reading's sequence number.
+        seq: u64,
+        /// `outlier`, `stuck` or `gap`.
+        kind: Cow<'a, str>,
+        /// How anomalous (see [`Anomaly::score`]).
+        score: f64,
+        /// The reading's temperature, °C.
+        temperature: f64,
+        /// What the model expected.
+        expected: f64,
+        /// The interval's lower end.
+        low: f64,
+        /// The interval's upper end.
+        high: f64,
+        /// The reading's timestamp.
+        timestamp: Cow<'a, str>,
+    },
+    /// The forecast of a sensor's next reading, made after reading `seq`.
+    Prediction {
+        /// The sensor.
+        #[serde(borrow)]
+        sensor_id: Cow<'a, str>,
+        /// The reading it was made after.
+        seq: u64,
+        /// The expected value, °C.
+        expected: f64,
+        /// The interval's lower end.
+        low: f64,
+        /// The interval's upper end.
+        high: f64,
+        /// The timestamp of the reading it was made after.
+        timestamp: Cow<'a, str>,
+    },
+}
+
+impl ModelEvent<'_> {
+    /// `anomaly` or `prediction`: the `event-type` header.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelEvent::Anomaly { .. } => "anomaly",
+            ModelEvent::Prediction { .. } => "prediction",
+        }
+    }
+
+    /// Appends the JSON value to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and every field serializes (no map keys, finite or not:
+        // serde_json writes a non-finite float as null).
+        let _ = serde_json::to_writer(out, self);
+    }
+}
+
 /// The model's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelSettings {

@@ -3,7 +3,7 @@
 //! test run). `scripts/test.sh` runs them with cargo-nextest, each test in a process of its own
 //! and side by side; `.config/nextest.toml` says which of them may not share the machine.
 //!
-//! - real broker, shared: [`audit`], [`cli`], [`gateway`], [`input`], [`ip_count`], [`metrics`],
+//! - real broker, shared: [`anomalies`], [`audit`], [`cli`], [`gateway`], [`input`], [`ip_count`], [`metrics`],
 //!   [`pipeline`], [`restore`], [`simulator`]; with PostgreSQL: [`pg_sink`], [`dashboard`]
 //!   (in Chromium too); with Prometheus: [`prometheus`];
 //! - a broker of their own, restarted under load: [`chaos`], [`ip_count_chaos`], [`secure`];
@@ -11,6 +11,7 @@
 //! - files and offline validators: [`compose`], [`kubernetes`];
 //! - Docker, run only with `--run-ignored`: [`compose_stack`].
 
+mod anomalies;
 mod audit;
 mod chaos;
 mod cli;

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::unique;
 use pipeline_runtime::settings::KafkaSettings;
-use processor::job::TemperatureJob;
+use processor::job::{SensorState, TemperatureJob};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sensor_contract::Window;
+use sensor_contract::model::SensorModel;
 use sensor_contract::{DecodeOptions, ProcessingRules};
 use stream_engine::Job;
 use stream_engine::changelog::{RestoreTarget, ensure_topic, restore_partition};
@@ -25,8 +26,16 @@ fn state(sensor: u32, updates: u32) -> Vec<u8> {
     }
     let job = TemperatureJob::new(ProcessingRules::default(), DecodeOptions::default());
     let mut value = Vec::new();
-    write_envelope(i64::from(sensor * 3 + updates), 1, &mut value);
-    job.encode_state(&window, &mut value);
+    write_envelope(
+        i64::from(sensor * 3 + updates),
+        TemperatureJob::STATE_VERSION,
+        &mut value,
+    );
+    let state = SensorState {
+        window,
+        model: SensorModel::default(),
+    };
+    job.encode_state(&state, &mut value);
     value
 }
 

@@ -22,7 +22,20 @@ fn job(window_size: usize) -> TemperatureJob {
         },
         DecodeOptions::default(),
     )
+    .with_anomalies(MODEL, PREDICTION_EVERY)
 }
+
+/// The model in the property test: a short warm-up, so that judgements start early.
+const MODEL: sensor_contract::model::ModelSettings = sensor_contract::model::ModelSettings {
+    alpha: 0.3,
+    beta: 0.05,
+    scale_alpha: 0.05,
+    sensitivity: 3.0,
+    warmup: 3,
+    stuck_after: 3,
+    min_sigma: 0.05,
+};
+const PREDICTION_EVERY: u32 = 2;
 
 /// One partition's input: each record's value (valid readings and some that are not).
 fn partition_logs(items: &[(u8, f64, bool)]) -> Vec<Vec<Vec<u8>>> {
@@ -199,7 +212,12 @@ fn simulate(
     (committed_out, reached)
 }
 
+/// What a partition's outputs must be: per reading, in order, the reference's alert and
+/// average (the events of the prefix up to it, less those of the prefix before it), then the
+/// model's anomaly and prediction from its sensor's model run straight through the readings.
 fn expected(window_size: usize, log: &[Vec<u8>], upto: usize) -> Vec<Vec<u8>> {
+    use sensor_contract::model::{ModelEvent, SensorModel};
+
     let readings: Vec<Reading<'_>> = log[..upto]
         .iter()
         .filter_map(|v| {
@@ -216,10 +234,47 @@ fn expected(window_size: usize, log: &[Vec<u8>], upto: usize) -> Vec<Vec<u8>> {
         window_size,
         threshold: 40.0,
     };
-    expected_events(&readings, rules)
-        .iter()
-        .map(Event::to_json)
-        .collect()
+    let mut models = std::collections::HashMap::<String, SensorModel>::new();
+    let mut out = Vec::new();
+    let mut before = 0;
+    for (i, reading) in readings.iter().enumerate() {
+        let events = expected_events(&readings[..=i], rules);
+        out.extend(events[before..].iter().map(Event::to_json));
+        before = events.len();
+        let model = models.entry(reading.sensor_id.to_string()).or_default();
+        let judged = model.update(reading.seq, reading.temperature, &MODEL);
+        let mut write = |event: ModelEvent<'_>| {
+            let mut bytes = Vec::new();
+            event.write_json(&mut bytes);
+            out.push(bytes);
+        };
+        if let Some(a) = judged.anomaly {
+            write(ModelEvent::Anomaly {
+                sensor_id: reading.sensor_id.clone(),
+                seq: reading.seq,
+                kind: a.kind.name().into(),
+                score: a.score,
+                temperature: reading.temperature,
+                expected: a.forecast.expected,
+                low: a.forecast.low,
+                high: a.forecast.high,
+                timestamp: reading.timestamp.clone(),
+            });
+        }
+        if let Some(next) = judged.next
+            && model.seen().is_multiple_of(PREDICTION_EVERY)
+        {
+            write(ModelEvent::Prediction {
+                sensor_id: reading.sensor_id.clone(),
+                seq: reading.seq,
+                expected: next.expected,
+                low: next.low,
+                high: next.high,
+                timestamp: reading.timestamp.clone(),
+            });
+        }
+    }
+    out
 }
 
 proptest! {
@@ -241,21 +296,40 @@ proptest! {
 }
 
 #[test]
-fn window_state_round_trips_in_version_1_and_reads_version_0() {
+fn sensor_state_round_trips_in_version_2_and_reads_versions_1_and_0() {
+    use sensor_contract::model::{ModelSettings, SensorModel};
+
     let job = job(4);
     let mut window = Window::new(4);
     for v in [1.5, 2.5, 3.5, 4.5, 5.5] {
         window.push(v);
     }
+    let mut model = SensorModel::default();
+    for (seq, v) in [(0, 21.0), (1, 21.5), (2, 21.25)] {
+        model.update(seq, v, &ModelSettings::default());
+    }
+    let state = SensorState {
+        window: window.clone(),
+        model,
+    };
     let mut bytes = Vec::new();
-    job.encode_state(&window, &mut bytes);
-    assert_eq!(bytes.len(), 4 + 4 * 8);
-    assert_eq!(job.decode_state(1, &bytes).unwrap(), window);
+    job.encode_state(&state, &mut bytes);
+    assert_eq!(bytes.len(), 4 + 4 * 8 + SensorModel::ENCODED_LEN);
+    assert_eq!(job.decode_state(2, &bytes).unwrap(), state);
+    // Version 1 (the window alone), from before the model: a new model.
+    let fresh = SensorState {
+        window: window.clone(),
+        model: SensorModel::default(),
+    };
+    let v1 = &bytes[..4 + 4 * 8];
+    assert_eq!(job.decode_state(1, v1).unwrap(), fresh);
     // The processor's JSON from before the engine's envelope; a larger window keeps the newest.
     let v0 = job.decode_state(0, br#"{"offset":77,"values":[0.5,1.5,2.5,3.5,4.5,5.5]}"#);
-    assert_eq!(v0.unwrap(), window);
+    assert_eq!(v0.unwrap(), fresh);
     assert!(job.decode_state(1, &bytes[..10]).is_err());
-    assert!(job.decode_state(2, &bytes).is_err());
+    assert!(job.decode_state(2, &bytes[..10]).is_err());
+    assert!(job.decode_state(2, v1).is_err());
+    assert!(job.decode_state(3, &bytes).is_err());
 }
 
 #[test]

@@ -19,6 +19,14 @@ fn bad_values_name_the_key() {
             vec!["--commit-interval-ms", "0"],
             "configuration key `processor.commit_interval_ms`: must be between 1 and 60000",
         ),
+        (
+            vec!["--anomalies", "--anomalies-topic", "temperature-events"],
+            "configuration key `processor.anomalies.topic`: must be a topic of its own, not the input, output, dead-letter or state topic",
+        ),
+        (
+            vec!["--anomaly-sensitivity", "0"],
+            "configuration key `processor.anomalies.sensitivity`: must be > 0, not 0",
+        ),
     ];
     for (args, message) in cases {
         let cli = Cli::parse_from(std::iter::once("processor").chain(args));
@@ -169,4 +177,26 @@ fn the_shipped_files_load() {
     let docker = docker.load().unwrap();
     assert_eq!(docker.kafka.brokers, "kafka:9092");
     assert_eq!(docker.processor, ProcessorSettings::default());
+}
+
+#[test]
+fn anomalies_add_their_topic_to_the_outputs() {
+    let off = Cli::parse_from(["processor"]).load().unwrap();
+    assert_eq!(off.engine().output_topics, ["temperature-events"]);
+    let on = Cli::parse_from([
+        "processor",
+        "--anomalies",
+        "--anomaly-warmup",
+        "7",
+        "--prediction-every",
+        "0",
+    ])
+    .load()
+    .unwrap();
+    assert_eq!(
+        on.engine().output_topics,
+        ["temperature-events", "temperature-anomalies"]
+    );
+    let a = &on.processor.anomalies;
+    assert_eq!((a.enabled, a.warmup, a.prediction_every), (true, 7, 0));
 }
