@@ -132,6 +132,33 @@ pub async fn alerts(State(api): State<Api>, params: Params) -> Result<Json<Value
     ))
 }
 
+/// `GET /api/anomalies`: the sensors' models' anomalies, newest event time first; `sensor`
+/// filters.
+pub async fn anomalies(State(api): State<Api>, params: Params) -> Result<Json<Value>, ApiError> {
+    only(&params, &["limit", "offset", "sensor"])?;
+    let (limit, offset) = paging(&params)?;
+    let sensor = params.get("sensor").cloned();
+    let anomalies = api.reader.anomalies(limit, offset, sensor).await?;
+    Ok(Json(
+        json!({ "limit": limit, "offset": offset, "anomalies": anomalies }),
+    ))
+}
+
+/// `GET /api/sensors/{id}/predictions`: one sensor's forecasts with their intervals, newest
+/// first (an empty list when its model is off or still warming up).
+pub async fn sensor_predictions(
+    State(api): State<Api>,
+    Path(sensor_id): Path<String>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    only(&params, &["limit", "offset"])?;
+    let (limit, offset) = paging(&params)?;
+    let predictions = api.reader.predictions(&sensor_id, limit, offset).await?;
+    Ok(Json(json!({
+        "sensor_id": sensor_id, "limit": limit, "offset": offset, "predictions": predictions
+    })))
+}
+
 /// `GET /api/ip/windows`: the latest windows with counts, newest first: start, end, addresses
 /// and requests.
 pub async fn ip_windows(State(api): State<Api>, params: Params) -> Result<Json<Value>, ApiError> {

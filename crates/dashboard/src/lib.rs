@@ -60,6 +60,11 @@ pub fn routes(api: api::Api) -> Router {
         .route("/api/sensors", get(api::sensors))
         .route("/api/sensors/{id}/averages", get(api::sensor_averages))
         .route("/api/alerts", get(api::alerts))
+        .route("/api/anomalies", get(api::anomalies))
+        .route(
+            "/api/sensors/{id}/predictions",
+            get(api::sensor_predictions),
+        )
         .route("/api/ip/windows", get(api::ip_windows))
         .route("/api/ip/top", get(api::ip_top))
         .route("/api/ip/top-recent", get(api::ip_top_recent))

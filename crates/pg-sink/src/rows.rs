@@ -17,6 +17,8 @@ pub enum TopicKind {
     Events,
     /// `ip-counts`: final counts per (window, address).
     IpCounts,
+    /// `temperature-anomalies`: the sensors' models' anomalies and predictions.
+    Anomalies,
 }
 
 /// Why a record cannot become a row.
@@ -88,6 +90,35 @@ pub struct IpCounts {
     pub offset: Vec<i64>,
 }
 
+/// Columns of `sensor_anomalies`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Anomalies {
+    pub partition: Vec<i32>,
+    pub offset: Vec<i64>,
+    pub sensor_id: Vec<String>,
+    pub seq: Vec<i64>,
+    pub kind: Vec<String>,
+    pub score: Vec<f64>,
+    pub temperature: Vec<f64>,
+    pub expected: Vec<f64>,
+    pub low: Vec<f64>,
+    pub high: Vec<f64>,
+    pub event_time: Vec<OffsetDateTime>,
+}
+
+/// Columns of `sensor_predictions`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Predictions {
+    pub partition: Vec<i32>,
+    pub offset: Vec<i64>,
+    pub sensor_id: Vec<String>,
+    pub seq: Vec<i64>,
+    pub expected: Vec<f64>,
+    pub low: Vec<f64>,
+    pub high: Vec<f64>,
+    pub event_time: Vec<OffsetDateTime>,
+}
+
 /// One sensor's change in a batch, folded into its `sensors` row.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct SensorDelta {
@@ -105,6 +136,8 @@ pub struct Rows {
     pub alerts: Alerts,
     pub averages: Averages,
     pub ip_counts: IpCounts,
+    pub anomalies: Anomalies,
+    pub predictions: Predictions,
     /// Per sensor, in sensor-id order (the order rows are locked in, so two sinks never
     /// deadlock on them).
     pub sensors: BTreeMap<String, SensorDelta>,
@@ -113,7 +146,11 @@ pub struct Rows {
 impl Rows {
     /// Rows held.
     pub fn len(&self) -> usize {
-        self.alerts.offset.len() + self.averages.offset.len() + self.ip_counts.offset.len()
+        self.alerts.offset.len()
+            + self.averages.offset.len()
+            + self.ip_counts.offset.len()
+            + self.anomalies.offset.len()
+            + self.predictions.offset.len()
     }
 
     /// Whether there is no row.
@@ -152,6 +189,31 @@ impl Rows {
                 t.window_size.push(a.window_size);
                 t.event_time.push(a.event_time);
             }
+            Row::Anomaly(a) => {
+                let t = &mut self.anomalies;
+                t.partition.push(partition);
+                t.offset.push(offset);
+                t.sensor_id.push(a.sensor_id);
+                t.seq.push(a.seq);
+                t.kind.push(a.kind);
+                t.score.push(a.score);
+                t.temperature.push(a.temperature);
+                t.expected.push(a.expected);
+                t.low.push(a.low);
+                t.high.push(a.high);
+                t.event_time.push(a.event_time);
+            }
+            Row::Prediction(p) => {
+                let t = &mut self.predictions;
+                t.partition.push(partition);
+                t.offset.push(offset);
+                t.sensor_id.push(p.sensor_id);
+                t.seq.push(p.seq);
+                t.expected.push(p.expected);
+                t.low.push(p.low);
+                t.high.push(p.high);
+                t.event_time.push(p.event_time);
+            }
             Row::Count(c) => {
                 let t = &mut self.ip_counts;
                 t.window_start.push(c.window_start);
@@ -188,6 +250,35 @@ pub enum Row {
     Average(AverageRow),
     /// An `ip_counts` row.
     Count(CountRow),
+    /// A `sensor_anomalies` row.
+    Anomaly(AnomalyRow),
+    /// A `sensor_predictions` row.
+    Prediction(PredictionRow),
+}
+
+/// A model's anomaly, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyRow {
+    pub sensor_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub score: f64,
+    pub temperature: f64,
+    pub expected: f64,
+    pub low: f64,
+    pub high: f64,
+    pub event_time: OffsetDateTime,
+}
+
+/// A model's prediction, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionRow {
+    pub sensor_id: String,
+    pub seq: i64,
+    pub expected: f64,
+    pub low: f64,
+    pub high: f64,
+    pub event_time: OffsetDateTime,
 }
 
 /// An alert, as stored.
@@ -225,7 +316,58 @@ pub fn decode(kind: TopicKind, value: Option<&[u8]>) -> Result<Row, Unusable> {
     match kind {
         TopicKind::Events => decode_event(value),
         TopicKind::IpCounts => decode_count(value),
+        TopicKind::Anomalies => decode_model_event(value),
     }
+}
+
+fn decode_model_event(value: &[u8]) -> Result<Row, Unusable> {
+    use sensor_contract::model::ModelEvent;
+    let event: ModelEvent<'_> = serde_json::from_slice(value).map_err(|e| Unusable::NotJson {
+        what: "model event",
+        reason: e.to_string(),
+    })?;
+    let time = |t: &str| {
+        OffsetDateTime::parse(t, &Rfc3339).map_err(|_| Unusable::BadTimestamp(t.to_owned()))
+    };
+    let seq = |seq: u64| i64::try_from(seq).map_err(|_| Unusable::OutOfRange("seq"));
+    Ok(match event {
+        ModelEvent::Anomaly {
+            sensor_id,
+            seq: s,
+            kind,
+            score,
+            temperature,
+            expected,
+            low,
+            high,
+            timestamp,
+        } => Row::Anomaly(AnomalyRow {
+            sensor_id: sensor_id.into_owned(),
+            seq: seq(s)?,
+            kind: kind.into_owned(),
+            score,
+            temperature,
+            expected,
+            low,
+            high,
+            event_time: time(&timestamp)?,
+        }),
+        ModelEvent::Prediction {
+            sensor_id,
+            seq: s,
+            expected,
+            low,
+            high,
+            timestamp,
+        } => Row::Prediction(PredictionRow {
+            sensor_id: sensor_id.into_owned(),
+            seq: seq(s)?,
+            expected,
+            low,
+            high,
+            event_time: time(&timestamp)?,
+        }),
+    })
 }
 
 fn decode_event(value: &[u8]) -> Result<Row, Unusable> {
@@ -316,6 +458,30 @@ mod tests {
             rows.ip_counts.ip[0],
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn model_events_become_rows() {
+        let mut rows = Rows::default();
+        let anomaly = br#"{"type":"anomaly","sensor_id":"s-2","seq":40,"kind":"outlier","score":7.5,"temperature":33.1,"expected":21.0,"low":19.2,"high":22.8,"timestamp":"2026-11-22T10:00:01Z"}"#;
+        let prediction = br#"{"type":"prediction","sensor_id":"s-2","seq":40,"expected":21.2,"low":19.4,"high":23.0,"timestamp":"2026-11-22T10:00:01Z"}"#;
+        rows.add(1, 3, decode(TopicKind::Anomalies, Some(anomaly)).unwrap());
+        rows.add(
+            1,
+            4,
+            decode(TopicKind::Anomalies, Some(prediction)).unwrap(),
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.anomalies.kind, ["outlier"]);
+        assert_eq!(rows.anomalies.score, [7.5]);
+        assert_eq!(rows.predictions.offset, [4]);
+        assert_eq!(rows.predictions.high, [23.0]);
+        assert!(
+            rows.sensors.is_empty(),
+            "model events do not change the sensors table"
+        );
+        let error = decode(TopicKind::Anomalies, Some(br#"{"type":"alert"}"#)).unwrap_err();
+        assert_eq!(error.kind(), "not_json");
     }
 
     #[test]

@@ -220,6 +220,8 @@ async fn consume(
     let kind_of = |topic: &str| {
         if topic == s.ip_counts_topic {
             TopicKind::IpCounts
+        } else if topic == s.anomalies_topic {
+            TopicKind::Anomalies
         } else {
             TopicKind::Events
         }

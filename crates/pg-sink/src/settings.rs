@@ -39,6 +39,9 @@ pub struct SinkSettings {
     pub events_topic: String,
     /// The IP-count job's output; empty: not consumed.
     pub ip_counts_topic: String,
+    /// The sensors' models' anomalies and predictions (`processor.anomalies.topic`); empty
+    /// (the default, as the model is off by default): not consumed.
+    pub anomalies_topic: String,
     /// Records that cannot become rows, with the reason in headers.
     pub dlq_topic: String,
     /// Rows written per transaction, at most.
@@ -63,6 +66,7 @@ impl Default for SinkSettings {
             group_id: "pg-sink".to_owned(),
             events_topic: "temperature-events".to_owned(),
             ip_counts_topic: "ip-counts".to_owned(),
+            anomalies_topic: String::new(),
             dlq_topic: "pg-sink-dlq".to_owned(),
             batch_max_records: 5_000,
             batch_linger_ms: Duration::from_millis(100),
@@ -100,6 +104,9 @@ pub struct Cli {
     /// IP-counts topic to write; "" for none. [default: ip-counts]
     #[arg(long)]
     pub ip_counts_topic: Option<String>,
+    /// Anomalies topic to write; "" for none. [default: ""]
+    #[arg(long)]
+    pub anomalies_topic: Option<String>,
     /// Dead-letter topic. [default: pg-sink-dlq]
     #[arg(long)]
     pub dlq_topic: Option<String>,
@@ -124,6 +131,7 @@ impl Cli {
             .set("pg_sink.group_id", self.group_id.clone())
             .set("pg_sink.events_topic", self.events_topic.clone())
             .set("pg_sink.ip_counts_topic", self.ip_counts_topic.clone())
+            .set("pg_sink.anomalies_topic", self.anomalies_topic.clone())
             .set("pg_sink.dlq_topic", self.dlq_topic.clone())
             .set("pg_sink.batch_max_records", self.batch_max_records)
             .set("pg_sink.batch_linger_ms", self.batch_linger_ms)
@@ -162,6 +170,14 @@ impl Config {
                 "must differ from pg_sink.events_topic",
             ));
         }
+        if !s.anomalies_topic.is_empty()
+            && [&s.events_topic, &s.ip_counts_topic].contains(&&s.anomalies_topic)
+        {
+            return Err(SettingsError::invalid(
+                "pg_sink.anomalies_topic",
+                "must differ from pg_sink.events_topic and pg_sink.ip_counts_topic",
+            ));
+        }
         if s.batch_max_records == 0 || s.batch_max_records > 100_000 {
             return Err(SettingsError::invalid(
                 "pg_sink.batch_max_records",
@@ -183,11 +199,15 @@ impl Config {
 
     /// The topics consumed.
     pub fn topics(&self) -> Vec<&str> {
-        [&self.pg_sink.events_topic, &self.pg_sink.ip_counts_topic]
-            .into_iter()
-            .filter(|t| !t.is_empty())
-            .map(String::as_str)
-            .collect()
+        [
+            &self.pg_sink.events_topic,
+            &self.pg_sink.ip_counts_topic,
+            &self.pg_sink.anomalies_topic,
+        ]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(String::as_str)
+        .collect()
     }
 }
 
@@ -204,6 +224,7 @@ mod tests {
             ),
             ("--database-url=sqlite://", "pg_sink.database_url"),
             ("--group-id=", "pg_sink.group_id"),
+            ("--anomalies-topic=ip-counts", "pg_sink.anomalies_topic"),
             ("--batch-max-records=0", "pg_sink.batch_max_records"),
             (
                 "--ip-counts-topic=temperature-events",

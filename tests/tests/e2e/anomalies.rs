@@ -3,14 +3,17 @@
 //! what one model per sensor, run straight through the input, gives. That holds through a
 //! SIGKILL of the processor mid-stream and a rescale to two replicas: the models come back from
 //! the changelog (not retrained from cold), and no anomaly or prediction is lost or doubled.
+//! Then the events through pg-sink into each results store, and out of the dashboard's API.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use e2e_tests::broker::shared_bootstrap;
-use e2e_tests::kafka_io::{read_topic, wait_for_group, wait_until_consumed};
-use e2e_tests::service::{Service, simulator_args};
+use e2e_tests::kafka_io::{produce, producer, read_topic, wait_for_group, wait_until_consumed};
+use e2e_tests::results::{Kind, ResultsDb};
+use e2e_tests::service::{Service, http_get, simulator_args, wait_ready};
 use e2e_tests::topics::{PipelineTopics, create_topics};
+use e2e_tests::unique;
 use nix::sys::signal::Signal;
 use sensor_contract::model::{ModelEvent, ModelSettings, SensorModel};
 use sensor_contract::{DecodeOptions, RawRecord, Reading};
@@ -164,4 +167,151 @@ fn anomalies_are_exact_through_a_sigkill_and_a_rescale() {
     for mut replica in [second, third] {
         replica.stop(Duration::from_secs(15));
     }
+}
+
+/// The models' events reach the results store and the API, the same on both stores: every
+/// anomaly newest first (and by sensor), a sensor's predictions newest first.
+#[test]
+fn model_events_reach_the_api_on_postgresql() {
+    model_events_reach_the_api(Kind::Postgres);
+}
+
+#[test]
+fn model_events_reach_the_api_on_sqlite() {
+    model_events_reach_the_api(Kind::Sqlite);
+}
+
+fn model_events_reach_the_api(kind: Kind) {
+    let bootstrap = shared_bootstrap();
+    let id = unique("model-api");
+    let database = ResultsDb::fresh(kind, &id);
+    let (events, anomalies, dlq) = (
+        format!("{id}-events"),
+        format!("{id}-anomalies"),
+        format!("{id}-sink-dlq"),
+    );
+    create_topics(&bootstrap, &[(&events, 1), (&anomalies, 3), (&dlq, 1)]);
+    let producer = producer(&bootstrap);
+    let at = |s: u64| format!("2026-11-28T10:00:{s:02}Z");
+    let mut sent = Vec::new();
+    for (i, sensor) in ["s-1", "s-2", "s-1", "s-3"].iter().enumerate() {
+        let event = ModelEvent::Anomaly {
+            sensor_id: (*sensor).into(),
+            seq: 40 + i as u64,
+            kind: ["outlier", "stuck", "gap", "outlier"][i].into(),
+            score: 5.0 + i as f64 / 4.0,
+            temperature: 30.5 + i as f64,
+            expected: 21.0,
+            low: 19.25,
+            high: 22.75,
+            timestamp: at(10 + i as u64).into(),
+        };
+        sent.push(event.clone());
+        let mut value = Vec::new();
+        event.write_json(&mut value);
+        produce(
+            &producer,
+            &anomalies,
+            None,
+            Some(sensor.as_bytes()),
+            &value,
+            None,
+        );
+    }
+    for seq in [10u64, 20, 30] {
+        let event = ModelEvent::Prediction {
+            sensor_id: "s-1".into(),
+            seq,
+            expected: 20.0 + seq as f64 / 10.0,
+            low: 18.5,
+            high: 24.5,
+            timestamp: at(seq).into(),
+        };
+        let mut value = Vec::new();
+        event.write_json(&mut value);
+        produce(&producer, &anomalies, None, Some(b"s-1"), &value, None);
+    }
+
+    let database_flag = ["--database-url".to_owned(), database.url().to_owned()];
+    let mut sink = Service::start_binary(
+        "pg-sink",
+        &[
+            &database_flag[..],
+            &[
+                "--brokers",
+                &bootstrap,
+                "--events-topic",
+                &events,
+                "--ip-counts-topic",
+                "",
+                "--anomalies-topic",
+                &anomalies,
+                "--dlq-topic",
+                &dlq,
+                "--group-id",
+                &id,
+                "--batch-linger-ms",
+                "10",
+            ]
+            .map(str::to_owned),
+        ]
+        .concat(),
+    );
+    let mut dashboard = Service::start_binary("dashboard", &database_flag);
+    let address = dashboard.http_address(Duration::from_secs(30));
+    wait_ready(&address);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let get = |path: &str| -> serde_json::Value {
+        let (status, body) = http_get(&address, path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let listed = loop {
+        let answer = get("/api/anomalies?limit=10");
+        if answer["anomalies"].as_array().unwrap().len() == 4
+            && get("/api/sensors/s-1/predictions")["predictions"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 3
+        {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{answer}\n{}",
+            sink.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Newest event time first: the reverse of the order sent, every field as sent.
+    let expected: Vec<serde_json::Value> = sent
+        .iter()
+        .rev()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap();
+            v.as_object_mut().unwrap().remove("type");
+            v
+        })
+        .collect();
+    assert_eq!(listed["anomalies"], serde_json::json!(expected));
+    let of_s1 = get("/api/anomalies?sensor=s-1");
+    let seqs: Vec<u64> = of_s1["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [42, 40]);
+    let predictions = get("/api/sensors/s-1/predictions?limit=2");
+    assert_eq!(
+        predictions["predictions"],
+        serde_json::json!([
+            {"seq": 30, "expected": 23.0, "low": 18.5, "high": 24.5, "timestamp": at(30)},
+            {"seq": 20, "expected": 22.0, "low": 18.5, "high": 24.5, "timestamp": at(20)},
+        ])
+    );
+    assert_eq!(http_get(&address, "/api/anomalies?limit=0").0, 400);
+    dashboard.stop(Duration::from_secs(10));
+    sink.stop(Duration::from_secs(20));
 }

@@ -213,6 +213,52 @@ impl PgStore {
             written.rows += inserted;
             written.duplicate_counts = c.offset.len() as u64 - inserted;
         }
+        let m = &rows.anomalies;
+        if !m.offset.is_empty() {
+            written.rows += tx
+                .execute(
+                    "INSERT INTO sensor_anomalies (kafka_partition, kafka_offset, sensor_id, seq, \
+                     kind, score, temperature, expected, low, high, event_time) \
+                     SELECT * FROM UNNEST($1::int4[], $2::int8[], $3::text[], $4::int8[], \
+                     $5::text[], $6::float8[], $7::float8[], $8::float8[], $9::float8[], \
+                     $10::float8[], $11::timestamptz[])",
+                    &[
+                        &m.partition,
+                        &m.offset,
+                        &m.sensor_id,
+                        &m.seq,
+                        &m.kind,
+                        &m.score,
+                        &m.temperature,
+                        &m.expected,
+                        &m.low,
+                        &m.high,
+                        &m.event_time,
+                    ],
+                )
+                .await?;
+        }
+        let p = &rows.predictions;
+        if !p.offset.is_empty() {
+            written.rows += tx
+                .execute(
+                    "INSERT INTO sensor_predictions (kafka_partition, kafka_offset, sensor_id, \
+                     seq, expected, low, high, event_time) \
+                     SELECT * FROM UNNEST($1::int4[], $2::int8[], $3::text[], $4::int8[], \
+                     $5::float8[], $6::float8[], $7::float8[], $8::timestamptz[])",
+                    &[
+                        &p.partition,
+                        &p.offset,
+                        &p.sensor_id,
+                        &p.seq,
+                        &p.expected,
+                        &p.low,
+                        &p.high,
+                        &p.event_time,
+                    ],
+                )
+                .await?;
+        }
         if !rows.sensors.is_empty() {
             let mut ids = Vec::with_capacity(rows.sensors.len());
             let (mut seq, mut time) = (Vec::new(), Vec::new());

@@ -70,6 +70,30 @@ pub struct Talker {
     pub count: i64,
 }
 
+/// An anomaly a sensor's model raised.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnomalyView {
+    pub sensor_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub score: f64,
+    pub temperature: f64,
+    pub expected: f64,
+    pub low: f64,
+    pub high: f64,
+    pub timestamp: String,
+}
+
+/// A sensor model's forecast of the reading after `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionView {
+    pub seq: i64,
+    pub expected: f64,
+    pub low: f64,
+    pub high: f64,
+    pub timestamp: String,
+}
+
 /// Where the dashboard reads the results.
 #[derive(Clone)]
 pub enum Reader {
@@ -316,6 +340,121 @@ impl Reader {
                                 seq: r.get(1)?,
                                 temperature: r.get(2)?,
                                 threshold: r.get(3)?,
+                                timestamp: rfc3339(time_of(r.get(4)?)),
+                            })
+                        })?
+                        .collect()
+                })
+                .await
+            }
+        }
+    }
+
+    /// The models' anomalies, newest event time first; of one sensor if `sensor` is given.
+    pub async fn anomalies(
+        &self,
+        limit: i64,
+        offset: i64,
+        sensor: Option<String>,
+    ) -> anyhow::Result<Vec<AnomalyView>> {
+        const COLUMNS: &str = "SELECT sensor_id, seq, kind, score, temperature, expected, low, \
+             high, event_time FROM sensor_anomalies";
+        match self {
+            Self::Postgres(pool) => {
+                let rows = pool
+                    .get()
+                    .await?
+                    .query(
+                        &format!(
+                            "{COLUMNS} WHERE $3::text IS NULL OR sensor_id = $3 \
+                             ORDER BY event_time DESC, kafka_partition DESC, kafka_offset DESC \
+                             LIMIT $1 OFFSET $2"
+                        ),
+                        &[&limit, &offset, &sensor],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| AnomalyView {
+                        sensor_id: r.get(0),
+                        seq: r.get(1),
+                        kind: r.get(2),
+                        score: r.get(3),
+                        temperature: r.get(4),
+                        expected: r.get(5),
+                        low: r.get(6),
+                        high: r.get(7),
+                        timestamp: rfc3339(r.get(8)),
+                    })
+                    .collect())
+            }
+            Self::Sqlite(path) => {
+                on_file(path, move |db| {
+                    let mut statement = db.prepare(&format!(
+                        "{COLUMNS} WHERE ?3 IS NULL OR sensor_id = ?3 \
+                         ORDER BY event_time DESC, kafka_partition DESC, kafka_offset DESC \
+                         LIMIT ?1 OFFSET ?2"
+                    ))?;
+                    statement
+                        .query_map(params![limit, offset, sensor], |r| {
+                            Ok(AnomalyView {
+                                sensor_id: r.get(0)?,
+                                seq: r.get(1)?,
+                                kind: r.get(2)?,
+                                score: r.get(3)?,
+                                temperature: r.get(4)?,
+                                expected: r.get(5)?,
+                                low: r.get(6)?,
+                                high: r.get(7)?,
+                                timestamp: rfc3339(time_of(r.get(8)?)),
+                            })
+                        })?
+                        .collect()
+                })
+                .await
+            }
+        }
+    }
+
+    /// One sensor's predictions, newest first.
+    pub async fn predictions(
+        &self,
+        sensor_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> anyhow::Result<Vec<PredictionView>> {
+        const QUERY: &str = "SELECT seq, expected, low, high, event_time FROM sensor_predictions \
+             WHERE sensor_id = $1 ORDER BY kafka_offset DESC LIMIT $2 OFFSET $3";
+        match self {
+            Self::Postgres(pool) => {
+                let rows = pool
+                    .get()
+                    .await?
+                    .query(QUERY, &[&sensor_id, &limit, &offset])
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| PredictionView {
+                        seq: r.get(0),
+                        expected: r.get(1),
+                        low: r.get(2),
+                        high: r.get(3),
+                        timestamp: rfc3339(r.get(4)),
+                    })
+                    .collect())
+            }
+            Self::Sqlite(path) => {
+                let sensor_id = sensor_id.to_owned();
+                on_file(path, move |db| {
+                    // SQLite takes PostgreSQL's $n parameters as they are.
+                    let mut statement = db.prepare(QUERY)?;
+                    statement
+                        .query_map(params![sensor_id, limit, offset], |r| {
+                            Ok(PredictionView {
+                                seq: r.get(0)?,
+                                expected: r.get(1)?,
+                                low: r.get(2)?,
+                                high: r.get(3)?,
                                 timestamp: rfc3339(time_of(r.get(4)?)),
                             })
                         })?

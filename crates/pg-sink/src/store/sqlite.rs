@@ -273,6 +273,45 @@ fn write(
         written.rows += inserted;
         written.duplicate_counts = c.offset.len() as u64 - inserted;
 
+        let m = &rows.anomalies;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO sensor_anomalies (kafka_partition, kafka_offset, sensor_id, seq, kind, \
+             score, temperature, expected, low, high, event_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for i in 0..m.offset.len() {
+            written.rows += insert.execute(params![
+                m.partition[i],
+                m.offset[i],
+                m.sensor_id[i],
+                m.seq[i],
+                m.kind[i],
+                m.score[i],
+                m.temperature[i],
+                m.expected[i],
+                m.low[i],
+                m.high[i],
+                micros(m.event_time[i]),
+            ])? as u64;
+        }
+        let p = &rows.predictions;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO sensor_predictions (kafka_partition, kafka_offset, sensor_id, seq, \
+             expected, low, high, event_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for i in 0..p.offset.len() {
+            written.rows += insert.execute(params![
+                p.partition[i],
+                p.offset[i],
+                p.sensor_id[i],
+                p.seq[i],
+                p.expected[i],
+                p.low[i],
+                p.high[i],
+                micros(p.event_time[i]),
+            ])? as u64;
+        }
+
         // A sensor's events are all on one partition and batches of a partition are written in
         // offset order, so the batch's last values are the newest.
         let mut upsert = tx.prepare_cached(
