@@ -1,7 +1,9 @@
 //! The no-install demo of the whole system, in one process on an in-process mock Kafka cluster
 //! (librdkafka's, through `rdkafka::mocking`):
 //!
-//! - the temperature pipeline: the simulator and several processor replicas in one group;
+//! - the temperature pipeline: the simulator (with a few labelled faults injected) and several
+//!   processor replicas in one group, each sensor's online model on (anomalies and
+//!   predictions);
 //! - the network-log pipeline: the log gateway on a local TCP port, a log simulator sending to
 //!   it, and the IP-count job (short windows, so that counts show within seconds);
 //! - the results: the sink into an SQLite file in a directory of the caller's, and the
@@ -21,6 +23,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::mocking::MockCluster;
 use sensor_contract::Event;
+use sensor_contract::model::ModelEvent;
 use tokio_util::sync::CancellationToken;
 
 /// What the demo runs.
@@ -49,6 +52,17 @@ pub struct DemoOptions {
 const READINGS: &str = "temperature-readings";
 const EVENTS: &str = "temperature-events";
 const DEAD_LETTERS: &str = "temperature-readings-dlq";
+const ANOMALIES: &str = "temperature-anomalies";
+
+/// What the demo shows in the terminal: an alert or an average, or an anomaly the sensors'
+/// models raised.
+#[derive(Debug)]
+pub enum Seen<'a> {
+    /// On `temperature-events`.
+    Event(Event<'a>),
+    /// An anomaly on `temperature-anomalies` (predictions are on the page only).
+    Anomaly(ModelEvent<'a>),
+}
 
 /// Fails with a clear message, naming the flag, when `address` cannot be listened on.
 pub fn check_free(address: SocketAddr, flag: &str) -> anyhow::Result<()> {
@@ -66,12 +80,12 @@ pub fn database_file(options: &DemoOptions) -> PathBuf {
     options.data_dir.join("results.db")
 }
 
-/// Runs the demo until `shutdown` fires (or a part of it fails), handing every temperature event
-/// the replicas write to `on_event`.
+/// Runs the demo until `shutdown` fires (or a part of it fails), handing every alert, average
+/// and anomaly the replicas write to `on_seen`.
 pub async fn run(
     options: &DemoOptions,
     shutdown: CancellationToken,
-    mut on_event: impl FnMut(&Event),
+    mut on_seen: impl FnMut(&Seen<'_>),
 ) -> anyhow::Result<()> {
     check_free(options.dashboard, "--dashboard")?;
     check_free(options.gateway, "--gateway")?;
@@ -85,6 +99,7 @@ pub async fn run(
         (READINGS, 6),
         (EVENTS, 6),
         (DEAD_LETTERS, 3),
+        (ANOMALIES, 6),
         (processor_state.as_str(), 6),
         (ip_defaults.input_topic.as_str(), 3),
         (ip_defaults.repartition_topic.as_str(), 3),
@@ -114,6 +129,7 @@ pub async fn run(
         // One transactional id per replica, or they would fence each other.
         config.processor.instance_id = Some(format!("demo-{replica}"));
         config.processor.http_address = none();
+        config.processor.anomalies.enabled = true;
         let stop = shutdown.clone();
         tasks.spawn(async move { processor::run(&config, stop).await.context("a processor") });
     }
@@ -126,6 +142,9 @@ pub async fn run(
     simulator.simulator.seed = Some(options.seed);
     simulator.simulator.progress_interval_secs = Duration::from_secs(3600);
     simulator.simulator.http_address = none();
+    // A few labelled faults, so that the models have something to find: about one per sensor
+    // every 25 s at the default rate.
+    simulator.simulator.faults.rate = 4.0;
     let stop = shutdown.clone();
     tasks.spawn(async move {
         sensor_simulator::run(&simulator, stop)
@@ -169,6 +188,7 @@ pub async fn run(
     };
     sink.pg_sink.database_url = database_url.clone();
     sink.pg_sink.http_address = none();
+    sink.pg_sink.anomalies_topic = ANOMALIES.to_owned();
     let stop = shutdown.clone();
     tasks.spawn(async move {
         pg_sink::run(&sink, stop)
@@ -204,7 +224,7 @@ pub async fn run(
     .create_with_context(TracingContext)
     .context("creating the viewer")?;
     viewer
-        .subscribe(&[EVENTS])
+        .subscribe(&[EVENTS, ANOMALIES])
         .context("subscribing the viewer")?;
     let mut failure = None;
     loop {
@@ -223,8 +243,13 @@ pub async fn run(
             }
             message = viewer.recv() => match message {
                 Ok(m) => {
-                    if let Some(Ok(event)) = m.payload().map(serde_json::from_slice::<Event>) {
-                        on_event(&event);
+                    let payload = m.payload().unwrap_or_default();
+                    if m.topic() == ANOMALIES {
+                        if let Ok(event @ ModelEvent::Anomaly { .. }) = serde_json::from_slice(payload) {
+                            on_seen(&Seen::Anomaly(event));
+                        }
+                    } else if let Ok(event) = serde_json::from_slice::<Event>(payload) {
+                        on_seen(&Seen::Event(event));
                     }
                 }
                 Err(error) => {
@@ -288,7 +313,26 @@ async fn send_logs(
 }
 
 /// One line for the terminal.
-pub fn describe(event: &Event) -> String {
+pub fn describe(seen: &Seen<'_>) -> String {
+    let event = match seen {
+        Seen::Event(event) => event,
+        Seen::Anomaly(ModelEvent::Anomaly {
+            sensor_id,
+            seq,
+            kind,
+            score,
+            temperature,
+            expected,
+            low,
+            high,
+            ..
+        }) => {
+            return format!(
+                "ANOMALY  {sensor_id:<12} seq {seq:>5}  {temperature:>6.2} °C  {kind}, score {score:.1} (expected {expected:.2}, {low:.2} to {high:.2})"
+            );
+        }
+        Seen::Anomaly(other) => return format!("{other:?}"),
+    };
     match event {
         Event::Alert(a) => format!(
             "ALERT    {:<12} seq {:>5}  {:>6.2} °C  > {} °C  at {}",
@@ -331,9 +375,10 @@ mod tests {
             stop.cancel();
         });
         let (mut alerts, mut averages) = (0, 0);
-        run(&options, shutdown, |event| match event {
-            Event::Alert(_) => alerts += 1,
-            Event::Average(_) => averages += 1,
+        run(&options, shutdown, |seen| match seen {
+            Seen::Event(Event::Alert(_)) => alerts += 1,
+            Seen::Event(Event::Average(_)) => averages += 1,
+            Seen::Anomaly(_) => {}
         })
         .await
         .expect("the demo runs");
@@ -343,16 +388,31 @@ mod tests {
 
     #[test]
     fn lines_are_readable() {
-        let line = describe(&Event::Alert(sensor_contract::Alert {
+        let line = describe(&Seen::Event(Event::Alert(sensor_contract::Alert {
             sensor_id: "sensor-0001".into(),
             seq: 7,
             temperature: 41.5,
             threshold: 40.0,
             timestamp: "2026-11-22T01:02:03.456Z".into(),
-        }));
+        })));
         assert_eq!(
             line,
             "ALERT    sensor-0001  seq     7   41.50 °C  > 40 °C  at 2026-11-22T01:02:03.456Z"
+        );
+        let line = describe(&Seen::Anomaly(ModelEvent::Anomaly {
+            sensor_id: "sensor-0002".into(),
+            seq: 120,
+            kind: "outlier".into(),
+            score: 7.25,
+            temperature: 33.1,
+            expected: 21.05,
+            low: 18.5,
+            high: 23.6,
+            timestamp: "2026-11-22T01:02:03.456Z".into(),
+        }));
+        assert_eq!(
+            line,
+            "ANOMALY  sensor-0002  seq   120   33.10 °C  outlier, score 7.2 (expected 21.05, 18.50 to 23.60)"
         );
     }
 }

@@ -12,8 +12,9 @@ use sensor_demo::{DemoOptions, check_free, database_file, describe};
 
 /// Runs the whole system in one process on librdkafka's in-process mock Kafka cluster: the
 /// temperature pipeline (simulator, processor replicas), the network-log pipeline (a log
-/// simulator sending to the log gateway, the IP counter), the results in an SQLite file and the
-/// dashboard. Prints the dashboard's address, then the alerts and averages as they are written.
+/// simulator sending to the log gateway, the IP counter), each sensor's online model (a few
+/// faults are injected for it to find), the results in an SQLite file and the dashboard. Prints
+/// the dashboard's address, then the alerts, averages and anomalies as they are written.
 /// A demo: for real Kafka use docker compose or scripts/kafka.sh.
 #[derive(Debug, Parser)]
 #[command(name = "sensor-demo", version)]
@@ -120,9 +121,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let on_closed_output = stop.clone();
     let mut out = std::io::stdout();
-    let result = sensor_demo::run(&options, stop, |event| {
+    let result = sensor_demo::run(&options, stop, |seen| {
         // Output closed (`sensor-demo | head`): stop like Ctrl-C instead of panicking.
-        if writeln!(out, "{}", describe(event)).is_err() {
+        if writeln!(out, "{}", describe(seen)).is_err() {
             on_closed_output.cancel();
         }
     })
