@@ -23,7 +23,20 @@ fn api(address: &str, path: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
-fn start(args: &[&str]) -> (Child, std::path::PathBuf) {
+/// The demo's process, killed if the test ends before it stops it (a failed assertion must not
+/// leave a whole system running for the rest of the suite).
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(args: &[&str]) -> (Demo, std::path::PathBuf) {
     let out = tempfile::NamedTempFile::new()
         .unwrap()
         .into_temp_path()
@@ -35,7 +48,7 @@ fn start(args: &[&str]) -> (Child, std::path::PathBuf) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("sensor-demo starts");
-    (child, out)
+    (Demo(child), out)
 }
 
 /// The count of `ip` in any window the dashboard lists, if it is there.
@@ -77,7 +90,7 @@ fn the_demo_shows_both_pipelines_on_its_dashboard_and_stops_cleanly() {
             started.elapsed() < Duration::from_secs(60),
             "the demo's dashboard never became ready"
         );
-        if let Some(status) = demo.try_wait().unwrap() {
+        if let Some(status) = demo.0.try_wait().unwrap() {
             panic!("the demo exited: {status}");
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -214,17 +227,17 @@ fn the_demo_shows_both_pipelines_on_its_dashboard_and_stops_cleanly() {
         printed.lines().any(|l| l.starts_with("ALERT")),
         "alerts in the terminal"
     );
-    kill(Pid::from_raw(demo.id() as i32), Signal::SIGINT).unwrap();
+    kill(Pid::from_raw(demo.0.id() as i32), Signal::SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = demo.try_wait().unwrap() {
+        if let Some(status) = demo.0.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "the demo did not stop on SIGINT");
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut stderr).unwrap();
+    std::io::Read::read_to_string(&mut demo.0.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{status}: {stderr}");
     assert!(
         !results.parent().unwrap().exists(),
