@@ -10,7 +10,7 @@ use crate::kafka::{TracingContext, client_config};
 use crate::settings::KafkaSettings;
 use anyhow::{Context as _, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -201,6 +201,12 @@ pub fn scan(
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 remaining.remove(&partition);
             }
+            // librdkafka reports a lost connection (all of them at once, say, when the broker
+            // closes idle ones) as an error on the queue, then reconnects by itself: wait for
+            // it, bounded by the stall limit below.
+            Some(Err(KafkaError::MessageConsumption(code))) if is_transient(code) => {
+                tracing::warn!(%code, "reading {topic}: connection lost, waiting for librdkafka to reconnect");
+            }
             Some(Err(error)) => bail!("reading {topic}: {error}"),
             None => {}
         }
@@ -227,4 +233,16 @@ pub fn scan(
         }
     }
     Ok(())
+}
+
+/// Errors librdkafka recovers from by itself: connections lost or not yet made.
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+    )
 }
