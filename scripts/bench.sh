@@ -18,6 +18,12 @@ if [[ "${1:-}" == logs ]]; then
   cargo bench --locked -p e2e-tests --bench log_pipeline
   exit
 fi
+# `scripts/bench.sh anomalies`: the anomaly model against the fixed threshold on labelled
+# faults, and its CPU cost (tests/benches/anomalies.rs, about 2 minutes; BENCH_READINGS).
+if [[ "${1:-}" == anomalies ]]; then
+  cargo bench --locked -p e2e-tests --bench anomalies
+  exit
+fi
 # The Kafka Streams baseline (bench/kafka-streams): Kafka Streams and its dependencies from
 # Maven Central, compiled once, run from target/classes and target/lib.
 echo "==> building the Kafka Streams baseline (bench/kafka-streams)" >&2
