@@ -21,6 +21,9 @@ use sensor_simulator::evaluation::{Score, Scored};
 use sensor_simulator::faults::{FaultKind, Label};
 use serde_json::json;
 
+/// A reading's identity: sensor id and sequence number.
+type ReadingKey = (String, u64);
+
 /// Runs one processor over the pre-loaded input until it is consumed; returns its CPU seconds
 /// and wall seconds.
 fn run(bootstrap: &str, group: &str, extra: &[&str]) -> (f64, f64) {
@@ -117,7 +120,7 @@ fn main() {
     );
 
     // Ground truth and verdicts, per sensor in reading order.
-    let flagged = |topic: &str, wanted: &str| -> BTreeSet<(String, u64)> {
+    let flagged = |topic: &str, wanted: &str| -> BTreeSet<ReadingKey> {
         read_topic(&bootstrap, topic)
             .iter()
             .filter_map(|r| {
@@ -134,7 +137,7 @@ fn main() {
     };
     let alerts = flagged("events-on", "alert");
     let anomalies = flagged("anomalies", "anomaly");
-    let mut streams: BTreeMap<String, Vec<(Option<Label>, (String, u64))>> = BTreeMap::new();
+    let mut streams: BTreeMap<String, Vec<(Option<Label>, ReadingKey)>> = BTreeMap::new();
     for record in read_topic(&bootstrap, "readings") {
         let v: serde_json::Value =
             serde_json::from_slice(record.payload.as_deref().unwrap_or_default()).unwrap();
@@ -149,7 +152,7 @@ fn main() {
             .or_default()
             .push((label, (sensor, seq)));
     }
-    let score = |flags: &BTreeSet<(String, u64)>| {
+    let score = |flags: &BTreeSet<ReadingKey>| {
         let mut score = Score::default();
         for stream in streams.values() {
             let scored: Vec<Scored> = stream
