@@ -1,5 +1,6 @@
 //! Test harness for the end-to-end tests: the real broker, the real binaries, the real topics.
 //!
+//! - [`browser`]: the dashboard page in headless Chromium.
 //! - [`broker`]: the shared broker started by `scripts/test.sh`, or a private one per test.
 //! - [`topics`]: unique topic names, created with `scripts/create-topics.sh` (as compose does).
 //! - [`service`]: the simulator and processor binaries as child processes.
@@ -11,6 +12,7 @@
 //! - [`expect`]: what the reference semantics says a topic's output must be, and the comparison.
 
 pub mod broker;
+pub mod browser;
 pub mod expect;
 pub mod kafka_io;
 pub mod postgres;

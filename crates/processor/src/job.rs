@@ -8,7 +8,7 @@
 //! transactions as the alerts and averages. Everything else (batches, transactions, the
 //! changelog, restores) is the engine's.
 
-use sensor_contract::model::{ModelEvent, ModelSettings, SensorModel};
+use sensor_contract::model::{ModelSettings, SensorModel, judge};
 use sensor_contract::state::step_each;
 use sensor_contract::{DecodeError, DecodeOptions, ProcessingRules, RawRecord, Reading, Window};
 use stream_engine::{ApplyContext, InputRecord, Job, Outputs, Rejection};
@@ -121,40 +121,18 @@ impl Job for TemperatureJob {
             );
         });
         if let Some((model, prediction_every)) = &self.anomalies {
-            let judged = state.model.update(reading.seq, reading.temperature, model);
             let key = reading.sensor_id.as_bytes();
-            if let Some(anomaly) = judged.anomaly {
-                let event = ModelEvent::Anomaly {
-                    sensor_id: reading.sensor_id.clone(),
-                    seq: reading.seq,
-                    kind: anomaly.kind.name().into(),
-                    score: anomaly.score,
-                    temperature: reading.temperature,
-                    expected: anomaly.forecast.expected,
-                    low: anomaly.forecast.low,
-                    high: anomaly.forecast.high,
-                    timestamp: reading.timestamp.clone(),
-                };
-                out.emit(ANOMALIES, key, event.kind(), |value| {
-                    event.write_json(value)
-                });
-            }
-            if let Some(next) = judged.next
-                && *prediction_every > 0
-                && state.model.seen().is_multiple_of(*prediction_every)
-            {
-                let event = ModelEvent::Prediction {
-                    sensor_id: reading.sensor_id.clone(),
-                    seq: reading.seq,
-                    expected: next.expected,
-                    low: next.low,
-                    high: next.high,
-                    timestamp: reading.timestamp.clone(),
-                };
-                out.emit(ANOMALIES, key, event.kind(), |value| {
-                    event.write_json(value)
-                });
-            }
+            judge(
+                &mut state.model,
+                reading,
+                model,
+                *prediction_every,
+                |event| {
+                    out.emit(ANOMALIES, key, event.kind(), |value| {
+                        event.write_json(value)
+                    });
+                },
+            );
         }
         Ok(())
     }

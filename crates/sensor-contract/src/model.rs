@@ -82,6 +82,45 @@ impl ModelEvent<'_> {
     }
 }
 
+/// Runs `reading` through its sensor's `model` and hands over the events that makes, in order:
+/// an anomaly if the reading is judged one, then the forecast of the next reading if it is the
+/// model's `prediction_every`-th (0: never).
+pub fn judge<'a>(
+    model: &mut SensorModel,
+    reading: &crate::Reading<'a>,
+    settings: &ModelSettings,
+    prediction_every: u32,
+    mut emit: impl FnMut(ModelEvent<'a>),
+) {
+    let judged = model.update(reading.seq, reading.temperature, settings);
+    if let Some(anomaly) = judged.anomaly {
+        emit(ModelEvent::Anomaly {
+            sensor_id: reading.sensor_id.clone(),
+            seq: reading.seq,
+            kind: anomaly.kind.name().into(),
+            score: anomaly.score,
+            temperature: reading.temperature,
+            expected: anomaly.forecast.expected,
+            low: anomaly.forecast.low,
+            high: anomaly.forecast.high,
+            timestamp: reading.timestamp.clone(),
+        });
+    }
+    if let Some(next) = judged.next
+        && prediction_every > 0
+        && model.seen().is_multiple_of(prediction_every)
+    {
+        emit(ModelEvent::Prediction {
+            sensor_id: reading.sensor_id.clone(),
+            seq: reading.seq,
+            expected: next.expected,
+            low: next.low,
+            high: next.high,
+            timestamp: reading.timestamp.clone(),
+        });
+    }
+}
+
 /// The model's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelSettings {
@@ -550,6 +589,60 @@ mod tests {
         let mut other = bytes;
         other[0] = 2;
         assert_eq!(SensorModel::decode(&other), None);
+    }
+
+    #[test]
+    fn judging_emits_the_anomaly_then_every_nth_prediction_with_the_readings_fields() {
+        // σ at least 0.5 °C: the steady start's half-degree steps stay inside the interval.
+        let settings = ModelSettings {
+            warmup: 3,
+            min_sigma: 0.5,
+            ..ModelSettings::default()
+        };
+        let mut model = SensorModel::default();
+        let mut events = Vec::new();
+        for (seq, temperature) in [(1, 20.0), (2, 20.5), (3, 20.0), (4, 20.5), (5, 35.0)] {
+            let reading = crate::Reading {
+                sensor_id: "s-9".into(),
+                seq,
+                temperature,
+                timestamp: format!("2026-11-28T10:00:0{seq}Z").into(),
+            };
+            judge(&mut model, &reading, &settings, 2, |e| {
+                events.push(e.into_owned_json())
+            });
+        }
+        let kinds: Vec<(String, u64)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        // Predictions after the 2nd and 4th readings; the 5th is an outlier (no prediction:
+        // the model has seen 5).
+        assert_eq!(
+            kinds,
+            [
+                ("prediction".to_owned(), 2),
+                ("prediction".to_owned(), 4),
+                ("anomaly".to_owned(), 5)
+            ]
+        );
+        let anomaly = &events[2];
+        assert_eq!(anomaly["sensor_id"], "s-9");
+        assert_eq!(anomaly["kind"], "outlier");
+        assert_eq!(anomaly["temperature"], 35.0);
+        assert_eq!(anomaly["timestamp"], "2026-11-28T10:00:05Z");
+        assert!(anomaly["high"].as_f64().unwrap() < 35.0);
+    }
+
+    impl ModelEvent<'_> {
+        fn into_owned_json(self) -> serde_json::Value {
+            serde_json::to_value(&self).unwrap()
+        }
     }
 
     #[test]

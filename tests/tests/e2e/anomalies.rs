@@ -15,7 +15,7 @@ use e2e_tests::service::{Service, http_get, simulator_args, wait_ready};
 use e2e_tests::topics::{PipelineTopics, create_topics};
 use e2e_tests::unique;
 use nix::sys::signal::Signal;
-use sensor_contract::model::{ModelEvent, ModelSettings, SensorModel};
+use sensor_contract::model::{ModelEvent, ModelSettings, SensorModel, judge};
 use sensor_contract::{DecodeOptions, RawRecord, Reading};
 
 #[test]
@@ -86,38 +86,12 @@ fn anomalies_are_exact_through_a_sigkill_and_a_rescale() {
             labelled.insert((reading.sensor_id.to_string(), reading.seq), (kind, id));
         }
         let model = models.entry(reading.sensor_id.to_string()).or_default();
-        let judged = model.update(reading.seq, reading.temperature, &settings);
         let events = expected.entry(reading.sensor_id.to_string()).or_default();
-        let mut write = |event: ModelEvent<'_>| {
+        judge(model, &reading, &settings, 10, |event| {
             let mut bytes = Vec::new();
             event.write_json(&mut bytes);
             events.push(bytes);
-        };
-        if let Some(a) = judged.anomaly {
-            write(ModelEvent::Anomaly {
-                sensor_id: reading.sensor_id.clone(),
-                seq: reading.seq,
-                kind: a.kind.name().into(),
-                score: a.score,
-                temperature: reading.temperature,
-                expected: a.forecast.expected,
-                low: a.forecast.low,
-                high: a.forecast.high,
-                timestamp: reading.timestamp.clone(),
-            });
-        }
-        if let Some(next) = judged.next
-            && model.seen().is_multiple_of(10)
-        {
-            write(ModelEvent::Prediction {
-                sensor_id: reading.sensor_id.clone(),
-                seq: reading.seq,
-                expected: next.expected,
-                low: next.low,
-                high: next.high,
-                timestamp: reading.timestamp.clone(),
-            });
-        }
+        });
     }
 
     let mut actual: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();

@@ -3,14 +3,12 @@
 //! playwright-core): the alerts, the sensors, the top addresses' bars in order with their
 //! counts, and a new alert arriving live without a reload. Saves a screenshot.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e_tests::broker::shared_bootstrap;
+use e2e_tests::browser::Page;
 use e2e_tests::kafka_io::{produce, producer};
-use e2e_tests::repo_root;
 use e2e_tests::results::{Kind, ResultsDb};
 use e2e_tests::service::{Service, http_get, wait_ready};
 use e2e_tests::topics::create_topics;
@@ -116,11 +114,6 @@ fn the_dashboard_shows_the_results_and_updates_live_in_a_real_browser_on_sqlite(
 }
 
 fn the_dashboard_shows_the_results_and_updates_live(kind: Kind) {
-    let node_modules = repo_root().join("tests/browser/node_modules/playwright-core");
-    assert!(
-        node_modules.is_dir(),
-        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test.sh does)"
-    );
     let bootstrap = shared_bootstrap();
     let id = unique("dashboard");
     let database = ResultsDb::fresh(kind, &id);
@@ -258,28 +251,14 @@ fn the_dashboard_shows_the_results_and_updates_live(kind: Kind) {
     );
 
     // The page, in a real browser.
-    let screenshot_dir = repo_root().join("target/screenshots");
-    std::fs::create_dir_all(&screenshot_dir).unwrap();
-    let screenshot = screenshot_dir.join(match kind {
-        Kind::Postgres => "dashboard.png",
-        Kind::Sqlite => "dashboard-sqlite.png",
-    });
-    let _ = std::fs::remove_file(&screenshot);
-    let mut browser = Command::new("node")
-        .arg(repo_root().join("tests/browser/dashboard.mjs"))
-        .arg(format!("http://{address}/"))
-        .arg(&screenshot)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs (Node.js is a prerequisite)");
-    let mut out = BufReader::new(browser.stdout.take().unwrap()).lines();
-    let mut next = || -> Value {
-        let line = out.next().expect("the browser driver ended early").unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
-    };
-    let first = next();
+    let mut page_driver = Page::open(
+        &format!("http://{address}/"),
+        match kind {
+            Kind::Postgres => "dashboard.png",
+            Kind::Sqlite => "dashboard-sqlite.png",
+        },
+    );
+    let first = page_driver.report();
     let page = &first["snapshot"];
     assert_eq!(page["status"], "live");
     let seen: Vec<(String, u64)> = page["alerts"]
@@ -326,27 +305,18 @@ fn the_dashboard_shows_the_results_and_updates_live(kind: Kind) {
     );
 
     // Nothing new: no request (the page does not poll).
-    assert_eq!(next()["idle_api_requests"], 0);
+    assert_eq!(page_driver.report()["idle_api_requests"], 0);
 
     // A new alert arrives: pushed, shown on top, without a reload.
     send_event(&producer, &events, &alert("freezer-9", 22, 45.5, 400));
-    let mut stdin = browser.stdin.take().unwrap();
-    writeln!(
-        stdin,
-        r#"{{"wait_for_alert": {{"sensor": "freezer-9", "seq": 22}}}}"#
-    )
-    .unwrap();
-    drop(stdin);
-    let live = next();
+    page_driver.command(r#"{"wait_for_alert": {"sensor": "freezer-9", "seq": 22}}"#);
+    let live = page_driver.report();
     assert_eq!(live["same_document"], true);
     assert_eq!(live["page_errors"], serde_json::json!([]));
     assert_eq!(live["snapshot"]["alerts"][0]["sensor"], "freezer-9");
     assert_eq!(live["snapshot"]["alerts"][0]["temperature"], "45.50 °C");
     assert_eq!(live["snapshot"]["sensors"][2]["cells"][4], "1");
-    let status = browser.wait().unwrap();
-    assert!(status.success());
-    let png = std::fs::read(&screenshot).expect("screenshot saved");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
+    let screenshot = page_driver.finish();
     println!(
         "dashboard on {kind}: new alert on the page {} ms after it was produced (sink linger 10 ms); screenshot {}",
         live["appeared_ms"],

@@ -5,13 +5,13 @@
 //! cleanly and removes its results file. Needs nothing but the binary: the broker is the
 //! in-process mock.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{IpAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e_tests::broker::free_port;
-use e2e_tests::repo_root;
+use e2e_tests::browser::Page;
 use e2e_tests::service::{binary, http_get, try_http_get};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -158,32 +158,13 @@ fn the_demo_shows_both_pipelines_on_its_dashboard_and_stops_cleanly() {
     }
 
     // The page, in Chromium: alerts, the twelve sensors with trends, both bar charts, live.
-    let screenshot_dir = repo_root().join("target/screenshots");
-    std::fs::create_dir_all(&screenshot_dir).unwrap();
-    let screenshot = screenshot_dir.join("demo.png");
-    let _ = std::fs::remove_file(&screenshot);
-    let mut browser = Command::new("node")
-        .arg(repo_root().join("tests/browser/dashboard.mjs"))
-        .arg(format!("http://{dashboard}/"))
-        .arg(&screenshot)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs (Node.js is a prerequisite)");
-    let mut out = BufReader::new(browser.stdout.take().unwrap()).lines();
-    let mut next = || -> Value {
-        let line = out.next().expect("the browser driver ended early").unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
-    };
-    let first = next();
+    let mut driver = Page::open(&format!("http://{dashboard}/"), "demo.png");
+    let first = driver.report();
     assert_eq!(first["snapshot"]["status"], "live");
-    let _idle = next();
-    let mut stdin = browser.stdin.take().unwrap();
-    writeln!(stdin, r#"{{"close": {{"wait_ms": 4000}}}}"#).unwrap();
-    drop(stdin);
-    let last = next();
-    assert!(browser.wait().unwrap().success());
+    let _idle = driver.report();
+    driver.command(r#"{"close": {"wait_ms": 4000}}"#);
+    let last = driver.report();
+    let screenshot = driver.finish();
     let page = &last["snapshot"];
     assert_eq!(last["same_document"], true);
     assert_eq!(last["page_errors"], serde_json::json!([]));
@@ -207,8 +188,6 @@ fn the_demo_shows_both_pipelines_on_its_dashboard_and_stops_cleanly() {
         first["snapshot"]["sensors"], page["sensors"],
         "the sensor table did not change in 4 s"
     );
-    let png = std::fs::read(&screenshot).expect("screenshot saved");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
 
     // Ctrl-C: a clean stop, and the results file is gone.
     let printed = std::fs::read_to_string(&stdout).unwrap();

@@ -341,29 +341,40 @@ fn every_result_is_one_row_through_repeated_sigkills(kind: Kind) {
     );
 }
 
+/// Counts produced before the sink starts, in the backlog tests.
+const BACKLOG: u64 = 60_000;
+
+/// Produces [`BACKLOG`] counts, starts a sink into `database` and waits until it has written
+/// them all; prints its rows per second since ready. Returns the sink, its process and its HTTP
+/// address.
+fn write_backlog(bootstrap: &str, id: &str, database: &ResultsDb) -> (Sink, Service, String) {
+    let sink = Sink::new(id, &format!("{id}-events"));
+    create_topics(
+        bootstrap,
+        &[(&sink.events, 3), (&sink.counts, 6), (&sink.dlq, 1)],
+    );
+    produce_counts(bootstrap, &sink.counts, 0, BACKLOG);
+    let service = sink.start(bootstrap, database.url(), &[]);
+    let http = service.http_address(Duration::from_secs(30));
+    wait_ready(&http);
+    let took = wait_for_rows(database, BACKLOG as usize, Duration::from_secs(120));
+    println!(
+        "pg-sink backlog into {}: {BACKLOG} count rows in {:.2} s since ready = {:.0} rows/s",
+        database.kind(),
+        took.as_secs_f64(),
+        BACKLOG as f64 / took.as_secs_f64()
+    );
+    (sink, service, http)
+}
+
 #[test]
 fn the_sink_waits_for_the_database_and_loses_nothing() {
     let bootstrap = shared_bootstrap();
     let id = unique("pg-outage");
     let server = PrivateServer::start();
     let database = ResultsDb::existing_postgres(server.url());
-    let sink = Sink::new(&id, &format!("{id}-events"));
-    create_topics(
-        &bootstrap,
-        &[(&sink.events, 3), (&sink.counts, 6), (&sink.dlq, 1)],
-    );
     // A backlog first: how fast the sink writes it is the figure printed.
-    const BACKLOG: u64 = 60_000;
-    produce_counts(&bootstrap, &sink.counts, 0, BACKLOG);
-    let mut service = sink.start(&bootstrap, database.url(), &[]);
-    let http = service.http_address(Duration::from_secs(30));
-    wait_ready(&http);
-    let took = wait_for_rows(&database, BACKLOG as usize, Duration::from_secs(120));
-    println!(
-        "pg-sink backlog: {BACKLOG} count rows in {:.2} s since ready = {:.0} rows/s",
-        took.as_secs_f64(),
-        BACKLOG as f64 / took.as_secs_f64()
-    );
+    let (sink, mut service, http) = write_backlog(&bootstrap, &id, &database);
 
     server.stop();
     produce_counts(&bootstrap, &sink.counts, BACKLOG, 1_000);
@@ -401,23 +412,8 @@ fn the_sqlite_sink_writes_a_backlog_exactly() {
     let bootstrap = shared_bootstrap();
     let id = unique("sqlite-backlog");
     let database = ResultsDb::fresh(Kind::Sqlite, &id);
-    let sink = Sink::new(&id, &format!("{id}-events"));
-    create_topics(
-        &bootstrap,
-        &[(&sink.events, 3), (&sink.counts, 6), (&sink.dlq, 1)],
-    );
     // The same backlog as the PostgreSQL test above: the two figures compare.
-    const BACKLOG: u64 = 60_000;
-    produce_counts(&bootstrap, &sink.counts, 0, BACKLOG);
-    let mut service = sink.start(&bootstrap, database.url(), &[]);
-    let http = service.http_address(Duration::from_secs(30));
-    wait_ready(&http);
-    let took = wait_for_rows(&database, BACKLOG as usize, Duration::from_secs(120));
-    println!(
-        "pg-sink backlog into SQLite: {BACKLOG} count rows in {:.2} s since ready = {:.0} rows/s",
-        took.as_secs_f64(),
-        BACKLOG as f64 / took.as_secs_f64()
-    );
+    let (sink, mut service, _) = write_backlog(&bootstrap, &id, &database);
     std::thread::sleep(Duration::from_secs(1));
     let expected = expected_tables(&[], &read_topic(&bootstrap, &sink.counts));
     assert_tables_equal(&expected, &database.tables());

@@ -94,6 +94,14 @@ pub struct PredictionView {
     pub timestamp: String,
 }
 
+/// The stored address in column `index` (see [`super::sqlite::address_bytes`]).
+fn address_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<IpAddr> {
+    let bytes: Vec<u8> = row.get(index)?;
+    address_of(&bytes).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(index, "ip".to_owned(), rusqlite::types::Type::Blob)
+    })
+}
+
 /// Where the dashboard reads the results.
 #[derive(Clone)]
 pub enum Reader {
@@ -567,15 +575,7 @@ impl Reader {
                     )?;
                     statement
                         .query_map(params![start, n], |r| {
-                            let bytes: Vec<u8> = r.get(0)?;
-                            let ip = address_of(&bytes).ok_or_else(|| {
-                                rusqlite::Error::InvalidColumnType(
-                                    0,
-                                    "ip".to_owned(),
-                                    rusqlite::types::Type::Blob,
-                                )
-                            })?;
-                            Ok((ip, r.get(1)?, time_of(r.get(2)?)))
+                            Ok((address_column(r, 0)?, r.get(1)?, time_of(r.get(2)?)))
                         })?
                         .collect()
                 })
@@ -624,19 +624,8 @@ impl Reader {
                     )?;
                     statement
                         .query_map(params![windows, n], |r| {
-                            let bytes: Vec<u8> = r.get(0)?;
-                            Ok((bytes, r.get(1)?))
+                            Ok((address_column(r, 0)?, r.get(1)?))
                         })?
-                        .map(|row| {
-                            let (bytes, count) = row?;
-                            address_of(&bytes).map(|ip| (ip, count)).ok_or_else(|| {
-                                rusqlite::Error::InvalidColumnType(
-                                    0,
-                                    "ip".to_owned(),
-                                    rusqlite::types::Type::Blob,
-                                )
-                            })
-                        })
                         .collect()
                 })
                 .await?

@@ -216,7 +216,7 @@ fn simulate(
 /// average (the events of the prefix up to it, less those of the prefix before it), then the
 /// model's anomaly and prediction from its sensor's model run straight through the readings.
 fn expected(window_size: usize, log: &[Vec<u8>], upto: usize) -> Vec<Vec<u8>> {
-    use sensor_contract::model::{ModelEvent, SensorModel};
+    use sensor_contract::model::{SensorModel, judge};
 
     let readings: Vec<Reading<'_>> = log[..upto]
         .iter()
@@ -242,37 +242,11 @@ fn expected(window_size: usize, log: &[Vec<u8>], upto: usize) -> Vec<Vec<u8>> {
         out.extend(events[before..].iter().map(Event::to_json));
         before = events.len();
         let model = models.entry(reading.sensor_id.to_string()).or_default();
-        let judged = model.update(reading.seq, reading.temperature, &MODEL);
-        let mut write = |event: ModelEvent<'_>| {
+        judge(model, reading, &MODEL, PREDICTION_EVERY, |event| {
             let mut bytes = Vec::new();
             event.write_json(&mut bytes);
             out.push(bytes);
-        };
-        if let Some(a) = judged.anomaly {
-            write(ModelEvent::Anomaly {
-                sensor_id: reading.sensor_id.clone(),
-                seq: reading.seq,
-                kind: a.kind.name().into(),
-                score: a.score,
-                temperature: reading.temperature,
-                expected: a.forecast.expected,
-                low: a.forecast.low,
-                high: a.forecast.high,
-                timestamp: reading.timestamp.clone(),
-            });
-        }
-        if let Some(next) = judged.next
-            && model.seen().is_multiple_of(PREDICTION_EVERY)
-        {
-            write(ModelEvent::Prediction {
-                sensor_id: reading.sensor_id.clone(),
-                seq: reading.seq,
-                expected: next.expected,
-                low: next.low,
-                high: next.high,
-                timestamp: reading.timestamp.clone(),
-            });
-        }
+        });
     }
     out
 }
