@@ -17,11 +17,15 @@ COPY tests tests
 # would ship the cached binaries. Touching the sources first makes cargo rebuild the project's
 # crates on every image build (dependencies, keyed by version, stay cached), so the image always
 # holds what its context says.
+# Extra cargo features, e.g. `--build-arg CARGO_FEATURES=processor/onnx` for the processor's ONNX
+# scorer (tract adds minutes to a cold build, so the default image goes without).
+ARG CARGO_FEATURES=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     find crates tests -type f -exec touch {} + \
     && cargo build --release --locked -p processor -p sensor-simulator -p log-gateway \
        -p log-simulator -p ip-count -p pg-sink -p dashboard \
+       ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
     && mkdir -p /out \
     && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator \
        target/release/log-gateway target/release/log-simulator target/release/ip-counter \

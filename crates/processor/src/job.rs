@@ -8,10 +8,15 @@
 //! transactions as the alerts and averages. Everything else (batches, transactions, the
 //! changelog, restores) is the engine's.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use sensor_contract::model::{ModelSettings, SensorModel, judge};
 use sensor_contract::state::step_each;
 use sensor_contract::{DecodeError, DecodeOptions, ProcessingRules, RawRecord, Reading, Window};
 use stream_engine::{ApplyContext, InputRecord, Job, Outputs, Rejection};
+
+use crate::scorer::{self, Scorer};
 
 /// Header naming the event type on the output topic (`alert` or `average`).
 pub const EVENT_TYPE_HEADER: &str = "event-type";
@@ -28,6 +33,7 @@ pub struct TemperatureJob {
     rules: ProcessingRules,
     options: DecodeOptions,
     anomalies: Option<(ModelSettings, u32)>,
+    scorer: Option<(Arc<Scorer>, f64)>,
 }
 
 /// A sensor's state: its window, and its model (left as new when anomalies are off).
@@ -62,6 +68,7 @@ impl TemperatureJob {
             rules,
             options,
             anomalies: None,
+            scorer: None,
         }
     }
 
@@ -71,6 +78,51 @@ impl TemperatureJob {
         self.anomalies = Some((model, prediction_every));
         self
     }
+
+    /// The same job, with `scorer` scoring each full window too: an `onnx` anomaly when its
+    /// score is at least `threshold` (see [`crate::scorer`]).
+    pub fn with_scorer(mut self, scorer: Arc<Scorer>, threshold: f64) -> Self {
+        self.scorer = Some((scorer, threshold));
+        self
+    }
+}
+
+thread_local! {
+    /// The feature vector, reused from reading to reading.
+    static FEATURES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Scores `reading`'s full window with the ONNX model; an `onnx` anomaly at or over
+/// `threshold`. A model that fails on a reading is logged and counted, and judges nothing.
+fn score(
+    scorer: &Scorer,
+    threshold: f64,
+    window: &Window,
+    reading: &Reading<'_>,
+    out: &mut Outputs,
+) {
+    let result = FEATURES.with_borrow_mut(|features| {
+        scorer::features(window, features);
+        scorer.score(features)
+    });
+    let score = match result {
+        Ok(score) => f64::from(score),
+        Err(error) => {
+            metrics::counter!(crate::metrics::ONNX_ERRORS).increment(1);
+            tracing::warn!(%error, sensor_id = %reading.sensor_id, seq = reading.seq, "the ONNX model failed on a reading");
+            return;
+        }
+    };
+    if score < threshold {
+        return;
+    }
+    let event = scorer::anomaly(window, reading, score);
+    out.emit(
+        ANOMALIES,
+        reading.sensor_id.as_bytes(),
+        event.kind(),
+        |value| event.write_json(value),
+    );
 }
 
 impl Job for TemperatureJob {
@@ -120,6 +172,11 @@ impl Job for TemperatureJob {
                 |value| event.write_json(value),
             );
         });
+        if let Some((scorer, threshold)) = &self.scorer
+            && state.window.is_full()
+        {
+            score(scorer, *threshold, &state.window, reading, out);
+        }
         if let Some((model, prediction_every)) = &self.anomalies {
             let key = reading.sensor_id.as_bytes();
             judge(

@@ -27,6 +27,9 @@ pub const END_TO_END_SECONDS: &str = "sensor_end_to_end_latency_seconds";
 /// Time to restore a partition's windows.
 pub const RESTORE_SECONDS: &str = "sensor_restore_duration_seconds";
 
+/// Readings the ONNX model failed on (logged at WARN; they judge nothing).
+pub const ONNX_ERRORS: &str = "sensor_onnx_errors_total";
+
 /// All of them, for the engine.
 pub const NAMES: MetricNames = MetricNames {
     consumed: READINGS_CONSUMED,

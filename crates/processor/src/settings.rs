@@ -110,6 +110,11 @@ pub struct AnomalySettings {
     pub alpha: f64,
     /// Holt's trend smoothing, in [0, 1].
     pub beta: f64,
+    /// An ONNX model that also scores each sensor's full window ([`crate::scorer`]); empty:
+    /// none. Needs a processor built with the `onnx` feature.
+    pub onnx_model: String,
+    /// The score at or over which the ONNX model's verdict is an `onnx` anomaly.
+    pub onnx_threshold: f64,
 }
 
 impl Default for AnomalySettings {
@@ -124,6 +129,8 @@ impl Default for AnomalySettings {
             stuck_after: model.stuck_after,
             alpha: model.alpha,
             beta: model.beta,
+            onnx_model: String::new(),
+            onnx_threshold: 0.5,
         }
     }
 }
@@ -286,6 +293,12 @@ pub struct Cli {
     /// A prediction event every N readings of a sensor; 0: none. [default: 10]
     #[arg(long, value_name = "N")]
     pub prediction_every: Option<u64>,
+    /// An ONNX model that scores each sensor's window too (with --anomalies). [default: none]
+    #[arg(long, value_name = "PATH")]
+    pub onnx_model: Option<String>,
+    /// Score at or over which the ONNX model flags a reading. [default: 0.5]
+    #[arg(long, value_name = "SCORE")]
+    pub onnx_threshold: Option<f64>,
 }
 
 impl Cli {
@@ -333,7 +346,9 @@ impl Cli {
             .set(
                 "processor.anomalies.prediction_every",
                 self.prediction_every,
-            );
+            )
+            .set("processor.anomalies.onnx_model", self.onnx_model.clone())
+            .set("processor.anomalies.onnx_threshold", self.onnx_threshold);
         let config: Config = self.common.load(overrides)?;
         config.validate()?;
         Ok(config)
@@ -434,6 +449,18 @@ impl Config {
             return Err(SettingsError::invalid(
                 "processor.anomalies.topic",
                 "must be a topic of its own, not the input, output, dead-letter or state topic",
+            ));
+        }
+        if !a.onnx_model.is_empty() && !a.enabled {
+            return Err(SettingsError::invalid(
+                "processor.anomalies.onnx_model",
+                "needs processor.anomalies.enabled = true (its events go to the anomalies topic)",
+            ));
+        }
+        if !a.onnx_threshold.is_finite() {
+            return Err(SettingsError::invalid(
+                "processor.anomalies.onnx_threshold",
+                "must be a finite number",
             ));
         }
         if let Err((name, message)) = a.model().check() {

@@ -19,8 +19,8 @@ use sensor_contract::reading::format_millis;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::faults::Outcome;
-use crate::{Config, Generator, Injector};
+use crate::Config;
+use crate::source::Source;
 
 /// Readings acknowledged by the broker.
 pub const READINGS_SENT: &str = "sensor_readings_sent_total";
@@ -111,9 +111,8 @@ async fn publish(
         });
     }
 
-    let mut generator = Generator::new(settings.sensors, seed, settings.profile);
-    let mut injector = Injector::new(seed, settings.sensors as usize, settings.faults.clone());
-    if injector.is_on() {
+    let mut source = Source::new(settings, seed);
+    if source.is_injecting() {
         tracing::info!(
             rate = settings.faults.rate,
             kinds = ?settings.faults.kinds,
@@ -138,17 +137,9 @@ async fn publish(
                 }
             }
         }
-        let sensor = generator.next_index();
-        let (mut reading, spiked) = generator.next_reading_spiked(now_rfc3339());
-        let label = match injector.apply(sensor, reading.temperature, spiked) {
-            Outcome::Skip => {
-                // A dropout: this reading is not sent (and does not count as sent).
-                continue;
-            }
-            Outcome::Send { temperature, label } => {
-                reading.temperature = temperature;
-                label
-            }
+        let Some((reading, label)) = source.next(now_rfc3339()) else {
+            // A dropout: this reading is not sent (and does not count as sent).
+            continue;
         };
         let payload = reading.to_json();
         let fault_id = label.map(|l| l.id.to_string());
@@ -207,7 +198,8 @@ async fn drain_one(in_flight: &mut FuturesUnordered<DeliveryFuture>, progress: &
     }
 }
 
-fn now_rfc3339() -> String {
+/// Now, as the readings' RFC 3339 timestamps write it.
+pub fn now_rfc3339() -> String {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

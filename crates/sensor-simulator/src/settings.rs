@@ -112,6 +112,11 @@ pub struct Cli {
     /// dropout. [default: all]
     #[arg(long, value_name = "KINDS", value_delimiter = ',')]
     pub fault_kinds: Option<Vec<String>>,
+    /// Write the readings to stdout as JSON lines, with their fault labels, instead of
+    /// publishing them (no Kafka needed): `{"reading":{…},"fault":"spike"|null,"fault_id":…}`.
+    /// For training a model offline (models/train.py).
+    #[arg(long)]
+    pub print: bool,
 }
 
 impl Cli {

@@ -3,7 +3,9 @@
 //! what one model per sensor, run straight through the input, gives. That holds through a
 //! SIGKILL of the processor mid-stream and a rescale to two replicas: the models come back from
 //! the changelog (not retrained from cold), and no anomaly or prediction is lost or doubled.
-//! Then the events through pg-sink into each results store, and out of the dashboard's API.
+//! An ONNX model trained by `models/train.py` runs beside it, in the same state and
+//! transactions, and first gives the training script's own scores. Then the events through
+//! pg-sink into each results store, and out of the dashboard's API.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -13,13 +15,48 @@ use e2e_tests::kafka_io::{produce, producer, read_topic, wait_for_group, wait_un
 use e2e_tests::results::{Kind, ResultsDb};
 use e2e_tests::service::{Service, http_get, simulator_args, wait_ready};
 use e2e_tests::topics::{PipelineTopics, create_topics};
-use e2e_tests::unique;
+use e2e_tests::{models, unique};
 use nix::sys::signal::Signal;
+use processor::scorer::{self, Scorer};
 use sensor_contract::model::{ModelEvent, ModelSettings, SensorModel, judge};
-use sensor_contract::{DecodeOptions, RawRecord, Reading};
+use sensor_contract::{DecodeOptions, RawRecord, Reading, Window};
+
+/// The Rust features and tract give what scikit-learn gave for the same windows.
+#[test]
+fn the_onnx_scorer_gives_the_training_scripts_scores() {
+    let trained = models::train(60_000, 5);
+    let scorer = Scorer::load(&trained.model, 10).expect("the model loads");
+    let windows = trained.check["windows"].as_array().unwrap();
+    let scores = trained.check["scores"].as_array().unwrap();
+    assert!(windows.len() >= 300, "{} windows", windows.len());
+    let (mut worst, mut flagged, mut features) = (0.0f64, 0, Vec::new());
+    for (values, expected) in windows.iter().zip(scores) {
+        let mut window = Window::new(10);
+        for t in values.as_array().unwrap() {
+            window.push(t.as_f64().unwrap());
+        }
+        scorer::features(&window, &mut features);
+        let score = f64::from(scorer.score(&features).unwrap());
+        let expected = expected.as_f64().unwrap();
+        worst = worst.max((score - expected).abs());
+        flagged += usize::from(expected >= 0.5);
+    }
+    // float32 inference against scikit-learn's float64: agreement to 1e-5.
+    assert!(worst < 1e-5, "scores differ by up to {worst:e}");
+    assert!(
+        flagged >= 50,
+        "only {flagged} anomalous windows in the check"
+    );
+    println!(
+        "onnx: {} windows ({flagged} anomalous) scored as scikit-learn did, within {worst:.1e}",
+        windows.len()
+    );
+}
 
 #[test]
 fn anomalies_are_exact_through_a_sigkill_and_a_rescale() {
+    let trained = models::train(60_000, 5);
+    let scorer = Scorer::load(&trained.model, 10).expect("the model loads");
     let bootstrap = shared_bootstrap();
     let topics = PipelineTopics::unique("anomalies");
     topics.create(&bootstrap, 6);
@@ -27,9 +64,15 @@ fn anomalies_are_exact_through_a_sigkill_and_a_rescale() {
     create_topics(&bootstrap, &[(&anomalies, 6)]);
     let mut args = topics.processor_args(&bootstrap);
     args.extend(
-        ["--anomalies", "--anomalies-topic", &anomalies]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "--anomalies",
+            "--anomalies-topic",
+            &anomalies,
+            "--onnx-model",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([trained.model.display().to_string()]),
     );
     let mut first = Service::processor(&args);
     wait_for_group(&bootstrap, &topics.group, 1, Duration::from_secs(60));
@@ -64,11 +107,15 @@ fn anomalies_are_exact_through_a_sigkill_and_a_rescale() {
         Duration::from_secs(120),
     );
 
-    // The reference: one model per sensor through the input, in partition order.
+    // The reference: one model and one window per sensor through the input, in partition
+    // order; the ONNX verdict on the window comes before the model's events.
     let input = read_topic(&bootstrap, &topics.input);
     assert_eq!(input.len(), 12000);
     let settings = ModelSettings::default();
     let mut models: BTreeMap<String, SensorModel> = BTreeMap::new();
+    let mut windows: BTreeMap<String, Window> = BTreeMap::new();
+    let mut features = Vec::new();
+    let mut onnx_count = 0;
     let mut expected: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let mut labelled: BTreeMap<(String, u64), (String, String)> = BTreeMap::new();
     let mut faults = BTreeSet::new();
@@ -87,6 +134,20 @@ fn anomalies_are_exact_through_a_sigkill_and_a_rescale() {
         }
         let model = models.entry(reading.sensor_id.to_string()).or_default();
         let events = expected.entry(reading.sensor_id.to_string()).or_default();
+        let window = windows
+            .entry(reading.sensor_id.to_string())
+            .or_insert_with(|| Window::new(10));
+        window.push(reading.temperature);
+        if window.is_full() {
+            scorer::features(window, &mut features);
+            let score = f64::from(scorer.score(&features).unwrap());
+            if score >= 0.5 {
+                let mut bytes = Vec::new();
+                scorer::anomaly(window, &reading, score).write_json(&mut bytes);
+                events.push(bytes);
+                onnx_count += 1;
+            }
+        }
         judge(model, &reading, &settings, 10, |event| {
             let mut bytes = Vec::new();
             event.write_json(&mut bytes);
@@ -134,10 +195,11 @@ fn anomalies_are_exact_through_a_sigkill_and_a_rescale() {
         without_drift.len()
     );
     println!(
-        "anomalies: 12000 readings, {} labelled faults ({caught} of {} without drift flagged), {anomaly_count} anomaly events, equal to the reference per sensor through a SIGKILL and a rescale",
+        "anomalies: 12000 readings, {} labelled faults ({caught} of {} without drift flagged), {anomaly_count} anomaly events ({onnx_count} from the ONNX model), equal to the reference per sensor through a SIGKILL and a rescale",
         faults.len(),
         without_drift.len()
     );
+    assert!(onnx_count > 0, "the ONNX model flagged nothing");
     for mut replica in [second, third] {
         replica.stop(Duration::from_secs(15));
     }

@@ -27,6 +27,14 @@ fn bad_values_name_the_key() {
             vec!["--anomaly-sensitivity", "0"],
             "configuration key `processor.anomalies.sensitivity`: must be > 0, not 0",
         ),
+        (
+            vec!["--onnx-model", "model.onnx"],
+            "configuration key `processor.anomalies.onnx_model`: needs processor.anomalies.enabled = true (its events go to the anomalies topic)",
+        ),
+        (
+            vec!["--anomalies", "--onnx-threshold", "NaN"],
+            "configuration key `processor.anomalies.onnx_threshold`: must be a finite number",
+        ),
     ];
     for (args, message) in cases {
         let cli = Cli::parse_from(std::iter::once("processor").chain(args));
