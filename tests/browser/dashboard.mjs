@@ -52,6 +52,23 @@ async function snapshot(page) {
       sensor_total: text(document, "#sensor-total"),
       current: { caption: text(document, "#chart-current figcaption"), bars: bars("chart-current") },
       previous: { caption: text(document, "#chart-previous figcaption"), bars: bars("chart-previous") },
+      forecast: (() => {
+        const chart = document.querySelector("#forecast svg");
+        const points = (selector) =>
+          chart.querySelector(selector)?.getAttribute("points").split(" ").filter(Boolean).length ?? 0;
+        return {
+          sensor: chart.dataset.sensor,
+          shown: !document.querySelector("#forecast").classList.contains("hidden"),
+          band_points: points("polygon.band"),
+          expected_points: points("polyline.expected"),
+          reading_points: points("polyline.reading"),
+          anomalies: [...chart.querySelectorAll("circle.anomaly")].map((c) => ({
+            seq: Number(c.dataset.seq),
+            kind: c.dataset.kind,
+          })),
+          listed: [...document.querySelectorAll("#anomalies li")].map((li) => `${li.dataset.sensor}#${li.dataset.seq}`),
+        };
+      })(),
     };
   });
 }

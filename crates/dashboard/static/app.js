@@ -75,6 +75,7 @@ function renderSensors(body) {
       td.textContent = text;
       return td;
     };
+    row.addEventListener("click", () => choose(s.sensor_id));
     const trend = document.createElement("td");
     trend.append(sparkline(s.trend));
     row.append(
@@ -122,14 +123,112 @@ function renderBars(figure, data) {
   });
 }
 
+// The sensor the forecast chart shows: `#sensor=ID` in the address, else the one a click chose,
+// else the sensor of the latest anomaly.
+function chosenSensor() {
+  const match = /^#sensor=(.+)$/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function choose(sensor) {
+  location.hash = `sensor=${encodeURIComponent(sensor)}`;
+}
+
+function renderAnomalies(anomalies) {
+  const list = $("#anomalies");
+  list.replaceChildren();
+  for (const a of anomalies.slice(0, 12)) {
+    const item = document.createElement("li");
+    item.dataset.sensor = a.sensor_id;
+    item.dataset.seq = a.seq;
+    item.addEventListener("click", () => choose(a.sensor_id));
+    const sensor = document.createElement("span");
+    sensor.className = "sensor";
+    sensor.textContent = `${a.sensor_id} · ${a.kind}`;
+    const temp = document.createElement("span");
+    temp.className = "temp";
+    temp.textContent = `${a.temperature.toFixed(2)} °C`;
+    const when = document.createElement("span");
+    when.className = "time";
+    when.textContent = `seq ${a.seq} · score ${a.score.toFixed(2)} · expected ${a.expected.toFixed(2)} °C · ${time(a.timestamp)}`;
+    item.append(sensor, temp, when);
+    list.append(item);
+  }
+  $("#anomalies-empty").classList.toggle("hidden", anomalies.length > 0);
+}
+
+// One sensor's readings (those the forecasts were made after) against the band each forecast
+// gave for the next reading, the expected value as a line, and its anomalies as red dots.
+function renderForecast(sensor, predictions, anomalies) {
+  const chart = $("#forecast svg");
+  chart.replaceChildren();
+  chart.dataset.sensor = sensor || "";
+  $("#forecast-sensor").textContent = sensor ? `(${sensor})` : "";
+  const forecasts = predictions.slice().reverse();
+  const first = forecasts.length ? forecasts[0].seq : Infinity;
+  const marked = anomalies.filter((a) => a.seq >= first).reverse();
+  const empty = forecasts.length === 0;
+  $("#forecast-empty").classList.toggle("hidden", !empty);
+  $("#forecast").classList.toggle("hidden", empty);
+  if (empty) return;
+  const width = chart.clientWidth || 800, height = 260;
+  const pad = { left: 48, right: 12, top: 10, bottom: 24 };
+  chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const xs = [...forecasts.map((p) => p.seq + 1), ...marked.map((a) => a.seq)];
+  const ys = [
+    ...forecasts.flatMap((p) => [p.low, p.high, p.temperature].filter((v) => v !== null)),
+    ...marked.map((a) => a.temperature),
+  ];
+  const [x0, x1] = [Math.min(first, ...xs), Math.max(...xs)];
+  const [lo, hi] = [Math.min(...ys), Math.max(...ys)];
+  const margin = (hi - lo) * 0.08 || 1;
+  const [y0, y1] = [lo - margin, hi + margin];
+  const x = (seq) => pad.left + ((seq - x0) / ((x1 - x0) || 1)) * (width - pad.left - pad.right);
+  const y = (t) => height - pad.bottom - ((t - y0) / (y1 - y0)) * (height - pad.top - pad.bottom);
+  const point = (seq, t) => `${x(seq).toFixed(1)},${y(t).toFixed(1)}`;
+  const upper = forecasts.map((p) => point(p.seq + 1, p.high));
+  const lower = forecasts.map((p) => point(p.seq + 1, p.low)).reverse();
+  chart.append(
+    svg("polygon", { class: "band", points: [...upper, ...lower].join(" ") }),
+    svg("polyline", { class: "expected", points: forecasts.map((p) => point(p.seq + 1, p.expected)).join(" ") }),
+  );
+  const readings = forecasts.filter((p) => p.temperature !== null);
+  chart.append(svg("polyline", { class: "reading", points: readings.map((p) => point(p.seq, p.temperature)).join(" ") }));
+  for (const p of readings) chart.append(svg("circle", { class: "reading", cx: x(p.seq), cy: y(p.temperature), r: 2.5 }));
+  for (const a of marked) {
+    const dot = svg("circle", { class: "anomaly", cx: x(a.seq), cy: y(a.temperature), r: 5, "data-seq": a.seq, "data-kind": a.kind });
+    dot.append(svg("title", {}, `seq ${a.seq}: ${a.kind}, ${a.temperature.toFixed(2)} °C (expected ${a.expected.toFixed(2)}, score ${a.score.toFixed(2)})`));
+    chart.append(dot);
+  }
+  const axis = (attributes, text) => chart.append(svg("text", { class: "axis", ...attributes }, text));
+  axis({ x: pad.left - 6, y: y(y1) + 10, "text-anchor": "end" }, `${y1.toFixed(1)} °C`);
+  axis({ x: pad.left - 6, y: y(y0), "text-anchor": "end" }, `${y0.toFixed(1)} °C`);
+  axis({ x: pad.left, y: height - 6 }, `seq ${x0}`);
+  axis({ x: width - pad.right, y: height - 6, "text-anchor": "end" }, `seq ${x1}`);
+}
+
+async function loadForecast(latest) {
+  const sensor = chosenSensor() || (latest.length ? latest[0].sensor_id : null);
+  if (!sensor) return renderForecast(null, [], []);
+  const id = encodeURIComponent(sensor);
+  const [predictions, anomalies] = await Promise.all([
+    getJson(`/api/sensors/${id}/predictions?limit=120`),
+    getJson(`/api/anomalies?sensor=${id}&limit=200`),
+  ]);
+  renderForecast(sensor, predictions ? predictions.predictions : [], anomalies ? anomalies.anomalies : []);
+}
+
 async function load() {
-  const [alerts, sensors, windows] = await Promise.all([
+  const [alerts, sensors, windows, anomalies] = await Promise.all([
     getJson("/api/alerts?limit=30"),
     getJson("/api/sensors?limit=200&trend=20"),
     getJson("/api/ip/windows?limit=2"),
+    getJson("/api/anomalies?limit=30"),
   ]);
   renderAlerts(alerts.alerts);
   renderSensors(sensors);
+  renderAnomalies(anomalies.anomalies);
+  await loadForecast(anomalies.anomalies);
   const starts = (windows ? windows.windows : []).map((w) => w.window_start);
   const tops = await Promise.all(starts.map((start) =>
     getJson(`/api/ip/top?n=10&window=${encodeURIComponent(start)}`)));
@@ -171,6 +270,8 @@ function connect() {
     status.textContent = "reconnecting…";
   });
 }
+
+window.addEventListener("hashchange", reloadSoon);
 
 load().then(connect).catch((error) => {
   showError(error);

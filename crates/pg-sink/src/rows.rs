@@ -113,6 +113,7 @@ pub struct Predictions {
     pub offset: Vec<i64>,
     pub sensor_id: Vec<String>,
     pub seq: Vec<i64>,
+    pub temperature: Vec<Option<f64>>,
     pub expected: Vec<f64>,
     pub low: Vec<f64>,
     pub high: Vec<f64>,
@@ -209,6 +210,7 @@ impl Rows {
                 t.offset.push(offset);
                 t.sensor_id.push(p.sensor_id);
                 t.seq.push(p.seq);
+                t.temperature.push(p.temperature);
                 t.expected.push(p.expected);
                 t.low.push(p.low);
                 t.high.push(p.high);
@@ -275,6 +277,7 @@ pub struct AnomalyRow {
 pub struct PredictionRow {
     pub sensor_id: String,
     pub seq: i64,
+    pub temperature: Option<f64>,
     pub expected: f64,
     pub low: f64,
     pub high: f64,
@@ -355,6 +358,7 @@ fn decode_model_event(value: &[u8]) -> Result<Row, Unusable> {
         ModelEvent::Prediction {
             sensor_id,
             seq: s,
+            temperature,
             expected,
             low,
             high,
@@ -362,6 +366,7 @@ fn decode_model_event(value: &[u8]) -> Result<Row, Unusable> {
         } => Row::Prediction(PredictionRow {
             sensor_id: sensor_id.into_owned(),
             seq: seq(s)?,
+            temperature,
             expected,
             low,
             high,
@@ -464,7 +469,7 @@ mod tests {
     fn model_events_become_rows() {
         let mut rows = Rows::default();
         let anomaly = br#"{"type":"anomaly","sensor_id":"s-2","seq":40,"kind":"outlier","score":7.5,"temperature":33.1,"expected":21.0,"low":19.2,"high":22.8,"timestamp":"2026-11-22T10:00:01Z"}"#;
-        let prediction = br#"{"type":"prediction","sensor_id":"s-2","seq":40,"expected":21.2,"low":19.4,"high":23.0,"timestamp":"2026-11-22T10:00:01Z"}"#;
+        let prediction = br#"{"type":"prediction","sensor_id":"s-2","seq":40,"temperature":21.3,"expected":21.2,"low":19.4,"high":23.0,"timestamp":"2026-11-22T10:00:01Z"}"#;
         rows.add(1, 3, decode(TopicKind::Anomalies, Some(anomaly)).unwrap());
         rows.add(
             1,
@@ -476,6 +481,7 @@ mod tests {
         assert_eq!(rows.anomalies.score, [7.5]);
         assert_eq!(rows.predictions.offset, [4]);
         assert_eq!(rows.predictions.high, [23.0]);
+        assert_eq!(rows.predictions.temperature, [Some(21.3)]);
         assert!(
             rows.sensors.is_empty(),
             "model events do not change the sensors table"

@@ -54,6 +54,9 @@ pub enum ModelEvent<'a> {
         sensor_id: Cow<'a, str>,
         /// The reading it was made after.
         seq: u64,
+        /// That reading's temperature, °C (absent from events of versions before it was added).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        temperature: Option<f64>,
         /// The expected value, °C.
         expected: f64,
         /// The interval's lower end.
@@ -113,6 +116,7 @@ pub fn judge<'a>(
         emit(ModelEvent::Prediction {
             sensor_id: reading.sensor_id.clone(),
             seq: reading.seq,
+            temperature: Some(reading.temperature),
             expected: next.expected,
             low: next.low,
             high: next.high,

@@ -130,6 +130,8 @@ pub async fn run(
         config.processor.instance_id = Some(format!("demo-{replica}"));
         config.processor.http_address = none();
         config.processor.anomalies.enabled = true;
+        // A forecast after every reading, so that the page draws each reading against the band.
+        config.processor.anomalies.prediction_every = 1;
         let stop = shutdown.clone();
         tasks.spawn(async move { processor::run(&config, stop).await.context("a processor") });
     }

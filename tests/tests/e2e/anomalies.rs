@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use e2e_tests::broker::shared_bootstrap;
+use e2e_tests::browser::Page;
 use e2e_tests::kafka_io::{produce, producer, read_topic, wait_for_group, wait_until_consumed};
 use e2e_tests::results::{Kind, ResultsDb};
 use e2e_tests::service::{Service, http_get, simulator_args, wait_ready};
@@ -258,6 +259,7 @@ fn model_events_reach_the_api(kind: Kind) {
         let event = ModelEvent::Prediction {
             sensor_id: "s-1".into(),
             seq,
+            temperature: Some(20.0 + seq as f64 / 9.0),
             expected: 20.0 + seq as f64 / 10.0,
             low: 18.5,
             high: 24.5,
@@ -343,11 +345,36 @@ fn model_events_reach_the_api(kind: Kind) {
     assert_eq!(
         predictions["predictions"],
         serde_json::json!([
-            {"seq": 30, "expected": 23.0, "low": 18.5, "high": 24.5, "timestamp": at(30)},
-            {"seq": 20, "expected": 22.0, "low": 18.5, "high": 24.5, "timestamp": at(20)},
+            {"seq": 30, "temperature": 20.0 + 30.0 / 9.0, "expected": 23.0, "low": 18.5, "high": 24.5, "timestamp": at(30)},
+            {"seq": 20, "temperature": 20.0 + 20.0 / 9.0, "expected": 22.0, "low": 18.5, "high": 24.5, "timestamp": at(20)},
         ])
     );
     assert_eq!(http_get(&address, "/api/anomalies?limit=0").0, 400);
+
+    // The page: s-1's three readings against its three forecasts' band, its two anomalies
+    // marked (after the last forecast, so the chart reaches them), all four listed.
+    let mut page = Page::open(
+        &format!("http://{address}/#sensor=s-1"),
+        &format!("forecast-{kind:?}.png").to_lowercase(),
+    );
+    let forecast = page.report()["snapshot"]["forecast"].clone();
+    assert_eq!(
+        forecast,
+        serde_json::json!({
+            "sensor": "s-1",
+            "shown": true,
+            "band_points": 6,
+            "expected_points": 3,
+            "reading_points": 3,
+            "anomalies": [{"seq": 40, "kind": "outlier"}, {"seq": 42, "kind": "gap"}],
+            "listed": ["s-3#43", "s-1#42", "s-2#41", "s-1#40"],
+        })
+    );
+    page.report();
+    page.command(r#"{"close": {"wait_ms": 0}}"#);
+    let closed = page.report();
+    assert_eq!(closed["page_errors"], serde_json::json!([]));
+    println!("forecast chart: {}", page.finish().display());
     dashboard.stop(Duration::from_secs(10));
     sink.stop(Duration::from_secs(20));
 }

@@ -243,9 +243,9 @@ impl PgStore {
             written.rows += tx
                 .execute(
                     "INSERT INTO sensor_predictions (kafka_partition, kafka_offset, sensor_id, \
-                     seq, expected, low, high, event_time) \
+                     seq, expected, low, high, event_time, temperature) \
                      SELECT * FROM UNNEST($1::int4[], $2::int8[], $3::text[], $4::int8[], \
-                     $5::float8[], $6::float8[], $7::float8[], $8::timestamptz[])",
+                     $5::float8[], $6::float8[], $7::float8[], $8::timestamptz[], $9::float8[])",
                     &[
                         &p.partition,
                         &p.offset,
@@ -255,6 +255,7 @@ impl PgStore {
                         &p.low,
                         &p.high,
                         &p.event_time,
+                        &p.temperature,
                     ],
                 )
                 .await?;

@@ -88,6 +88,8 @@ pub struct AnomalyView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PredictionView {
     pub seq: i64,
+    /// The reading the forecast was made after (null for events written before it was sent).
+    pub temperature: Option<f64>,
     pub expected: f64,
     pub low: f64,
     pub high: f64,
@@ -431,7 +433,8 @@ impl Reader {
         limit: i64,
         offset: i64,
     ) -> anyhow::Result<Vec<PredictionView>> {
-        const QUERY: &str = "SELECT seq, expected, low, high, event_time FROM sensor_predictions \
+        const QUERY: &str = "SELECT seq, expected, low, high, event_time, temperature \
+             FROM sensor_predictions \
              WHERE sensor_id = $1 ORDER BY kafka_offset DESC LIMIT $2 OFFSET $3";
         match self {
             Self::Postgres(pool) => {
@@ -448,6 +451,7 @@ impl Reader {
                         low: r.get(2),
                         high: r.get(3),
                         timestamp: rfc3339(r.get(4)),
+                        temperature: r.get(5),
                     })
                     .collect())
             }
@@ -464,6 +468,7 @@ impl Reader {
                                 low: r.get(2)?,
                                 high: r.get(3)?,
                                 timestamp: rfc3339(time_of(r.get(4)?)),
+                                temperature: r.get(5)?,
                             })
                         })?
                         .collect()

@@ -297,7 +297,8 @@ fn write(
         let p = &rows.predictions;
         let mut insert = tx.prepare_cached(
             "INSERT INTO sensor_predictions (kafka_partition, kafka_offset, sensor_id, seq, \
-             expected, low, high, event_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             expected, low, high, event_time, temperature) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for i in 0..p.offset.len() {
             written.rows += insert.execute(params![
@@ -309,6 +310,7 @@ fn write(
                 p.low[i],
                 p.high[i],
                 micros(p.event_time[i]),
+                p.temperature[i],
             ])? as u64;
         }
 
