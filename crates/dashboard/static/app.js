@@ -124,7 +124,7 @@ function renderBars(figure, data) {
 }
 
 // The sensor the forecast chart shows: `#sensor=ID` in the address, else the one a click chose,
-// else the sensor of the latest anomaly.
+// else the sensor of the latest anomaly, else the first sensor.
 function chosenSensor() {
   const match = /^#sensor=(.+)$/.exec(location.hash);
   return match ? decodeURIComponent(match[1]) : null;
@@ -207,8 +207,8 @@ function renderForecast(sensor, predictions, anomalies) {
   axis({ x: width - pad.right, y: height - 6, "text-anchor": "end" }, `seq ${x1}`);
 }
 
-async function loadForecast(latest) {
-  const sensor = chosenSensor() || (latest.length ? latest[0].sensor_id : null);
+async function loadForecast(latest, sensors) {
+  const sensor = chosenSensor() || latest[0]?.sensor_id || sensors[0]?.sensor_id || null;
   if (!sensor) return renderForecast(null, [], []);
   const id = encodeURIComponent(sensor);
   const [predictions, anomalies] = await Promise.all([
@@ -228,7 +228,7 @@ async function load() {
   renderAlerts(alerts.alerts);
   renderSensors(sensors);
   renderAnomalies(anomalies.anomalies);
-  await loadForecast(anomalies.anomalies);
+  await loadForecast(anomalies.anomalies, sensors.sensors);
   const starts = (windows ? windows.windows : []).map((w) => w.window_start);
   const tops = await Promise.all(starts.map((start) =>
     getJson(`/api/ip/top?n=10&window=${encodeURIComponent(start)}`)));
