@@ -18,9 +18,11 @@ if [[ "${1:-}" == logs ]]; then
   cargo bench --locked -p e2e-tests --bench log_pipeline
   exit
 fi
-# `scripts/bench.sh anomalies`: the anomaly model against the fixed threshold on labelled
-# faults, and its CPU cost (tests/benches/anomalies.rs, about 2 minutes; BENCH_READINGS).
+# `scripts/bench.sh anomalies`: the online model and an ONNX model (trained by models/train.py
+# with models-python, which scripts/tools.sh installs) against the fixed threshold on labelled
+# faults, and their CPU cost (tests/benches/anomalies.rs, about 3 minutes; BENCH_READINGS).
 if [[ "${1:-}" == anomalies ]]; then
+  PATH="$(scripts/tools.sh):$PATH"
   cargo bench --locked -p e2e-tests --bench anomalies
   exit
 fi

@@ -1,10 +1,12 @@
 //! The anomaly model's benchmark on a real local broker (`scripts/bench.sh anomalies`): the
 //! simulator pre-loads readings with labelled faults, then the processor (release build, one
-//! replica, exactly once) runs over them twice, with the model off and on. Prints, per fault
-//! kind, the recall and median detection delay of the origin's fixed threshold (an alert on a
-//! labelled reading) and of the online model (an anomaly event on it), their precision and
-//! false-positive rates under the rules of `sensor_simulator::evaluation`, F1 over spikes, level
-//! shifts, stuck values and noise, and the processor's CPU per million readings each way.
+//! replica, exactly once) runs over them three times: the model off, on, and on with an ONNX
+//! model that `models/train.py` trained on other readings (another seed) beside it. Prints, per
+//! fault kind, the recall and median detection delay of the origin's fixed threshold (an alert
+//! on a labelled reading), of the online model (an anomaly event on it) and of the ONNX model
+//! (an `onnx` anomaly on it), their precision and false-positive rates under the rules of
+//! `sensor_simulator::evaluation`, F1 over spikes, level shifts, stuck values and noise, and
+//! the processor's CPU per million readings each way.
 //!
 //! Sizes: BENCH_READINGS (default 200 000), 100 sensors, 4 faults per 1 000 readings of a
 //! sensor. Writes target/bench/anomalies.json.
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::{read_topic, wait_until_consumed};
-use e2e_tests::repo_root;
+use e2e_tests::{models, repo_root};
 use e2e_tests::service::{Service, cpu_seconds, simulator_args};
 use e2e_tests::topics::create_topics;
 use sensor_simulator::evaluation::{Score, Scored};
@@ -81,6 +83,8 @@ fn main() {
             ("events-off", 6),
             ("events-on", 6),
             ("anomalies", 6),
+            ("events-onnx", 6),
+            ("anomalies-onnx", 6),
             ("dlq", 1),
         ],
     );
@@ -104,6 +108,9 @@ fn main() {
     ));
     simulator.wait_success(Duration::from_secs(600));
 
+    eprintln!("models/train.py: training the ONNX model on 100 000 readings of another seed...");
+    let trained = models::train(100_000, 1);
+    let model_path = trained.model.display().to_string();
     eprintln!("processor, model off...");
     let (cpu_off, wall_off) = run(&bootstrap, "off", &["--output-topic", "events-off"]);
     eprintln!("processor, model on...");
@@ -118,15 +125,30 @@ fn main() {
             "anomalies",
         ],
     );
+    eprintln!("processor, model and ONNX model on...");
+    let (cpu_onnx, wall_onnx) = run(
+        &bootstrap,
+        "onnx",
+        &[
+            "--output-topic",
+            "events-onnx",
+            "--anomalies",
+            "--anomalies-topic",
+            "anomalies-onnx",
+            "--onnx-model",
+            &model_path,
+        ],
+    );
 
     // Ground truth and verdicts, per sensor in reading order.
-    let flagged = |topic: &str, wanted: &str| -> BTreeSet<ReadingKey> {
+    let flagged = |topic: &str, wanted: &str, kind: Option<&str>| -> BTreeSet<ReadingKey> {
         read_topic(&bootstrap, topic)
             .iter()
             .filter_map(|r| {
                 let v: serde_json::Value =
                     serde_json::from_slice(r.payload.as_deref().unwrap_or_default()).ok()?;
-                (v["type"] == wanted).then(|| {
+                let of_kind = kind.is_none_or(|k| v["kind"] == k);
+                (v["type"] == wanted && of_kind).then(|| {
                     (
                         v["sensor_id"].as_str().unwrap_or_default().to_owned(),
                         v["seq"].as_u64().unwrap_or_default(),
@@ -135,8 +157,9 @@ fn main() {
             })
             .collect()
     };
-    let alerts = flagged("events-on", "alert");
-    let anomalies = flagged("anomalies", "anomaly");
+    let alerts = flagged("events-on", "alert", None);
+    let anomalies = flagged("anomalies", "anomaly", None);
+    let onnx_anomalies = flagged("anomalies-onnx", "anomaly", Some("onnx"));
     let mut streams: BTreeMap<String, Vec<(Option<Label>, ReadingKey)>> = BTreeMap::new();
     for record in read_topic(&bootstrap, "readings") {
         let v: serde_json::Value =
@@ -166,39 +189,43 @@ fn main() {
         }
         score
     };
-    let (threshold, model) = (score(&alerts), score(&anomalies));
+    let (threshold, model, onnx) = (score(&alerts), score(&anomalies), score(&onnx_anomalies));
 
     println!();
     println!(
         "anomalies: {readings} readings, 100 sensors, 4 faults per 1 000 readings of a sensor"
     );
     println!(
-        "{:<12} {:>7}  {:>16}  {:>16}",
-        "kind", "faults", "threshold recall", "model recall"
+        "{:<12} {:>7}  {:>16}  {:>16}  {:>16}",
+        "kind", "faults", "threshold recall", "model recall", "onnx recall"
     );
     let mut kinds = Vec::new();
     for kind in FaultKind::ALL {
-        let (t, m) = (
+        let (t, m, o) = (
             threshold.kinds.get(&kind).cloned().unwrap_or_default(),
             model.kinds.get(&kind).cloned().unwrap_or_default(),
+            onnx.kinds.get(&kind).cloned().unwrap_or_default(),
         );
         let delay = |d: Option<usize>| d.map_or("-".to_owned(), |d| d.to_string());
         println!(
-            "{:<12} {:>7}  {:>9.3} (d {:>3})  {:>9.3} (d {:>3})",
+            "{:<12} {:>7}  {:>9.3} (d {:>3})  {:>9.3} (d {:>3})  {:>9.3} (d {:>3})",
             kind.name(),
             m.faults,
             t.recall(),
             delay(t.median_delay()),
             m.recall(),
-            delay(m.median_delay())
+            delay(m.median_delay()),
+            o.recall(),
+            delay(o.median_delay())
         );
         kinds.push(json!({
             "kind": kind.name(), "faults": m.faults,
             "threshold_recall": t.recall(), "threshold_median_delay": t.median_delay(),
             "model_recall": m.recall(), "model_median_delay": m.median_delay(),
+            "onnx_recall": o.recall(), "onnx_median_delay": o.median_delay(),
         }));
     }
-    for (name, s) in [("threshold", &threshold), ("model", &model)] {
+    for (name, s) in [("threshold", &threshold), ("model", &model), ("onnx", &onnx)] {
         println!(
             "{name:<10} precision {:.3}, false positives {:.3} % of {} normal readings, F1 (spike, shift, stuck, noise) {:.3}",
             s.precision(),
@@ -209,19 +236,23 @@ fn main() {
     }
     let per_million = |cpu: f64| cpu / readings as f64 * 1e6;
     println!(
-        "processor CPU per million readings: {:.2} s model off ({:.1} s wall), {:.2} s model on ({:.1} s wall): +{:.0} %",
+        "processor CPU per million readings: {:.2} s model off ({:.1} s wall), {:.2} s model on ({:.1} s wall): +{:.0} %; with the ONNX model too {:.2} s ({:.1} s wall): +{:.0} %",
         per_million(cpu_off),
         wall_off,
         per_million(cpu_on),
         wall_on,
-        100.0 * (cpu_on / cpu_off - 1.0)
+        100.0 * (cpu_on / cpu_off - 1.0),
+        per_million(cpu_onnx),
+        wall_onnx,
+        100.0 * (cpu_onnx / cpu_off - 1.0)
     );
     let out = json!({
         "readings": readings,
         "kinds": kinds,
         "threshold": {"precision": threshold.precision(), "false_positive_rate": threshold.false_positive_rate(), "f1": f1(&threshold)},
         "model": {"precision": model.precision(), "false_positive_rate": model.false_positive_rate(), "f1": f1(&model)},
-        "cpu_seconds_per_million": {"model_off": per_million(cpu_off), "model_on": per_million(cpu_on)},
+        "onnx": {"precision": onnx.precision(), "false_positive_rate": onnx.false_positive_rate(), "f1": f1(&onnx)},
+        "cpu_seconds_per_million": {"model_off": per_million(cpu_off), "model_on": per_million(cpu_on), "onnx_on": per_million(cpu_onnx)},
     });
     let dir = repo_root().join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
