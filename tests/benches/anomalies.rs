@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::{read_topic, wait_until_consumed};
-use e2e_tests::{models, repo_root};
 use e2e_tests::service::{Service, cpu_seconds, simulator_args};
 use e2e_tests::topics::create_topics;
+use e2e_tests::{models, repo_root};
 use sensor_simulator::evaluation::{Score, Scored};
 use sensor_simulator::faults::{FaultKind, Label};
 use serde_json::json;
@@ -225,7 +225,11 @@ fn main() {
             "onnx_recall": o.recall(), "onnx_median_delay": o.median_delay(),
         }));
     }
-    for (name, s) in [("threshold", &threshold), ("model", &model), ("onnx", &onnx)] {
+    for (name, s) in [
+        ("threshold", &threshold),
+        ("model", &model),
+        ("onnx", &onnx),
+    ] {
         println!(
             "{name:<10} precision {:.3}, false positives {:.3} % of {} normal readings, F1 (spike, shift, stuck, noise) {:.3}",
             s.precision(),

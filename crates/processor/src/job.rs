@@ -130,11 +130,13 @@ impl Job for TemperatureJob {
     type State = SensorState;
     type Reject = Unusable;
 
-    /// Version 2: version 1's window, then the model's [`SensorModel::encode`] bytes.
+    /// Version 3: version 1's window, then the model's [`SensorModel::encode`] bytes (49, or
+    /// 145 with daily seasonality) when anomalies are on, nothing when they are off.
+    /// Version 2: the same, the model always there and always 49 bytes.
     /// Version 1: the number of values (u32, big-endian), then each, oldest first (f64,
-    /// little-endian). Version 0 was JSON `{"offset":…,"values":[…]}`. A state of version 0
-    /// or 1 comes back with a new model, which warms up again.
-    const STATE_VERSION: u16 = 2;
+    /// little-endian). Version 0 was JSON `{"offset":…,"values":[…]}`. A state without a model
+    /// comes back with a new one, which warms up again.
+    const STATE_VERSION: u16 = 3;
 
     fn decode<'r>(&self, record: &InputRecord<'r>) -> Result<Reading<'r>, Unusable> {
         let raw = RawRecord {
@@ -201,25 +203,40 @@ impl Job for TemperatureJob {
         for value in older.iter().chain(newer) {
             out.extend_from_slice(&value.to_le_bytes());
         }
-        out.extend_from_slice(&state.model.encode());
+        if self.anomalies.is_some() {
+            state.model.encode(out);
+        }
     }
 
     /// A window of the configured size (the newest values are kept if it was larger when
     /// written), and the model.
     fn decode_state(&self, version: u16, bytes: &[u8]) -> Result<SensorState, String> {
-        let (bytes, model) = match version {
-            2 => {
-                let split = bytes
-                    .len()
-                    .checked_sub(SensorModel::ENCODED_LEN)
-                    .ok_or("sensor state shorter than its model")?;
-                let model = SensorModel::decode(&bytes[split..])
-                    .ok_or("the sensor's model state is not version 1")?;
-                (&bytes[..split], model)
-            }
-            _ => (bytes, SensorModel::default()),
-        };
         let mut window = Window::new(self.rules.window_size);
+        let model = match version {
+            2 | 3 => {
+                let (count, rest) = bytes
+                    .split_first_chunk::<4>()
+                    .ok_or("window state shorter than its length")?;
+                let count = u32::from_be_bytes(*count) as usize;
+                let (values, model) = rest
+                    .split_at_checked(count.saturating_mul(8))
+                    .ok_or_else(|| format!("window state says {count} values but is shorter"))?;
+                values.chunks_exact(8).for_each(|v| {
+                    window.push(f64::from_le_bytes(v.try_into().unwrap_or_default()))
+                });
+                if model.is_empty() && version == 3 {
+                    SensorModel::default()
+                } else {
+                    SensorModel::decode(model).ok_or_else(|| {
+                        format!(
+                            "the sensor's model state ({} bytes) is not one",
+                            model.len()
+                        )
+                    })?
+                }
+            }
+            _ => SensorModel::default(),
+        };
         match version {
             0 => {
                 #[derive(serde::Deserialize)]
@@ -229,7 +246,8 @@ impl Job for TemperatureJob {
                 let v0: V0 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
                 v0.values.into_iter().for_each(|v| window.push(v));
             }
-            1 | 2 => {
+            2 | 3 => {}
+            1 => {
                 let (count, values) = bytes
                     .split_first_chunk::<4>()
                     .ok_or("window state shorter than its length")?;

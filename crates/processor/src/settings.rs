@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 use pipeline_runtime::cli::CommonArgs;
 use pipeline_runtime::settings::{KafkaSettings, SettingsError, TelemetrySettings};
-use sensor_contract::model::ModelSettings;
+use sensor_contract::model::{ModelSettings, Seasonality};
 use sensor_contract::{DecodeOptions, MAX_SENSOR_ID_BYTES, ProcessingRules};
 use serde::Deserialize;
 use serde_with::{DurationMilliSeconds, serde_as};
@@ -110,6 +110,11 @@ pub struct AnomalySettings {
     pub alpha: f64,
     /// Holt's trend smoothing, in [0, 1].
     pub beta: f64,
+    /// `off`, or `daily`: an offset per hour of the day (UTC) in the forecast, for sensors read
+    /// every few minutes or more sparsely.
+    pub seasonality: Seasonality,
+    /// Seasonal smoothing, in (0, 1].
+    pub gamma: f64,
     /// An ONNX model that also scores each sensor's full window ([`crate::scorer`]); empty:
     /// none. Needs a processor built with the `onnx` feature.
     pub onnx_model: String,
@@ -129,6 +134,8 @@ impl Default for AnomalySettings {
             stuck_after: model.stuck_after,
             alpha: model.alpha,
             beta: model.beta,
+            seasonality: model.seasonality,
+            gamma: model.gamma,
             onnx_model: String::new(),
             onnx_threshold: 0.5,
         }
@@ -144,6 +151,8 @@ impl AnomalySettings {
             stuck_after: self.stuck_after,
             alpha: self.alpha,
             beta: self.beta,
+            seasonality: self.seasonality,
+            gamma: self.gamma,
             ..ModelSettings::default()
         }
     }
@@ -293,6 +302,9 @@ pub struct Cli {
     /// A prediction event every N readings of a sensor; 0: none. [default: 10]
     #[arg(long, value_name = "N")]
     pub prediction_every: Option<u64>,
+    /// off, or daily: an offset per hour of the day in the forecast. [default: off]
+    #[arg(long, value_name = "SEASONALITY")]
+    pub seasonality: Option<String>,
     /// An ONNX model that scores each sensor's window too (with --anomalies). [default: none]
     #[arg(long, value_name = "PATH")]
     pub onnx_model: Option<String>,
@@ -347,6 +359,7 @@ impl Cli {
                 "processor.anomalies.prediction_every",
                 self.prediction_every,
             )
+            .set("processor.anomalies.seasonality", self.seasonality.clone())
             .set("processor.anomalies.onnx_model", self.onnx_model.clone())
             .set("processor.anomalies.onnx_threshold", self.onnx_threshold);
         let config: Config = self.common.load(overrides)?;

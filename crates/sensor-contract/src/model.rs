@@ -1,9 +1,16 @@
 //! A sensor's online model: a one-step-ahead forecast with an interval, and the detectors that
-//! judge each reading against it. Pure and small (under 64 bytes of state per sensor), so that
-//! it can live in the changelog beside the window and continue after a crash or a rescale.
+//! judge each reading against it. Pure and small (49 bytes of state per sensor, 145 with daily
+//! seasonality), so that it can live in the changelog beside the window and continue after a
+//! crash or a rescale.
 //!
 //! - **Forecast**: Holt's linear trend (level `ℓ`, trend `b`, smoothing `alpha`, `beta`):
 //!   the next reading is expected at `ℓ + b`.
+//! - **Seasonality** (optional, `daily`): an additive offset per hour of the day (UTC, from the
+//!   reading's timestamp), Holt-Winters style: the reading is expected at `ℓ + b + s[h]`, and
+//!   `s[h]` learns `gamma · (1 − alpha)` of each (clipped) error made in hour `h`. For sensors
+//!   read sparsely (every few minutes or more), where the daily cycle moves the signal further
+//!   between readings than the level's smoothing follows; at higher rates the level follows the
+//!   cycle by itself.
 //! - **Scale**: an exponentially weighted mean of the absolute one-step errors, `m`; for
 //!   Gaussian errors `σ ≈ 1.2533 · m`. The interval is `expected ± sensitivity · σ`.
 //! - **Robust updates**: the error a reading feeds into the level, trend and scale is clipped
@@ -95,7 +102,8 @@ pub fn judge<'a>(
     prediction_every: u32,
     mut emit: impl FnMut(ModelEvent<'a>),
 ) {
-    let judged = model.update(reading.seq, reading.temperature, settings);
+    let hour = utc_hour(&reading.timestamp);
+    let judged = model.update(reading.seq, reading.temperature, hour, settings);
     if let Some(anomaly) = judged.anomaly {
         emit(ModelEvent::Anomaly {
             sensor_id: reading.sensor_id.clone(),
@@ -125,6 +133,29 @@ pub fn judge<'a>(
     }
 }
 
+/// The hour of the day (0–23) of a decoded reading's timestamp, which decoding leaves in UTC
+/// ending in `Z` (`2026-11-28T10:00:05Z`); `None` for another form.
+pub fn utc_hour(timestamp: &str) -> Option<u8> {
+    let b = timestamp.as_bytes();
+    if !timestamp.ends_with('Z') || b.len() < 20 || b[10] != b'T' {
+        return None;
+    }
+    let (tens, ones) = (b[11].wrapping_sub(b'0'), b[12].wrapping_sub(b'0'));
+    let hour = tens.checked_mul(10)?.checked_add(ones)?;
+    (tens < 10 && ones < 10 && hour < 24).then_some(hour)
+}
+
+/// Whether the forecast has a seasonal component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seasonality {
+    /// None: Holt's level and trend only.
+    #[default]
+    Off,
+    /// An offset per hour of the day (UTC).
+    Daily,
+}
+
 /// The model's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelSettings {
@@ -143,6 +174,10 @@ pub struct ModelSettings {
     /// Smallest σ the interval uses, °C: a sensor that has been very steady is not flagged for
     /// a hundredth of a degree.
     pub min_sigma: f64,
+    /// The seasonal component.
+    pub seasonality: Seasonality,
+    /// Seasonal smoothing, in (0, 1] (with `daily` seasonality).
+    pub gamma: f64,
 }
 
 impl Default for ModelSettings {
@@ -155,6 +190,8 @@ impl Default for ModelSettings {
             warmup: 30,
             stuck_after: 5,
             min_sigma: 0.05,
+            seasonality: Seasonality::Off,
+            gamma: 0.2,
         }
     }
 }
@@ -179,6 +216,7 @@ impl ModelSettings {
         unit("alpha", self.alpha, false)?;
         unit("beta", self.beta, true)?;
         unit("scale_alpha", self.scale_alpha, false)?;
+        unit("gamma", self.gamma, false)?;
         if !(self.sensitivity.is_finite() && self.sensitivity > 0.0) {
             return Err((
                 "sensitivity",
@@ -196,7 +234,10 @@ impl ModelSettings {
 }
 
 // The state per sensor stays small: checked when compiling.
-const _: () = assert!(SensorModel::ENCODED_LEN <= 64);
+const _: () = assert!(SensorModel::SEASONAL_LEN <= 200);
+
+/// Hours in a day: the daily profile's slots.
+const HOURS: usize = 24;
 
 /// `1 / sqrt(2 / π)`: σ per unit of mean absolute error, for Gaussian errors.
 const SIGMA_PER_MAE: f64 = 1.253_314_137_315_500_3;
@@ -255,7 +296,7 @@ pub struct Judged {
 }
 
 /// One sensor's model.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SensorModel {
     level: f64,
     trend: f64,
@@ -267,15 +308,27 @@ pub struct SensorModel {
     seen: u32,
     /// Identical values in a row, the last one included.
     run: u32,
+    /// The offset per hour of the day, with daily seasonality (f32: 96 bytes, not 192).
+    season: Option<Box<[f32; HOURS]>>,
 }
 
 impl SensorModel {
-    /// Bytes of [`SensorModel::encode`].
+    /// Bytes of [`SensorModel::encode`] without seasonality (version 1).
     pub const ENCODED_LEN: usize = 1 + 8 * 5 + 4 * 2;
-    const VERSION: u8 = 1;
+    /// Bytes of [`SensorModel::encode`] with daily seasonality (version 2: version 1's fields,
+    /// then the 24 offsets).
+    pub const SEASONAL_LEN: usize = Self::ENCODED_LEN + 4 * HOURS;
 
-    fn forecast(&self, settings: &ModelSettings) -> Forecast {
-        let expected = self.level + self.trend;
+    /// The seasonal offset of `hour` (0 without seasonality or an hour).
+    fn offset(&self, hour: Option<u8>) -> f64 {
+        match (&self.season, hour) {
+            (Some(season), Some(h)) => f64::from(season[usize::from(h)]),
+            _ => 0.0,
+        }
+    }
+
+    fn forecast(&self, hour: Option<u8>, settings: &ModelSettings) -> Forecast {
+        let expected = self.level + self.trend + self.offset(hour);
         let half = settings.sensitivity * (SIGMA_PER_MAE * self.mae).max(settings.min_sigma);
         Forecast {
             expected,
@@ -289,8 +342,22 @@ impl SensorModel {
         self.seen
     }
 
-    /// Judges reading number `seq` of value `value` against the model, then learns from it.
-    pub fn update(&mut self, seq: u64, value: f64, settings: &ModelSettings) -> Judged {
+    /// Judges reading number `seq` of value `value`, read in hour `hour` of the day (UTC),
+    /// against the model, then learns from it. The forecast of the next reading assumes it
+    /// comes in the same hour.
+    pub fn update(
+        &mut self,
+        seq: u64,
+        value: f64,
+        hour: Option<u8>,
+        settings: &ModelSettings,
+    ) -> Judged {
+        // Seasonality switched on or off since the state was written: start or drop the profile.
+        match (settings.seasonality, self.season.is_some()) {
+            (Seasonality::Daily, false) => self.season = Some(Box::new([0.0; HOURS])),
+            (Seasonality::Off, true) => self.season = None,
+            _ => {}
+        }
         if self.seen == 0 {
             *self = SensorModel {
                 level: value,
@@ -300,13 +367,14 @@ impl SensorModel {
                 last_seq: seq,
                 seen: 1,
                 run: 1,
+                season: self.season.take(),
             };
             return Judged {
                 anomaly: None,
                 next: None,
             };
         }
-        let forecast = self.forecast(settings);
+        let forecast = self.forecast(hour, settings);
         let judging = self.seen >= settings.warmup;
         let missing = seq.saturating_sub(self.last_seq).saturating_sub(1);
         self.run = if value == self.last_value && missing == 0 {
@@ -341,7 +409,11 @@ impl SensorModel {
             error
         };
         let previous_level = self.level;
-        self.level = forecast.expected + settings.alpha * clipped;
+        self.level = self.level + self.trend + settings.alpha * clipped;
+        if let (Some(season), Some(h)) = (&mut self.season, hour) {
+            let slot = &mut season[usize::from(h)];
+            *slot = (f64::from(*slot) + settings.gamma * (1.0 - settings.alpha) * clipped) as f32;
+        }
         self.trend += settings.beta * (self.level - previous_level - self.trend);
         // A repeated value says nothing of the noise: a stuck spell would shrink the scale to
         // nothing and make the first real reading after it an outlier.
@@ -353,35 +425,47 @@ impl SensorModel {
         self.seen = self.seen.saturating_add(1);
         Judged {
             anomaly,
-            next: Some(self.forecast(settings)),
+            next: Some(self.forecast(hour, settings)),
         }
     }
 
-    /// The model as bytes for the changelog: a version byte, then the fields, little-endian.
-    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
-        let mut out = [0u8; Self::ENCODED_LEN];
-        out[0] = Self::VERSION;
-        let mut at = 1;
+    /// Appends the model as bytes for the changelog: a version byte (1, or 2 with a seasonal
+    /// profile), then the fields, little-endian.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(if self.season.is_some() { 2 } else { 1 });
         for field in [self.level, self.trend, self.mae, self.last_value] {
-            out[at..at + 8].copy_from_slice(&field.to_le_bytes());
-            at += 8;
+            out.extend_from_slice(&field.to_le_bytes());
         }
-        out[at..at + 8].copy_from_slice(&self.last_seq.to_le_bytes());
-        at += 8;
+        out.extend_from_slice(&self.last_seq.to_le_bytes());
         for field in [self.seen, self.run] {
-            out[at..at + 4].copy_from_slice(&field.to_le_bytes());
-            at += 4;
+            out.extend_from_slice(&field.to_le_bytes());
         }
-        out
+        for offset in self.season.iter().flat_map(|s| s.iter()) {
+            out.extend_from_slice(&offset.to_le_bytes());
+        }
     }
 
     /// A model back from [`SensorModel::encode`]'s bytes; `None` for other bytes.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != Self::ENCODED_LEN || bytes[0] != Self::VERSION {
-            return None;
-        }
+        let seasonal = match (bytes.first(), bytes.len()) {
+            (Some(1), Self::ENCODED_LEN) => false,
+            (Some(2), Self::SEASONAL_LEN) => true,
+            _ => return None,
+        };
         let f = |at: usize| bytes[at..at + 8].try_into().ok().map(f64::from_le_bytes);
         let u = |at: usize| bytes[at..at + 4].try_into().ok().map(u32::from_le_bytes);
+        let season = if seasonal {
+            let mut season = [0f32; HOURS];
+            for (slot, chunk) in season
+                .iter_mut()
+                .zip(bytes[Self::ENCODED_LEN..].chunks_exact(4))
+            {
+                *slot = f32::from_le_bytes(chunk.try_into().ok()?);
+            }
+            Some(Box::new(season))
+        } else {
+            None
+        };
         Some(Self {
             level: f(1)?,
             trend: f(9)?,
@@ -390,6 +474,7 @@ impl SensorModel {
             last_seq: bytes[33..41].try_into().ok().map(u64::from_le_bytes)?,
             seen: u(41)?,
             run: u(45)?,
+            season,
         })
     }
 }
@@ -402,21 +487,27 @@ mod tests {
     /// The reference: the same rules written as a plain fold over the whole history, recomputed
     /// from the first reading for every judgement.
     fn reference(
-        series: &[(u64, f64)],
+        series: &[(u64, f64, Option<u8>)],
         settings: &ModelSettings,
     ) -> Vec<Option<(AnomalyKind, f64)>> {
+        let seasonal = settings.seasonality == Seasonality::Daily;
         (0..series.len())
             .map(|n| {
                 if n == 0 {
                     return None;
                 }
                 let (mut level, mut trend, mut mae) = (series[0].1, 0.0, 0.0);
+                let mut season = [0f32; 24];
                 let mut run = 1u32;
                 let mut verdict = None;
                 for i in 1..=n {
-                    let (seq, value) = series[i];
-                    let (last_seq, last) = series[i - 1];
-                    let expected = level + trend;
+                    let (seq, value, hour) = series[i];
+                    let (last_seq, last, _) = series[i - 1];
+                    let offset = match hour {
+                        Some(h) if seasonal => f64::from(season[h as usize]),
+                        _ => 0.0,
+                    };
+                    let expected = level + trend + offset;
                     let sigma = (SIGMA_PER_MAE * mae).max(settings.min_sigma);
                     let half = settings.sensitivity * sigma;
                     let missing = seq.saturating_sub(last_seq).saturating_sub(1);
@@ -445,9 +536,15 @@ mod tests {
                     } else {
                         error
                     };
-                    let new_level = expected + settings.alpha * clipped;
+                    let new_level = level + trend + settings.alpha * clipped;
                     trend += settings.beta * (new_level - level - trend);
                     level = new_level;
+                    if let Some(h) = hour.filter(|_| seasonal) {
+                        let slot = &mut season[h as usize];
+                        *slot = (f64::from(*slot)
+                            + settings.gamma * (1.0 - settings.alpha) * clipped)
+                            as f32;
+                    }
                     if run == 1 {
                         mae += settings.scale_alpha * (clipped.abs() - mae);
                     }
@@ -457,26 +554,33 @@ mod tests {
             .collect()
     }
 
-    fn online(series: &[(u64, f64)], settings: &ModelSettings) -> Vec<Option<(AnomalyKind, f64)>> {
+    fn online(
+        series: &[(u64, f64, Option<u8>)],
+        settings: &ModelSettings,
+    ) -> Vec<Option<(AnomalyKind, f64)>> {
         let mut model = SensorModel::default();
+        let mut bytes = Vec::new();
         series
             .iter()
-            .map(|&(seq, value)| {
+            .map(|&(seq, value, hour)| {
                 // Through the changelog's bytes every time: a restored model continues exactly.
-                model = SensorModel::decode(&model.encode()).expect("round trip");
+                bytes.clear();
+                model.encode(&mut bytes);
+                model = SensorModel::decode(&bytes).expect("round trip");
                 model
-                    .update(seq, value, settings)
+                    .update(seq, value, hour, settings)
                     .anomaly
                     .map(|a| (a.kind, a.score))
             })
             .collect()
     }
 
-    fn series() -> impl Strategy<Value = Vec<(u64, f64)>> {
+    fn series() -> impl Strategy<Value = Vec<(u64, f64, Option<u8>)>> {
         prop::collection::vec(
             (
                 1u64..3,
                 prop::sample::select(vec![0.0, 0.0, 0.0, 0.01, 0.4, -0.4, 9.0]),
+                prop::option::weighted(0.9, 0u8..3),
             ),
             1..120,
         )
@@ -484,10 +588,10 @@ mod tests {
             let (mut seq, mut value) = (0u64, 20.0);
             steps
                 .into_iter()
-                .map(|(gap, change)| {
+                .map(|(gap, change, hour)| {
                     seq += if gap == 2 { 3 } else { 1 };
                     value = ((value + change) * 100.0f64).round() / 100.0;
-                    (seq, value)
+                    (seq, value, hour)
                 })
                 .collect()
         })
@@ -495,10 +599,63 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_online_model_judges_as_the_reference_does(series in series(), warmup in 0u32..10) {
-            let settings = ModelSettings { warmup, ..ModelSettings::default() };
+        fn the_online_model_judges_as_the_reference_does(
+            series in series(),
+            warmup in 0u32..10,
+            daily in any::<bool>(),
+        ) {
+            let seasonality = if daily { Seasonality::Daily } else { Seasonality::Off };
+            let settings = ModelSettings { warmup, seasonality, ..ModelSettings::default() };
             prop_assert_eq!(online(&series, &settings), reference(&series, &settings));
         }
+    }
+
+    /// A room heated from 08:00 to 20:00 UTC, read every 10 minutes: without seasonality
+    /// every morning's and evening's step is an outlier, day after day; with it, the steps are
+    /// learned, and from the tenth day on nothing is raised.
+    #[test]
+    fn daily_seasonality_learns_a_heated_rooms_day() {
+        let flags_per_day = |seasonality| {
+            let settings = ModelSettings {
+                seasonality,
+                ..ModelSettings::default()
+            };
+            let mut model = SensorModel::default();
+            let mut days = [0usize; 14];
+            for i in 0..14 * 24 * 6u64 {
+                let hour = ((i / 6) % 24) as u8;
+                let heated = if (8..20).contains(&hour) { 6.0 } else { 0.0 };
+                let wobble = (i as f64 * 12.9898).sin() * 43_758.545;
+                let value = 20.0 + heated + 0.6 * (wobble - wobble.floor() - 0.5);
+                let value = (value * 100.0).round() / 100.0;
+                if model
+                    .update(i, value, Some(hour), &settings)
+                    .anomaly
+                    .is_some()
+                {
+                    days[(i / (24 * 6)) as usize] += 1;
+                }
+            }
+            days
+        };
+        let off = flags_per_day(Seasonality::Off);
+        let daily = flags_per_day(Seasonality::Daily);
+        assert!(off.iter().all(|&n| n > 0), "off: {off:?}");
+        println!("flags per day: off {off:?}, daily {daily:?}");
+        assert_eq!(daily[9..], [0; 5], "daily: {daily:?}");
+        assert!(
+            daily.iter().sum::<usize>() * 3 < off.iter().sum::<usize>(),
+            "off {off:?}, daily {daily:?}"
+        );
+    }
+
+    #[test]
+    fn the_hour_comes_from_a_decoded_timestamp() {
+        assert_eq!(utc_hour("2026-11-28T10:00:05Z"), Some(10));
+        assert_eq!(utc_hour("2026-11-28T23:59:59.123Z"), Some(23));
+        assert_eq!(utc_hour("2026-11-28T24:00:00Z"), None);
+        assert_eq!(utc_hour("2026-11-28T10:00:05+02:00"), None);
+        assert_eq!(utc_hour("10:00"), None);
     }
 
     fn noisy(n: usize) -> Vec<(u64, f64)> {
@@ -522,7 +679,7 @@ mod tests {
             .enumerate()
             .filter_map(|(i, &(seq, value))| {
                 model
-                    .update(seq, value, &settings)
+                    .update(seq, value, Some(10), &settings)
                     .anomaly
                     .map(|a| (i, a.kind))
             })
@@ -585,14 +742,26 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_other_bytes_are_refused() {
-        let mut model = SensorModel::default();
-        model.update(0, 21.5, &ModelSettings::default());
-        let bytes = model.encode();
-        assert_eq!(SensorModel::decode(&bytes), Some(model));
-        assert_eq!(SensorModel::decode(&bytes[1..]), None);
-        let mut other = bytes;
-        other[0] = 2;
-        assert_eq!(SensorModel::decode(&other), None);
+        for (seasonality, len) in [
+            (Seasonality::Off, SensorModel::ENCODED_LEN),
+            (Seasonality::Daily, SensorModel::SEASONAL_LEN),
+        ] {
+            let settings = ModelSettings {
+                seasonality,
+                ..ModelSettings::default()
+            };
+            let mut model = SensorModel::default();
+            model.update(0, 21.5, Some(3), &settings);
+            model.update(1, 22.5, Some(3), &settings);
+            let mut bytes = Vec::new();
+            model.encode(&mut bytes);
+            assert_eq!(bytes.len(), len);
+            assert_eq!(SensorModel::decode(&bytes), Some(model));
+            assert_eq!(SensorModel::decode(&bytes[1..]), None);
+            let mut other = bytes;
+            other[0] = 3;
+            assert_eq!(SensorModel::decode(&other), None);
+        }
     }
 
     #[test]

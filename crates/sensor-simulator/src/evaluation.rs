@@ -181,7 +181,7 @@ mod tests {
             if let Outcome::Send { temperature, label } =
                 injector.apply(sensor, reading.temperature, spiked)
             {
-                let judged = models[sensor].update(seq, temperature, &settings);
+                let judged = models[sensor].update(seq, temperature, None, &settings);
                 // The generator's own spikes over 40 °C are part of the "normal" signal: the
                 // threshold alerts on them; they are not faults of the sensor.
                 streams[sensor].push(Scored {

@@ -34,6 +34,9 @@ const MODEL: sensor_contract::model::ModelSettings = sensor_contract::model::Mod
     warmup: 3,
     stuck_after: 3,
     min_sigma: 0.05,
+    // Daily: the larger state (145 bytes) through every abort and restore.
+    seasonality: sensor_contract::model::Seasonality::Daily,
+    gamma: 0.2,
 };
 const PREDICTION_EVERY: u32 = 2;
 
@@ -270,7 +273,7 @@ proptest! {
 }
 
 #[test]
-fn sensor_state_round_trips_in_version_2_and_reads_versions_1_and_0() {
+fn sensor_state_round_trips_in_version_3_and_reads_versions_2_1_and_0() {
     use sensor_contract::model::{ModelSettings, SensorModel};
 
     let job = job(4);
@@ -280,7 +283,7 @@ fn sensor_state_round_trips_in_version_2_and_reads_versions_1_and_0() {
     }
     let mut model = SensorModel::default();
     for (seq, v) in [(0, 21.0), (1, 21.5), (2, 21.25)] {
-        model.update(seq, v, &ModelSettings::default());
+        model.update(seq, v, Some(7), &ModelSettings::default());
     }
     let state = SensorState {
         window: window.clone(),
@@ -289,7 +292,40 @@ fn sensor_state_round_trips_in_version_2_and_reads_versions_1_and_0() {
     let mut bytes = Vec::new();
     job.encode_state(&state, &mut bytes);
     assert_eq!(bytes.len(), 4 + 4 * 8 + SensorModel::ENCODED_LEN);
+    assert_eq!(job.decode_state(3, &bytes).unwrap(), state);
+    // Version 2 had the same bytes (always a 49-byte model).
     assert_eq!(job.decode_state(2, &bytes).unwrap(), state);
+    // The seasonal model: 145 bytes.
+    let mut seasonal = SensorModel::default();
+    let daily = ModelSettings {
+        seasonality: sensor_contract::model::Seasonality::Daily,
+        ..ModelSettings::default()
+    };
+    for (seq, v) in [(0, 21.0), (1, 21.5), (2, 21.25)] {
+        seasonal.update(seq, v, Some(7), &daily);
+    }
+    let seasonal_state = SensorState {
+        window: window.clone(),
+        model: seasonal,
+    };
+    let mut seasonal_bytes = Vec::new();
+    job.encode_state(&seasonal_state, &mut seasonal_bytes);
+    assert_eq!(seasonal_bytes.len(), 4 + 4 * 8 + SensorModel::SEASONAL_LEN);
+    assert_eq!(
+        job.decode_state(3, &seasonal_bytes).unwrap(),
+        seasonal_state
+    );
+    // Anomalies off: the window alone, and a new model when read back.
+    let off = TemperatureJob::new(
+        ProcessingRules {
+            window_size: 4,
+            threshold: 40.0,
+        },
+        DecodeOptions::default(),
+    );
+    let mut window_only = Vec::new();
+    off.encode_state(&state, &mut window_only);
+    assert_eq!(window_only.len(), 4 + 4 * 8);
     // Version 1 (the window alone), from before the model: a new model.
     let fresh = SensorState {
         window: window.clone(),
@@ -297,13 +333,15 @@ fn sensor_state_round_trips_in_version_2_and_reads_versions_1_and_0() {
     };
     let v1 = &bytes[..4 + 4 * 8];
     assert_eq!(job.decode_state(1, v1).unwrap(), fresh);
+    assert_eq!(job.decode_state(3, &window_only).unwrap(), fresh);
     // The processor's JSON from before the engine's envelope; a larger window keeps the newest.
     let v0 = job.decode_state(0, br#"{"offset":77,"values":[0.5,1.5,2.5,3.5,4.5,5.5]}"#);
     assert_eq!(v0.unwrap(), fresh);
     assert!(job.decode_state(1, &bytes[..10]).is_err());
     assert!(job.decode_state(2, &bytes[..10]).is_err());
     assert!(job.decode_state(2, v1).is_err());
-    assert!(job.decode_state(3, &bytes).is_err());
+    assert!(job.decode_state(3, &bytes[..bytes.len() - 1]).is_err());
+    assert!(job.decode_state(4, &bytes).is_err());
 }
 
 #[test]

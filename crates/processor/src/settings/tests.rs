@@ -28,6 +28,10 @@ fn bad_values_name_the_key() {
             "configuration key `processor.anomalies.sensitivity`: must be > 0, not 0",
         ),
         (
+            vec!["--anomalies", "--seasonality", "weekly"],
+            "configuration: enum Seasonality does not have variant constructor weekly for key `processor.anomalies.seasonality`",
+        ),
+        (
             vec!["--onnx-model", "model.onnx"],
             "configuration key `processor.anomalies.onnx_model`: needs processor.anomalies.enabled = true (its events go to the anomalies topic)",
         ),
