@@ -17,6 +17,7 @@ pub const LINES: MetricNames = MetricNames {
     processing_seconds: "ip_count_lines_batch_processing_duration_seconds",
     end_to_end_seconds: "ip_count_lines_end_to_end_latency_seconds",
     restore_seconds: "ip_count_lines_restore_duration_seconds",
+    producer_recoveries: "ip_count_lines_producer_recoveries_total",
 };
 
 /// Stage 2: requests in, final counts out.
@@ -34,4 +35,5 @@ pub const COUNTS: MetricNames = MetricNames {
     processing_seconds: "ip_count_requests_batch_processing_duration_seconds",
     end_to_end_seconds: "ip_count_requests_end_to_end_latency_seconds",
     restore_seconds: "ip_count_requests_restore_duration_seconds",
+    producer_recoveries: "ip_count_requests_producer_recoveries_total",
 };

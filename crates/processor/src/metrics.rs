@@ -27,6 +27,8 @@ pub const END_TO_END_SECONDS: &str = "sensor_end_to_end_latency_seconds";
 /// Time to restore a partition's windows.
 pub const RESTORE_SECONDS: &str = "sensor_restore_duration_seconds";
 
+/// Transactional producers rebuilt after this replica's became unusable.
+pub const PRODUCER_RECOVERIES: &str = "sensor_producer_recoveries_total";
 /// Readings the ONNX model failed on (logged at WARN; they judge nothing).
 pub const ONNX_ERRORS: &str = "sensor_onnx_errors_total";
 
@@ -45,4 +47,5 @@ pub const NAMES: MetricNames = MetricNames {
     processing_seconds: PROCESSING_SECONDS,
     end_to_end_seconds: END_TO_END_SECONDS,
     restore_seconds: RESTORE_SECONDS,
+    producer_recoveries: PRODUCER_RECOVERIES,
 };

@@ -70,9 +70,11 @@ async fn run_job<J: Job>(
     let consumer: StreamConsumer<EngineContext> = consumer_config(kafka, settings)?
         .create_with_context(context.clone())
         .context("creating the Kafka consumer")?;
-    let producer: EngineProducer = producer_config(kafka, settings)?
-        .create_with_context(Deliveries::default())
-        .context("creating the Kafka producer")?;
+    let producer: Arc<EngineProducer> = Arc::new(
+        producer_config(kafka, settings)?
+            .create_with_context(Deliveries::default())
+            .context("creating the Kafka producer")?,
+    );
     tracing::info!(
         brokers = %kafka.brokers,
         group_id = %settings.group_id,
@@ -101,7 +103,7 @@ async fn run_job<J: Job>(
     }
     let commit = match settings.guarantee {
         Guarantee::ExactlyOnce => {
-            let transactions = Transactions::new(&producer, &settings.transactional_id());
+            let transactions = Transactions::new(producer.clone(), &settings.transactional_id());
             if !transactions.init(shutdown).await? {
                 return Ok(());
             }
@@ -124,9 +126,10 @@ async fn run_job<J: Job>(
     let restores = Restores::new(kafka.clone(), target, shutdown);
     let mut worker = Worker::new(
         settings,
+        kafka,
         &consumer,
         &context,
-        &producer,
+        producer,
         commit,
         job,
         restores,
@@ -135,6 +138,8 @@ async fn run_job<J: Job>(
     let result = worker.run(shutdown).await;
     health.set_ready(false);
     worker.shut_down().await;
+    // The producer in use: a new one if the first was lost.
+    let producer = worker.producer();
     drop(worker);
     if settings.guarantee == Guarantee::AtLeastOnce {
         final_commit(&consumer).await;

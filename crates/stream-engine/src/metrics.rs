@@ -38,6 +38,9 @@ pub struct MetricNames {
     pub end_to_end_seconds: &'static str,
     /// Time to restore a partition's state.
     pub restore_seconds: &'static str,
+    /// Transactional producers rebuilt after this replica's became unusable (fenced by the
+    /// broker's abort of a timed-out transaction, or in a state it cannot leave).
+    pub producer_recoveries: &'static str,
 }
 
 impl MetricNames {
@@ -66,6 +69,10 @@ impl MetricNames {
             "Partition assignments and revocations seen."
         );
         describe_counter!(self.batches, "Batches committed or aborted, by outcome.");
+        describe_counter!(
+            self.producer_recoveries,
+            "Transactional producers rebuilt after this replica's became unusable."
+        );
         describe_histogram!(
             self.commit_seconds,
             Unit::Seconds,
@@ -91,6 +98,7 @@ impl MetricNames {
         }
         counter!(self.consumed).absolute(0);
         counter!(self.rebalances).absolute(0);
+        counter!(self.producer_recoveries).absolute(0);
     }
 
     /// Publishes the assignment's size and the keys held.

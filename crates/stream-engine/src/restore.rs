@@ -62,6 +62,16 @@ impl Restores {
 
     /// Starts restoring `partition` (again, if a restore of it is under way).
     pub fn start(&mut self, partition: i32) {
+        self.start_from(partition, None);
+    }
+
+    /// Starts restoring `partition`, which resumes no later than `rewind_to` if its changelog
+    /// has no checkpoint (after a lost producer: its committed position).
+    pub fn start_at(&mut self, partition: i32, rewind_to: i64) {
+        self.start_from(partition, Some(rewind_to));
+    }
+
+    fn start_from(&mut self, partition: i32, rewind_to: Option<i64>) {
         self.forget(partition);
         let id = self.next_id;
         self.next_id += 1;
@@ -70,7 +80,7 @@ impl Restores {
             partition,
             Pending {
                 id,
-                rewind_to: None,
+                rewind_to,
                 cancel: cancel.clone(),
             },
         );

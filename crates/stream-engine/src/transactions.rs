@@ -1,8 +1,10 @@
 //! Kafka transactions for `exactly_once`: the producer's transactional calls with librdkafka's
 //! error classes handled. Retriable errors are retried; abortable ones are returned for the
-//! caller to abort and rewind; fatal ones (this replica was fenced) as [`BatchError::Fenced`].
+//! caller to abort and rewind; fatal ones (the producer is fenced) as [`BatchError::Fenced`],
+//! for the caller to replace the producer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -24,8 +26,8 @@ const ATTEMPTS: u32 = 5;
 const INIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The transactional producer of one replica.
-pub(crate) struct Transactions<'a> {
-    producer: &'a EngineProducer,
+pub(crate) struct Transactions {
+    producer: Arc<EngineProducer>,
     transactional_id: String,
 }
 
@@ -43,13 +45,18 @@ fn classify(error: &KafkaError) -> Class {
     }
 }
 
-impl<'a> Transactions<'a> {
+impl Transactions {
     /// Wraps a producer created with `transactional_id`.
-    pub(crate) fn new(producer: &'a EngineProducer, transactional_id: &str) -> Self {
+    pub(crate) fn new(producer: Arc<EngineProducer>, transactional_id: &str) -> Self {
         Self {
             producer,
             transactional_id: transactional_id.to_owned(),
         }
+    }
+
+    /// The transactional id.
+    pub(crate) fn transactional_id(&self) -> &str {
+        &self.transactional_id
     }
 
     fn error(&self, context: &'static str, source: KafkaError) -> BatchError {

@@ -4,7 +4,7 @@
 //! and side by side; `.config/nextest.toml` says which of them may not share the machine.
 //!
 //! - real broker, shared: [`anomalies`], [`audit`], [`cli`], [`gateway`], [`input`], [`ip_count`], [`metrics`],
-//!   [`pipeline`], [`restore`], [`simulator`]; with PostgreSQL: [`pg_sink`], [`dashboard`]
+//!   [`pause`], [`pipeline`], [`restore`], [`simulator`]; with PostgreSQL: [`pg_sink`], [`dashboard`]
 //!   (in Chromium too); with Prometheus: [`prometheus`];
 //! - a broker of their own, restarted under load: [`chaos`], [`ip_count_chaos`], [`secure`];
 //! - the in-process demo, its dashboard in Chromium: [`demo`];
@@ -25,6 +25,7 @@ mod ip_count;
 mod ip_count_chaos;
 mod kubernetes;
 mod metrics;
+mod pause;
 mod pg_sink;
 mod pipeline;
 mod prometheus;

@@ -6,6 +6,15 @@
 //! committed at once, so results are not held back; a backlog gives full batches, so the cost
 //! of a commit is spread over many records. Newly assigned partitions stay paused until their
 //! state is restored; revoked ones are dropped with their part of the batch.
+//!
+//! When the transactional producer becomes unusable (fenced by the broker's abort of a
+//! transaction that outlived its timeout while this process was frozen or cut off, or left in a
+//! state it cannot leave), the replica does what Kafka Streams does when a task migrates: it
+//! drops the batch and every partition's state, builds a new producer under the same
+//! transactional id (whose initialisation fences the old one and settles its last
+//! transaction), and restores each partition from the changelog, resuming at its committed
+//! position. It exits only when that keeps happening, which means another live instance has
+//! its transactional id.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -14,15 +23,17 @@ use std::time::{Duration, Instant};
 use ::metrics::{counter, histogram};
 use anyhow::Context as _;
 use pipeline_runtime::endpoints::Health;
+use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::bad_input::BadInputLog;
+use crate::clients::producer_config;
 use crate::context::EngineContext;
-use crate::deliveries::{EngineProducer, deliver_now, enqueue};
+use crate::deliveries::{Deliveries, EngineProducer, deliver_now, enqueue};
 use crate::job::{InputRecord, Job, Rejection};
 use crate::metrics::{self, BatchTally};
 use crate::progress::Progress;
@@ -36,20 +47,36 @@ use produce::produce_state;
 mod partitions;
 mod produce;
 
+/// Producers rebuilt within [`RECOVERY_WINDOW`] after which the next loss is fatal.
+const MAX_RECOVERIES: usize = 3;
+/// See [`MAX_RECOVERIES`].
+const RECOVERY_WINDOW: Duration = Duration::from_secs(60);
+
 /// How a batch is committed: the guarantee, as the one place that branches on it.
-pub(crate) enum Commit<'a> {
+pub(crate) enum Commit {
     /// Everything in one Kafka transaction.
-    ExactlyOnce(Transactions<'a>),
+    ExactlyOnce(Transactions),
     /// Outputs acknowledged, then state, then offsets stored.
     AtLeastOnce,
 }
 
+/// How an `exactly_once` batch ended when it did not commit.
+enum Failed {
+    /// Aborted: rewind and process it again.
+    Aborted,
+    /// The producer cannot go on: replace it.
+    ProducerLost(BatchError),
+}
+
 pub(crate) struct Worker<'a, J: Job> {
     settings: &'a EngineSettings,
+    kafka: &'a KafkaSettings,
     consumer: &'a StreamConsumer<EngineContext>,
     context: &'a EngineContext,
-    producer: &'a EngineProducer,
-    commit: Commit<'a>,
+    producer: Arc<EngineProducer>,
+    commit: Commit,
+    /// When producers were rebuilt, within the last [`RECOVERY_WINDOW`].
+    recoveries: Vec<Instant>,
     task: Task<J>,
     restores: Restores,
     health: Arc<Health>,
@@ -68,20 +95,23 @@ impl<'a, J: Job> Worker<'a, J> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: &'a EngineSettings,
+        kafka: &'a KafkaSettings,
         consumer: &'a StreamConsumer<EngineContext>,
         context: &'a EngineContext,
-        producer: &'a EngineProducer,
-        commit: Commit<'a>,
+        producer: Arc<EngineProducer>,
+        commit: Commit,
         job: J,
         restores: Restores,
         health: Arc<Health>,
     ) -> Self {
         Self {
             settings,
+            kafka,
             consumer,
             context,
             producer,
             commit,
+            recoveries: Vec::new(),
             task: Task::with_snapshots(
                 job,
                 SnapshotPolicy {
@@ -110,11 +140,16 @@ impl<'a, J: Job> Worker<'a, J> {
                     self.task.request_snapshots();
                     self.last_snapshot_request = Instant::now();
                 }
-                self.process_batch(&batch).await?;
+                self.process_batch(&batch, shutdown).await?;
             }
             self.progress.maybe_report(self.task.store().keys());
         }
         Ok(())
+    }
+
+    /// The producer in use (for the final flush).
+    pub fn producer(&self) -> Arc<EngineProducer> {
+        self.producer.clone()
     }
 
     /// Cancels the restores under way and waits for their threads.
@@ -122,7 +157,11 @@ impl<'a, J: Job> Worker<'a, J> {
         self.restores.shut_down().await;
     }
 
-    async fn process_batch(&mut self, batch: &[BorrowedMessage<'a>]) -> anyhow::Result<()> {
+    async fn process_batch(
+        &mut self,
+        batch: &[BorrowedMessage<'a>],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut first_offsets: HashMap<i32, i64> = HashMap::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         for message in batch {
@@ -134,8 +173,10 @@ impl<'a, J: Job> Worker<'a, J> {
         // Reports of an earlier aborted batch's records (purged) must not fail this one.
         let deliveries = self.producer.context();
         deliveries.reset(self.sent).await;
-        if let Commit::ExactlyOnce(transactions) = &self.commit {
-            transactions.begin()?;
+        if let Commit::ExactlyOnce(transactions) = &self.commit
+            && let Err(error) = transactions.begin()
+        {
+            return self.replace_producer(error, shutdown).await;
         }
         self.tally.clear();
         let processing = Instant::now();
@@ -144,7 +185,7 @@ impl<'a, J: Job> Worker<'a, J> {
             .record(processing.elapsed().as_secs_f64());
         let committing = Instant::now();
         let (task, writes, sent) = (&mut self.task, &mut self.writes, &mut self.sent);
-        let (producer, settings, consumer) = (self.producer, self.settings, self.consumer);
+        let (producer, settings, consumer) = (&*self.producer, self.settings, self.consumer);
         let committed = match &self.commit {
             Commit::AtLeastOnce => {
                 // Any failure stops the replica: its uncommitted input is processed again.
@@ -168,14 +209,19 @@ impl<'a, J: Job> Worker<'a, J> {
                 }
                 .await;
                 match committed {
+                    Ok(()) => Ok(()),
                     Err(error) if !error.is_fatal() => {
                         tracing::warn!(
                             "transaction aborted, the batch will be processed again: {error}"
                         );
-                        transactions.abort()?;
-                        Err(())
+                        match transactions.abort() {
+                            Ok(()) => Err(Failed::Aborted),
+                            // A transaction that can be neither committed nor aborted: the
+                            // producer is in a state it cannot leave.
+                            Err(abort) => Err(Failed::ProducerLost(abort)),
+                        }
                     }
-                    other => Ok(other?),
+                    Err(fatal) => Err(Failed::ProducerLost(fatal)),
                 }
             }
         };
@@ -191,14 +237,125 @@ impl<'a, J: Job> Worker<'a, J> {
                 }
                 self.update_health();
             }
-            Err(()) => {
+            Err(failed) => {
                 self.progress.aborts += 1;
                 counter!(self.settings.metrics.batches, "outcome" => "aborted").increment(1);
                 self.task.rollback();
-                self.rewind(&first_offsets)?;
+                match failed {
+                    Failed::Aborted => self.rewind(&first_offsets)?,
+                    Failed::ProducerLost(error) => {
+                        return self.replace_producer(error, shutdown).await;
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// The transactional producer is unusable (`cause`): drops every partition's state,
+    /// builds a new producer under the same transactional id, and restores every assigned
+    /// partition from the changelog, resuming at its committed position. An error when
+    /// producers keep being lost: another live instance has this transactional id.
+    async fn replace_producer(
+        &mut self,
+        cause: BatchError,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Commit::ExactlyOnce(transactions) = &self.commit else {
+            return Err(cause.into());
+        };
+        let transactional_id = transactions.transactional_id().to_owned();
+        let now = Instant::now();
+        self.recoveries
+            .retain(|at| now.duration_since(*at) < RECOVERY_WINDOW);
+        if self.recoveries.len() >= MAX_RECOVERIES {
+            return Err(anyhow::Error::new(cause).context(format!(
+                "the transactional producer was lost {} times within {} s: is another live \
+                 instance using transactional id {transactional_id}?",
+                MAX_RECOVERIES + 1,
+                RECOVERY_WINDOW.as_secs()
+            )));
+        }
+        self.recoveries.push(now);
+        counter!(self.settings.metrics.producer_recoveries).increment(1);
+        tracing::warn!(
+            %transactional_id,
+            "the transactional producer is unusable ({cause}): building a new one; every \
+             assigned partition restores from the changelog"
+        );
+        self.health.set_ready(false);
+        // The old producer's queue is dropped: nothing of it may reach the broker now.
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        let producer: Arc<EngineProducer> = Arc::new(
+            producer_config(self.kafka, self.settings)?
+                .create_with_context(Deliveries::default())
+                .context("creating a new Kafka producer")?,
+        );
+        let transactions = Transactions::new(producer.clone(), &transactional_id);
+        // Fences the old producer and settles its last transaction (aborted, or completed if
+        // its commit had reached the coordinator): the committed positions below are final.
+        if !transactions.init(shutdown).await? {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut self.producer, producer);
+        self.commit = Commit::ExactlyOnce(transactions);
+        self.sent = 0;
+        tokio::task::block_in_place(|| drop(old));
+
+        let partitions: Vec<i32> = self.assigned.iter().copied().collect();
+        let positions = self.committed_positions(&partitions)?;
+        let mut paused = TopicPartitionList::new();
+        for &partition in &partitions {
+            paused.add_partition(&self.settings.input_topic, partition);
+        }
+        // Fails only for a partition a rebalance took meanwhile; its revocation follows.
+        if let Err(error) = self.consumer.pause(&paused) {
+            tracing::debug!(%error, "pausing the partitions to restore");
+        }
+        for (&partition, &position) in partitions.iter().zip(&positions) {
+            self.task.drop_partition(partition);
+            self.restores.start_at(partition, position);
+        }
+        self.update_health();
+        tracing::info!(
+            %transactional_id,
+            partitions = ?partitions,
+            "transactional producer rebuilt; restoring the partitions"
+        );
+        Ok(())
+    }
+
+    /// Where each partition's committed input ends (its low watermark if nothing was
+    /// committed yet: `auto.offset.reset` is `earliest`).
+    fn committed_positions(&self, partitions: &[i32]) -> anyhow::Result<Vec<i64>> {
+        let topic = self.settings.input_topic.as_str();
+        let mut list = TopicPartitionList::new();
+        for &partition in partitions {
+            list.add_partition(topic, partition);
+        }
+        let committed = tokio::task::block_in_place(|| {
+            self.consumer
+                .committed_offsets(list, Duration::from_secs(30))
+        })
+        .context("reading the committed offsets")?;
+        partitions
+            .iter()
+            .map(|&partition| {
+                match committed
+                    .find_partition(topic, partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(offset)) => Ok(offset),
+                    _ => tokio::task::block_in_place(|| {
+                        self.consumer
+                            .fetch_watermarks(topic, partition, Duration::from_secs(30))
+                    })
+                    .map(|(low, _)| low)
+                    .context("reading a partition's first offset"),
+                }
+            })
+            .collect()
     }
 
     /// Processes the batch's records through the task and produces their outputs and dead
@@ -235,7 +392,7 @@ impl<'a, J: Job> Worker<'a, J> {
                     value: Some(output.kind),
                 }));
             }
-            enqueue(self.producer, record, &mut self.sent, "an output").await?;
+            enqueue(&self.producer, record, &mut self.sent, "an output").await?;
         }
         self.task.clear_outputs();
         Ok(())
@@ -268,7 +425,7 @@ impl<'a, J: Job> Worker<'a, J> {
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        enqueue(self.producer, record, &mut self.sent, "a dead letter").await
+        enqueue(&self.producer, record, &mut self.sent, "a dead letter").await
     }
 
     /// Stores, for commit, the offset each partition resumes from (`at_least_once`).
