@@ -11,7 +11,8 @@
 #   OUTPUT_TOPIC       alerts and averages    [temperature-events]
 #   DLQ_TOPIC          dead letters           [temperature-readings-dlq]
 #   PARTITIONS         partitions of the input and output topics [6]
-#   REPLICATION        replication factor     [1]
+#   REPLICATION        replication factor     [the cluster's default.replication.factor]
+#   MIN_INSYNC_REPLICAS  min.insync.replicas of each topic [the cluster's min.insync.replicas]
 #   LAYOUT             which topics: any of "temperature", "logs", "results" [temperature logs results]
 #   LOG_TOPIC, LOG_DLQ_TOPIC, REQUESTS_TOPIC, COUNTS_TOPIC
 #                      the network-log pipeline's topics
@@ -25,15 +26,19 @@ INPUT_TOPIC="${INPUT_TOPIC:-temperature-readings}"
 OUTPUT_TOPIC="${OUTPUT_TOPIC:-temperature-events}"
 DLQ_TOPIC="${DLQ_TOPIC:-temperature-readings-dlq}"
 PARTITIONS="${PARTITIONS:-6}"
-REPLICATION="${REPLICATION:-1}"
+REPLICATION="${REPLICATION:-}"
+MIN_INSYNC_REPLICAS="${MIN_INSYNC_REPLICAS:-}"
 LAYOUT="${LAYOUT:-temperature logs results}"
 
 create() {
   local topic="$1" partitions="$2"
   shift 2
-  echo "create-topics: $topic ($partitions partitions)" >&2
+  local settings=()
+  [[ -z "$REPLICATION" ]] || settings+=(--replication-factor "$REPLICATION")
+  [[ -z "$MIN_INSYNC_REPLICAS" ]] || settings+=(--config "min.insync.replicas=$MIN_INSYNC_REPLICAS")
+  echo "create-topics: $topic ($partitions partitions${REPLICATION:+, replication $REPLICATION})" >&2
   "${TOPICS_CMD[@]}" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
-    --topic "$topic" --partitions "$partitions" --replication-factor "$REPLICATION" "$@" >&2
+    --topic "$topic" --partitions "$partitions" "${settings[@]}" "$@" >&2
 }
 
 # Each kafka-topics call starts a JVM: run them side by side.

@@ -1,6 +1,8 @@
 //! Kafka client set-up shared by every service: client configuration with guarded
 //! properties, enqueueing with back-off, waiting for topics, librdkafka's logs in `tracing`.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -174,11 +176,14 @@ pub async fn wait_for_topics<C: ClientContext>(
     loop {
         let missing = tokio::task::block_in_place(|| missing_topics(client, topics));
         match missing {
-            Ok(missing) if missing.is_empty() => {
+            Ok((missing, layout)) if missing.is_empty() => {
                 tracing::info!(?topics, "Kafka is reachable and the topics exist");
+                for warning in replication_warnings(&layout) {
+                    tracing::warn!("{warning}");
+                }
                 return Ok(true);
             }
-            Ok(missing) => tracing::warn!(
+            Ok((missing, _)) => tracing::warn!(
                 ?missing,
                 waited_secs = started.elapsed().as_secs(),
                 "waiting for topics to be created"
@@ -247,25 +252,92 @@ fn note_refusal(error: &KafkaError, reason: &str) {
     }
 }
 
+/// A partition's id, replica count and in-sync replica count.
+pub type PartitionReplicas = (i32, usize, usize);
+
+/// The replicas of each partition of the topics a service uses, as the metadata says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layout {
+    /// Brokers in the cluster.
+    pub brokers: usize,
+    /// Per topic, its partitions.
+    pub topics: Vec<(String, Vec<PartitionReplicas>)>,
+}
+
+/// The topics of `topics` that do not exist yet, and the layout of those that do.
 fn missing_topics<C: ClientContext>(
     client: &Client<C>,
     topics: &[&str],
-) -> KafkaResult<Vec<String>> {
+) -> KafkaResult<(Vec<String>, Layout)> {
     let metadata = client.fetch_metadata(None, Duration::from_secs(3))?;
-    Ok(topics
-        .iter()
-        .filter(|name| {
-            !metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == **name && t.error().is_none() && !t.partitions().is_empty())
-        })
-        .map(|name| (*name).to_owned())
-        .collect())
+    let mut missing = Vec::new();
+    let mut layout = Layout {
+        brokers: metadata.brokers().len(),
+        topics: Vec::new(),
+    };
+    for name in topics {
+        match metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == *name && t.error().is_none() && !t.partitions().is_empty())
+        {
+            Some(topic) => layout.topics.push((
+                topic.name().to_owned(),
+                topic
+                    .partitions()
+                    .iter()
+                    .map(|p| (p.id(), p.replicas().len(), p.isr().len()))
+                    .collect(),
+            )),
+            None => missing.push((*name).to_owned()),
+        }
+    }
+    Ok((missing, layout))
 }
 
-/// Writes a librdkafka log line as a `tracing` event with target `librdkafka`.
+/// What an operator should hear about `layout`: a topic with partitions short of in-sync
+/// replicas (a broker is down or catching up: another loss may stop writes under
+/// `min.insync.replicas`), and a topic with a single replica on a cluster of several brokers
+/// (losing its broker loses the topic).
+pub fn replication_warnings(layout: &Layout) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (topic, partitions) in &layout.topics {
+        let short: Vec<String> = partitions
+            .iter()
+            .filter(|(_, replicas, isr)| isr < replicas)
+            .map(|(p, replicas, isr)| format!("{p} ({isr} of {replicas})"))
+            .collect();
+        if !short.is_empty() {
+            warnings.push(format!(
+                "topic {topic} is under-replicated: partitions {} have fewer in-sync replicas \
+                 than replicas (a broker is down or catching up)",
+                short.join(", ")
+            ));
+        }
+        if layout.brokers > 1 && partitions.iter().all(|(_, replicas, _)| *replicas == 1) {
+            warnings.push(format!(
+                "topic {topic} has a single replica on a cluster of {} brokers: losing its \
+                 broker loses it (create it with a replication factor of 3)",
+                layout.brokers
+            ));
+        }
+    }
+    warnings
+}
+
+/// Writes a librdkafka log line as a `tracing` event with target `librdkafka`. A broker
+/// connection failure (facility `FAIL`: refused, reset, timed out) is routine while a broker
+/// is down, and librdkafka reconnects on its own: a warning, once per broker and failure per
+/// minute (the repeats at debug), not an error per reconnect attempt.
 pub fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    if facility == "FAIL" && level as i32 <= RDKafkaLogLevel::Warning as i32 {
+        if connection_failures().first_in_a_while(message, Instant::now()) {
+            tracing::warn!(target: "librdkafka", facility, "{message}");
+        } else {
+            tracing::debug!(target: "librdkafka", facility, "{message}");
+        }
+        return;
+    }
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -279,6 +351,41 @@ pub fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
         }
         RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
     }
+}
+
+/// Connection failures seen, by broker and failure: when each was last logged.
+#[derive(Debug, Default)]
+pub struct ConnectionFailures {
+    last: HashMap<(String, String), Instant>,
+}
+
+/// How long a broker's repeated connection failure stays at debug.
+const REPEAT_QUIET: Duration = Duration::from_secs(60);
+
+impl ConnectionFailures {
+    /// Whether `message` (librdkafka's `FAIL` line: `[thrd:…]: <broker>: <failure> (after …)`)
+    /// is the first of its broker and failure in [`REPEAT_QUIET`].
+    pub fn first_in_a_while(&mut self, message: &str, now: Instant) -> bool {
+        let text = message.split_once("]: ").map_or(message, |(_, rest)| rest);
+        let (broker, failure) = text.split_once(": ").unwrap_or(("", text));
+        // "(after 3ms in state CONNECT, 4 identical error(s) suppressed)" differs each time.
+        let failure = failure.split(" (after ").next().unwrap_or(failure);
+        let key = (broker.to_owned(), failure.to_owned());
+        match self.last.get(&key) {
+            Some(at) if now.duration_since(*at) < REPEAT_QUIET => false,
+            _ => {
+                self.last.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+fn connection_failures() -> std::sync::MutexGuard<'static, ConnectionFailures> {
+    static FAILURES: LazyLock<Mutex<ConnectionFailures>> = LazyLock::new(Mutex::default);
+    FAILURES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Writes a librdkafka client error as a `tracing` event. Connection failures are expected
@@ -315,6 +422,58 @@ impl ConsumerContext for TracingContext {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_brokers_repeated_connection_failure_is_logged_once_a_minute() {
+        let mut failures = ConnectionFailures::default();
+        let t0 = Instant::now();
+        let refused = |after: u32| {
+            format!(
+                "[thrd:127.0.0.1:9092/1]: 127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed: \
+                 Connection refused (after {after}ms in state CONNECT)"
+            )
+        };
+        assert!(failures.first_in_a_while(&refused(0), t0));
+        assert!(!failures.first_in_a_while(&refused(3), t0 + Duration::from_secs(1)));
+        // Another broker, or another failure of the same one: news.
+        assert!(failures.first_in_a_while(
+            &refused(0).replace("9092/1", "9093/2"),
+            t0 + Duration::from_secs(2)
+        ));
+        assert!(failures.first_in_a_while(
+            "[thrd:127.0.0.1:9092/1]: 127.0.0.1:9092/1: Disconnected (after 5000ms in state UP)",
+            t0 + Duration::from_secs(3)
+        ));
+        // A minute on, the same failure is logged again.
+        assert!(failures.first_in_a_while(&refused(1), t0 + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn under_replicated_and_single_replica_topics_are_named() {
+        let layout = Layout {
+            brokers: 3,
+            topics: vec![
+                ("healthy".into(), vec![(0, 3, 3), (1, 3, 3)]),
+                ("short".into(), vec![(0, 3, 3), (1, 3, 2), (2, 3, 1)]),
+                ("single".into(), vec![(0, 1, 1)]),
+            ],
+        };
+        assert_eq!(
+            replication_warnings(&layout),
+            [
+                "topic short is under-replicated: partitions 1 (2 of 3), 2 (1 of 3) have fewer \
+                 in-sync replicas than replicas (a broker is down or catching up)",
+                "topic single has a single replica on a cluster of 3 brokers: losing its broker \
+                 loses it (create it with a replication factor of 3)",
+            ]
+        );
+        // One broker: a single replica is all there can be.
+        let single_broker = Layout {
+            brokers: 1,
+            topics: vec![("single".into(), vec![(0, 1, 1)])],
+        };
+        assert!(replication_warnings(&single_broker).is_empty());
+    }
 
     fn kafka(properties: &[(&str, &str)]) -> KafkaSettings {
         KafkaSettings {

@@ -174,6 +174,9 @@ pub struct KafkaSettings {
     /// Extra librdkafka properties passed to every client as they are (tuning, and security
     /// options beyond the settings above). See librdkafka's CONFIGURATION.md.
     pub properties: BTreeMap<String, String>,
+    /// The topics a service creates itself, as the processors' changelogs
+    /// (`[kafka.topics]`).
+    pub topics: TopicSettings,
 }
 
 impl Default for KafkaSettings {
@@ -184,6 +187,26 @@ impl Default for KafkaSettings {
             sasl: SaslSettings::default(),
             tls: TlsSettings::default(),
             properties: BTreeMap::new(),
+            topics: TopicSettings::default(),
+        }
+    }
+}
+
+/// The `[kafka.topics]` section: how a service creates the topics it creates itself.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicSettings {
+    /// Replication factor; -1: the cluster's `default.replication.factor`.
+    pub replication_factor: i32,
+    /// The topic's `min.insync.replicas`; 0: the cluster's.
+    pub min_insync_replicas: u32,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        Self {
+            replication_factor: -1,
+            min_insync_replicas: 0,
         }
     }
 }
@@ -208,6 +231,7 @@ impl std::fmt::Debug for KafkaSettings {
             .field("sasl", &self.sasl)
             .field("tls", &self.tls)
             .field("properties", &properties)
+            .field("topics", &self.topics)
             .finish()
     }
 }
@@ -219,6 +243,21 @@ impl KafkaSettings {
             return Err(SettingsError::invalid(
                 "kafka.brokers",
                 "must list one or more host:port pairs, separated by commas",
+            ));
+        }
+        let topics = self.topics;
+        if topics.replication_factor == 0 || topics.replication_factor < -1 {
+            return Err(SettingsError::invalid(
+                "kafka.topics.replication_factor",
+                "must be -1 (the cluster's default) or at least 1",
+            ));
+        }
+        if topics.replication_factor > 0
+            && topics.min_insync_replicas > topics.replication_factor as u32
+        {
+            return Err(SettingsError::invalid(
+                "kafka.topics.min_insync_replicas",
+                "must not exceed kafka.topics.replication_factor: no write could succeed",
             ));
         }
         self.security().validate(self.properties.keys())
@@ -391,6 +430,27 @@ mod tests {
         assert_eq!(
             kafka.validate().unwrap_err().to_string(),
             "configuration key `kafka.brokers`: must list one or more host:port pairs, separated by commas"
+        );
+    }
+
+    #[test]
+    fn topic_settings_are_checked_and_name_the_key() {
+        let with = |replication_factor, min_insync_replicas| KafkaSettings {
+            topics: TopicSettings {
+                replication_factor,
+                min_insync_replicas,
+            },
+            ..Default::default()
+        };
+        assert!(with(-1, 0).validate().is_ok());
+        assert!(with(3, 2).validate().is_ok());
+        assert_eq!(
+            with(0, 0).validate().unwrap_err().to_string(),
+            "configuration key `kafka.topics.replication_factor`: must be -1 (the cluster's default) or at least 1"
+        );
+        assert_eq!(
+            with(1, 2).validate().unwrap_err().to_string(),
+            "configuration key `kafka.topics.min_insync_replicas`: must not exceed kafka.topics.replication_factor: no write could succeed"
         );
     }
 }

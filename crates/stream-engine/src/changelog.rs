@@ -59,7 +59,8 @@ pub enum RestoreError {
 }
 
 /// Creates the changelog topic if it is missing (compacted, `partitions` partitions, the
-/// cluster's default replication), and checks that it is co-partitioned with the input.
+/// replication and `min.insync.replicas` of `[kafka.topics]`, by default the cluster's), and
+/// checks that it is co-partitioned with the input.
 pub async fn ensure_topic(
     kafka: &KafkaSettings,
     topic: &str,
@@ -87,10 +88,19 @@ pub async fn ensure_topic(
     };
     let mut found = existing()?;
     if found == 0 {
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))
-            .set("cleanup.policy", "compact")
-            .set("min.compaction.lag.ms", "60000")
-            .set("segment.ms", "3600000");
+        let settings = kafka.topics;
+        let min_insync = settings.min_insync_replicas.to_string();
+        let mut new_topic = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(settings.replication_factor),
+        )
+        .set("cleanup.policy", "compact")
+        .set("min.compaction.lag.ms", "60000")
+        .set("segment.ms", "3600000");
+        if settings.min_insync_replicas > 0 {
+            new_topic = new_topic.set("min.insync.replicas", &min_insync);
+        }
         let results = admin
             .create_topics(
                 &[new_topic],
