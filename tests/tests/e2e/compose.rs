@@ -59,6 +59,64 @@ fn docker_compose_validates_offline() {
     );
 }
 
+/// The cluster variant merges onto the stack: three nodes with replication 3 and
+/// `min.insync.replicas` 2, and every service that talks to Kafka bootstraps from all three.
+#[test]
+fn the_cluster_variant_has_three_brokers_and_every_client_knows_them() {
+    let output = Command::new("docker-compose")
+        .args([
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "docker-compose.cluster.yml",
+            "config",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .expect("docker-compose must be installed (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let merged: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&output.stdout).unwrap();
+    let services = &merged["services"];
+    let env = |service: &str, key: &str| -> String {
+        match &services[service]["environment"][key] {
+            serde_yaml_ng::Value::String(s) => s.clone(),
+            serde_yaml_ng::Value::Number(n) => n.to_string(),
+            other => panic!("{service}: {key} is {other:?}"),
+        }
+    };
+    let voters = "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093";
+    for (node, id) in [("kafka", "1"), ("kafka-2", "2"), ("kafka-3", "3")] {
+        assert_eq!(env(node, "KAFKA_NODE_ID"), id);
+        assert_eq!(env(node, "KAFKA_CONTROLLER_QUORUM_VOTERS"), voters);
+        assert_eq!(env(node, "KAFKA_DEFAULT_REPLICATION_FACTOR"), "3");
+        assert_eq!(env(node, "KAFKA_MIN_INSYNC_REPLICAS"), "2");
+        assert_eq!(
+            env(node, "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"),
+            "3"
+        );
+        assert_eq!(env(node, "KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"), "false");
+    }
+    for service in [
+        "simulator",
+        "processor",
+        "log-gateway",
+        "ip-counter",
+        "pg-sink",
+    ] {
+        assert_eq!(
+            env(service, "PIPELINE__KAFKA__BROKERS"),
+            "kafka:9092,kafka-2:9092,kafka-3:9092",
+            "{service}"
+        );
+        // The base file's settings are kept.
+        assert_eq!(env(service, "PIPELINE_CONFIG"), "/app/config/docker.toml");
+    }
+}
+
 #[test]
 fn compose_runs_what_the_native_tests_run() {
     let compose = read("docker-compose.yml");
