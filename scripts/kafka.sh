@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs a real, single-node Apache Kafka broker (KRaft) from Maven Central jars, without Docker,
-# and gives access to Kafka's console tools.
+# Runs a real Apache Kafka broker (KRaft), or a three-node cluster, from Maven Central jars,
+# without Docker, and gives access to Kafka's console tools.
 #
 #   scripts/kafka.sh fetch                       resolve the jars once (cached in ~/.m2)
 #   scripts/kafka.sh start [--dir D] [--port P] [--secure]
@@ -10,6 +10,19 @@
 #   scripts/kafka.sh stop  [--dir D]             stop it (by pid) and wait until it is gone
 #   scripts/kafka.sh status [--dir D]            print the address if it runs, exit 1 if not
 #   scripts/kafka.sh bootstrap [--dir D]         print the address of a started broker
+#   scripts/kafka.sh cluster start [--dir D] [--nodes N]
+#                                                N KRaft nodes (3), each broker and controller,
+#                                                replication N, min.insync.replicas N-1, topic
+#                                                auto-creation and unclean election off; prints
+#                                                the bootstrap list (nodes in D/node-1 ...)
+#   scripts/kafka.sh cluster stop [--dir D]      stop every node
+#   scripts/kafka.sh node stop|kill|start I [--dir D]
+#                                                node I of a cluster: SIGTERM (controlled
+#                                                shutdown), SIGKILL, or start again on its data
+#   scripts/kafka.sh leader TOPIC PARTITION [--dir D]      the node leading a partition
+#   scripts/kafka.sh group-coordinator GROUP [--dir D]     the node coordinating a group
+#   scripts/kafka.sh txn-coordinator TRANSACTIONAL_ID [--dir D]
+#                                                the node coordinating a transactional id
 #   scripts/kafka.sh topics ...                  kafka-topics       (org.apache.kafka.tools.TopicCommand)
 #   scripts/kafka.sh console-consumer ...        kafka-console-consumer
 #   scripts/kafka.sh console-producer ...        kafka-console-producer
@@ -117,6 +130,13 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.cleaner.dedupe.buffer.size=1048577
 EOF
+  write_log_config
+  echo "127.0.0.1:$PORT" >"$DIR/bootstrap"
+  [[ -z "$SECURE" ]] || write_secure_config
+}
+
+# The broker's logging, into $DIR/broker.log.
+write_log_config() {
   cat >"$DIR/log4j2.properties" <<EOF
 status = warn
 appender.file.type = File
@@ -133,8 +153,6 @@ logger.state.level = warn
 logger.request.name = kafka.request.logger
 logger.request.level = warn
 EOF
-  echo "127.0.0.1:$PORT" >"$DIR/bootstrap"
-  [[ -z "$SECURE" ]] || write_secure_config
 }
 
 # A throwaway CA, a broker certificate for 127.0.0.1 (only: "localhost" is a name mismatch), a
@@ -228,18 +246,13 @@ start() {
   broker_java
   if [[ ! -f "$DIR/data/meta.properties" ]]; then
     log "formatting storage in $DIR/data"
-    # 22 characters of URL-safe base64, as Kafka's cluster ids are; like Kafka's own
-    # Uuid.randomUuid(), never one that starts with "-", which the storage tool's argument parser
-    # reads as an option (about one random id in 64 did, and failed the start).
+    # A cluster's nodes share the id their cluster directory gave them.
     local cluster_id
-    cluster_id="$(python3 -c '
-import base64, uuid
-while True:
-    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
-    if not i.startswith("-"):
-        print(i)
-        break
-')"
+    if [[ -f "$DIR/cluster-id" ]]; then
+      cluster_id="$(cat "$DIR/cluster-id")"
+    else
+      cluster_id="$(new_cluster_id)"
+    fi
     # With --secure, the SCRAM user is created with the storage (KRaft has no ZooKeeper to add
     # it to later, and the broker must know it before the first client connects).
     local scram=()
@@ -257,6 +270,30 @@ while True:
   setsid "${BROKER_JAVA[@]}" kafka.Kafka "$DIR/server.properties" \
     >"$DIR/stdout.log" 2>&1 </dev/null &
   echo $! >"$DIR/pid"
+  # A cluster's first start launches every node before waiting: none starts without a quorum.
+  [[ -n "${NO_WAIT:-}" ]] && return 0
+  wait_started
+  cat "$DIR/bootstrap"
+}
+
+# 22 characters of URL-safe base64, as Kafka's cluster ids are; like Kafka's own
+# Uuid.randomUuid(), never one that starts with "-", which the storage tool's argument parser
+# reads as an option (about one random id in 64 did, and failed the start).
+new_cluster_id() {
+  python3 -c '
+import base64, uuid
+while True:
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+    if not i.startswith("-"):
+        print(i)
+        break
+'
+}
+
+# Waits until the broker in $DIR answers and says it started.
+wait_started() {
+  local port
+  port="$(cut -d: -f2 <"$DIR/bootstrap")"
   local deadline=$((SECONDS + START_TIMEOUT))
   until port_open "$port" && grep -q "Kafka Server started" "$DIR/broker.log" 2>/dev/null; do
     if ! kill -0 "$(cat "$DIR/pid")" 2>/dev/null; then
@@ -270,7 +307,6 @@ while True:
     sleep 0.3
   done
   log "broker up (pid $(cat "$DIR/pid"))"
-  cat "$DIR/bootstrap"
 }
 
 stop_dir() {
@@ -307,8 +343,168 @@ status() {
 
 bootstrap() {
   parse_dir_opts "$@"
+  if [[ -f "$DIR/nodes" ]]; then
+    cat "$DIR/bootstrap"   # a cluster: its nodes' list, whichever are up
+    return 0
+  fi
   running_pid >/dev/null || die "no broker running in $DIR; start one with: scripts/kafka.sh start"
   cat "$DIR/bootstrap"
+}
+
+# ---- A cluster: D/node-1 ... D/node-N, each a broker directory as above (so `start`, `stop` and
+# the tools work on one node too), D/bootstrap listing them all.
+
+cluster_opts() {
+  NODES=3
+  local args=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --nodes) NODES="$2"; shift 2 ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  parse_dir_opts "${args[@]}"
+  CLUSTER="$DIR"
+}
+
+write_node_config() {
+  local i="$1" port="$2" controller="$3" voters="$4" nodes="$5"
+  local node="$CLUSTER/node-$i" min_isr=$((nodes > 1 ? nodes - 1 : 1))
+  mkdir -p "$node"
+  cat >"$node/server.properties" <<EOF
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$node/data
+default.replication.factor=$nodes
+min.insync.replicas=$min_isr
+auto.create.topics.enable=false
+unclean.leader.election.enable=false
+offsets.topic.replication.factor=$nodes
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=$nodes
+transaction.state.log.min.isr=$min_isr
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=$nodes
+share.coordinator.state.topic.min.isr=$min_isr
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=1048577
+EOF
+  (DIR="$node"; write_log_config)
+  echo "127.0.0.1:$port" >"$node/bootstrap"
+  cp "$CLUSTER/cluster-id" "$node/cluster-id"
+}
+
+cluster_start() {
+  cluster_opts "$@"
+  fetch
+  if [[ ! -f "$CLUSTER/nodes" ]]; then
+    local ports=() controllers=() voters="" i
+    for ((i = 1; i <= NODES; i++)); do
+      ports+=("$(free_port)")
+      controllers+=("$(free_port)")
+      voters+="${voters:+,}$i@127.0.0.1:${controllers[i - 1]}"
+    done
+    new_cluster_id >"$CLUSTER/cluster-id"
+    for ((i = 1; i <= NODES; i++)); do
+      write_node_config "$i" "${ports[i - 1]}" "${controllers[i - 1]}" "$voters" "$NODES"
+    done
+    local list=""
+    for ((i = 1; i <= NODES; i++)); do list+="${list:+,}127.0.0.1:${ports[i - 1]}"; done
+    echo "$list" >"$CLUSTER/bootstrap"
+    echo "$NODES" >"$CLUSTER/nodes"
+  fi
+  NODES="$(cat "$CLUSTER/nodes")"
+  local i
+  for ((i = 1; i <= NODES; i++)); do
+    (NO_WAIT=1 start --dir "$CLUSTER/node-$i")
+  done
+  for ((i = 1; i <= NODES; i++)); do
+    (DIR="$CLUSTER/node-$i"; wait_started)
+  done
+  log "cluster up: $NODES nodes"
+  cat "$CLUSTER/bootstrap"
+}
+
+cluster_stop() {
+  cluster_opts "$@"
+  local i nodes
+  nodes="$(cat "$CLUSTER/nodes" 2>/dev/null || echo 0)"
+  # Side by side: the last nodes' controlled shutdowns wait on each other otherwise.
+  for ((i = 1; i <= nodes; i++)); do
+    (DIR="$CLUSTER/node-$i"; stop_dir) &
+  done
+  wait
+}
+
+node_cmd() {
+  local action="${1:-}" i="${2:-}"
+  [[ -n "$action" && -n "$i" ]] || die "usage: node stop|kill|start I [--dir D]"
+  shift 2
+  cluster_opts "$@"
+  local node="$CLUSTER/node-$i"
+  [[ -f "$node/server.properties" ]] || die "no node $i in $CLUSTER"
+  case "$action" in
+    stop) DIR="$node" stop_dir ;;
+    kill)
+      local pid
+      if pid="$(DIR="$node" running_pid)"; then
+        log "killing node $i (pid $pid)"
+        kill -KILL "$pid"
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      fi
+      rm -f "$node/pid"
+      ;;
+    start) start --dir "$node" >/dev/null ;;
+    *) die "node: unknown action $action (stop, kill or start)" ;;
+  esac
+}
+
+# The bootstrap list of a cluster, or a single broker's address.
+any_bootstrap() {
+  parse_dir_opts "$@"
+  [[ -f "$DIR/bootstrap" ]] || die "no broker or cluster in $DIR"
+  cat "$DIR/bootstrap"
+}
+
+leader() {
+  local topic="${1:-}" partition="${2:-}"
+  [[ -n "$topic" && -n "$partition" ]] || die "usage: leader TOPIC PARTITION [--dir D]"
+  shift 2
+  local servers
+  servers="$(any_bootstrap "$@")"
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$servers" --describe --topic "$topic" \
+    | awk -v p="$partition" '{
+        for (i = 1; i < NF; i++) {
+          if ($i == "Partition:") part = $(i + 1)
+          if ($i == "Leader:" && part == p) { print $(i + 1); exit }
+        }
+      }'
+}
+
+group_coordinator() {
+  local group="${1:-}"
+  [[ -n "$group" ]] || die "usage: group-coordinator GROUP [--dir D]"
+  shift
+  local servers
+  servers="$(any_bootstrap "$@")"
+  tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$servers" \
+    --describe --group "$group" --state | grep -o '([0-9]*)' | head -1 | tr -d '()'
+}
+
+txn_coordinator() {
+  local id="${1:-}"
+  [[ -n "$id" ]] || die "usage: txn-coordinator TRANSACTIONAL_ID [--dir D]"
+  shift
+  local servers
+  servers="$(any_bootstrap "$@")"
+  tool org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$servers" \
+    describe --transactional-id "$id" | awk 'NR == 2 { print $1 }'
 }
 
 # Console tools start a fresh JVM each time: the client flags keep that start short.
@@ -333,8 +529,21 @@ case "$cmd" in
   console-producer) tool org.apache.kafka.tools.ConsoleProducer "$@" ;;
   consumer-groups) tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "$@" ;;
   configs) tool kafka.admin.ConfigCommand "$@" ;;
+  cluster)
+    sub="${1:-}"
+    [[ $# -gt 0 ]] && shift
+    case "$sub" in
+      start) cluster_start "$@" ;;
+      stop) cluster_stop "$@" ;;
+      *) die "cluster: start or stop" ;;
+    esac
+    ;;
+  node) node_cmd "$@" ;;
+  leader) leader "$@" ;;
+  group-coordinator) group_coordinator "$@" ;;
+  txn-coordinator) txn_coordinator "$@" ;;
   *)
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     [[ -z "$cmd" || "$cmd" == help || "$cmd" == --help ]] || exit 2
     ;;
 esac

@@ -149,3 +149,99 @@ fn reserve(port: u16) -> bool {
         .open(&path)
         .is_ok()
 }
+
+/// A three-node KRaft cluster of the test's own (`scripts/kafka.sh cluster start`): each node
+/// broker and controller, replication 3, `min.insync.replicas` 2, topic auto-creation and
+/// unclean leader election off. Stopped when dropped.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    bootstrap: String,
+}
+
+impl Cluster {
+    /// Starts the cluster and waits until every node answers.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("kafka-cluster")
+            .tempdir()
+            .expect("temporary directory for a cluster");
+        let output = Command::new(repo_root().join("scripts/kafka.sh"))
+            .args(["cluster", "start", "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("running scripts/kafka.sh cluster start");
+        assert!(
+            output.status.success(),
+            "scripts/kafka.sh cluster start failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let bootstrap = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Self { dir, bootstrap }
+    }
+
+    /// The three nodes' addresses, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.bootstrap.clone()
+    }
+
+    /// SIGKILLs node `node` (1 to 3) and waits until it is gone.
+    pub fn kill(&self, node: u32) {
+        self.script(&["node", "kill", &node.to_string()]);
+    }
+
+    /// Stops node `node` with SIGTERM (a controlled shutdown) and waits until it is gone.
+    pub fn stop(&self, node: u32) {
+        self.script(&["node", "stop", &node.to_string()]);
+    }
+
+    /// Starts node `node` again on its data and waits until it answers.
+    pub fn restart(&self, node: u32) {
+        self.script(&["node", "start", &node.to_string()]);
+    }
+
+    /// The node leading `topic`'s `partition`.
+    pub fn leader(&self, topic: &str, partition: i32) -> u32 {
+        self.node_of(&["leader", topic, &partition.to_string()])
+    }
+
+    /// The node coordinating consumer group `group`.
+    pub fn group_coordinator(&self, group: &str) -> u32 {
+        self.node_of(&["group-coordinator", group])
+    }
+
+    /// The node coordinating transactional id `id`.
+    pub fn txn_coordinator(&self, id: &str) -> u32 {
+        self.node_of(&["txn-coordinator", id])
+    }
+
+    fn node_of(&self, args: &[&str]) -> u32 {
+        let out = self.script(args);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("scripts/kafka.sh {args:?} printed {out:?}"))
+    }
+
+    fn script(&self, args: &[&str]) -> String {
+        let output = Command::new(repo_root().join("scripts/kafka.sh"))
+            .args(args)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .output()
+            .expect("running scripts/kafka.sh");
+        assert!(
+            output.status.success(),
+            "scripts/kafka.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/kafka.sh"))
+            .args(["cluster", "stop", "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}

@@ -167,6 +167,35 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str) -> HashMap<i
         .collect()
 }
 
+/// The sum of `group`'s committed offsets on partitions `0..partitions` of `topic`, or `None`
+/// if the coordinator does not answer within 2 s (a broker is down): for polling while
+/// brokers bounce, where [`committed_offsets`] would wait for every partition's leader.
+pub fn try_committed_total(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Option<i64> {
+    let consumer = consumer(bootstrap, Some(group));
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(2))
+        .ok()?;
+    Some(
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .sum(),
+    )
+}
+
 /// Waits until `group` has committed every record `topic` holds now. Unlike
 /// [`wait_until_consumed`], for a topic written in transactions: the commit markers after a
 /// partition's last record take offsets that a consumer never commits past until more records

@@ -13,6 +13,7 @@
 
 mod anomalies;
 mod audit;
+mod bounce;
 mod chaos;
 mod cli;
 mod compose;
