@@ -9,7 +9,8 @@
 //! - a broker of their own, restarted under load: [`chaos`], [`ip_count_chaos`], [`secure`];
 //! - the in-process demo, its dashboard in Chromium: [`demo`];
 //! - files and offline validators: [`compose`], [`kubernetes`];
-//! - Docker, run only with `--run-ignored`: [`compose_stack`].
+//! - Docker, run only with `--run-ignored`: [`compose_stack`];
+//! - a three-node cluster of its own, run only with `--run-ignored`: [`bounce`].
 
 mod anomalies;
 mod audit;
