@@ -107,29 +107,38 @@ running_pid() {
   echo "$pid"
 }
 
-write_config() {
-  [[ -n "$PORT" && "$PORT" != 0 ]] || PORT="$(free_port)"
-  [[ -n "$CONTROLLER_PORT" && "$CONTROLLER_PORT" != 0 ]] || CONTROLLER_PORT="$(free_port)"
-  cat >"$DIR/server.properties" <<EOF
+# The settings every node has, single or in a cluster: node ID, client port, controller port,
+# quorum voters, data directory, then the replication and minimum in-sync replicas of the
+# internal topics (offsets, transaction state).
+server_properties() {
+  local id="$1" port="$2" controller="$3" voters="$4" data="$5" replication="$6" min_isr="$7"
+  cat <<EOF
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+node.id=$id
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$DIR/data
-offsets.topic.replication.factor=1
+log.dirs=$data
+offsets.topic.replication.factor=$replication
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$replication
+transaction.state.log.min.isr=$min_isr
 transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$replication
+share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
 log.cleaner.dedupe.buffer.size=1048577
 EOF
+}
+
+write_config() {
+  [[ -n "$PORT" && "$PORT" != 0 ]] || PORT="$(free_port)"
+  [[ -n "$CONTROLLER_PORT" && "$CONTROLLER_PORT" != 0 ]] || CONTROLLER_PORT="$(free_port)"
+  server_properties 1 "$PORT" "$CONTROLLER_PORT" "1@127.0.0.1:$CONTROLLER_PORT" "$DIR/data" 1 1 \
+    >"$DIR/server.properties"
   write_log_config
   echo "127.0.0.1:$PORT" >"$DIR/bootstrap"
   [[ -z "$SECURE" ]] || write_secure_config
@@ -371,30 +380,15 @@ write_node_config() {
   local i="$1" port="$2" controller="$3" voters="$4" nodes="$5"
   local node="$CLUSTER/node-$i" min_isr=$((nodes > 1 ? nodes - 1 : 1))
   mkdir -p "$node"
-  cat >"$node/server.properties" <<EOF
-process.roles=broker,controller
-node.id=$i
-controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$node/data
+  {
+    server_properties "$i" "$port" "$controller" "$voters" "$node/data" "$nodes" "$min_isr"
+    cat <<EOF
 default.replication.factor=$nodes
 min.insync.replicas=$min_isr
 auto.create.topics.enable=false
 unclean.leader.election.enable=false
-offsets.topic.replication.factor=$nodes
-offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=$nodes
-transaction.state.log.min.isr=$min_isr
-transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=$nodes
-share.coordinator.state.topic.min.isr=$min_isr
-group.initial.rebalance.delay.ms=0
-log.cleaner.dedupe.buffer.size=1048577
 EOF
+  } >"$node/server.properties"
   (DIR="$node"; write_log_config)
   echo "127.0.0.1:$port" >"$node/bootstrap"
   cp "$CLUSTER/cluster-id" "$node/cluster-id"
