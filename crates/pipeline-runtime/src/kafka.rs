@@ -331,7 +331,7 @@ pub fn replication_warnings(layout: &Layout) -> Vec<String> {
 /// minute (the repeats at debug), not an error per reconnect attempt.
 pub fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
     if facility == "FAIL" && level as i32 <= RDKafkaLogLevel::Warning as i32 {
-        if connection_failures().first_in_a_while(message, Instant::now()) {
+        if first_connection_failure_in_a_while(message) {
             tracing::warn!(target: "librdkafka", facility, "{message}");
         } else {
             tracing::debug!(target: "librdkafka", facility, "{message}");
@@ -388,13 +388,34 @@ fn connection_failures() -> std::sync::MutexGuard<'static, ConnectionFailures> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Whether a client error is a broker connection failing (refused, reset, unresolvable, all
+/// down): routine while a broker restarts, and retried by librdkafka on its own.
+pub fn is_connection_failure(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+        )
+    )
+}
+
+/// Whether a connection failure described by `text` is the first of its kind in a minute:
+/// logged at warning then, at debug after that (see [`log_to_tracing`]).
+pub fn first_connection_failure_in_a_while(text: &str) -> bool {
+    connection_failures().first_in_a_while(text, Instant::now())
+}
+
 /// Writes a librdkafka client error as a `tracing` event. Connection failures are expected
-/// while a broker is down and librdkafka retries them on its own, so they are warnings.
+/// while a broker is down and librdkafka retries them on its own: a warning once a minute per
+/// broker and failure, the repeats at debug.
 pub fn error_to_tracing(error: &KafkaError, reason: &str) {
     note_refusal(error, reason);
     // The end of a partition is news only to readers that asked for it (enable.partition.eof).
     if matches!(error, KafkaError::PartitionEOF(_))
         || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        || (is_connection_failure(error) && !first_connection_failure_in_a_while(reason))
     {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
     } else {
@@ -446,6 +467,22 @@ mod tests {
         ));
         // A minute on, the same failure is logged again.
         assert!(failures.first_in_a_while(&refused(1), t0 + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn connection_failures_are_told_from_other_client_errors() {
+        use rdkafka::error::KafkaError::{Global, MessageConsumption, MessageProduction};
+        assert!(is_connection_failure(&Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(is_connection_failure(&MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+        assert!(is_connection_failure(&Global(RDKafkaErrorCode::Resolve)));
+        assert!(!is_connection_failure(&MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut
+        )));
+        assert!(!is_connection_failure(&Global(RDKafkaErrorCode::Fatal)));
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub(crate) struct Worker<'a, J: Job> {
     last_snapshot_request: Instant,
     /// Records enqueued by this replica; delivery reports are counted against it.
     sent: u64,
+    /// Partitions rewound after an abort, with the offset their next record must have (the
+    /// aborted batch's first: a record that exists and that this consumer read).
+    rewound: HashMap<i32, i64>,
 }
 
 impl<'a, J: Job> Worker<'a, J> {
@@ -120,6 +123,7 @@ impl<'a, J: Job> Worker<'a, J> {
             ),
             last_snapshot_request: Instant::now(),
             sent: 0,
+            rewound: HashMap::new(),
             restores,
             health,
             assigned: BTreeSet::new(),
@@ -314,6 +318,7 @@ impl<'a, J: Job> Worker<'a, J> {
             tracing::debug!(%error, "pausing the partitions to restore");
         }
         for (&partition, &position) in partitions.iter().zip(&positions) {
+            self.rewound.remove(&partition);
             self.task.drop_partition(partition);
             self.restores.start_at(partition, position);
         }
@@ -447,13 +452,44 @@ impl<'a, J: Job> Worker<'a, J> {
         Ok(())
     }
 
-    /// After an abort: every partition of the batch goes back to the batch's first record.
-    fn rewind(&self, first_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
+    /// After an abort: every partition of the batch goes back to the batch's first record,
+    /// which is the next record each must deliver (checked in [`Self::check_rewound`]).
+    fn rewind(&mut self, first_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
         for (&partition, &offset) in first_offsets {
             if self.assigned.contains(&partition) && !self.restores.is_pending(partition) {
                 self.seek(partition, offset)?;
+                self.rewound.insert(partition, offset);
             }
         }
+        tracing::info!(partitions = ?first_offsets, "partitions rewound to the aborted batch's first records");
         Ok(())
+    }
+
+    /// Whether a record of a rewound partition may be processed. The first one after a
+    /// rewind must be the record rewound to: an earlier one was fetched before the seek (left
+    /// out), a later one means the seek did not take effect and records in between would be
+    /// skipped, so the partition is moved there again (and the record left out).
+    fn check_rewound(&mut self, partition: i32, offset: i64) -> anyhow::Result<bool> {
+        let Some(&target) = self.rewound.get(&partition) else {
+            return Ok(true);
+        };
+        match offset.cmp(&target) {
+            std::cmp::Ordering::Equal => {
+                self.rewound.remove(&partition);
+                Ok(true)
+            }
+            std::cmp::Ordering::Less => Ok(false),
+            std::cmp::Ordering::Greater => {
+                tracing::warn!(
+                    partition,
+                    offset,
+                    rewound_to = target,
+                    "a rewound partition delivered a later record than the one rewound to: \
+                     moving it back again"
+                );
+                self.seek(partition, target)?;
+                Ok(false)
+            }
+        }
     }
 }

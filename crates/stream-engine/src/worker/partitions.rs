@@ -71,9 +71,21 @@ impl<'a, J: Job> Worker<'a, J> {
                 self.restores
                     .fetched_meanwhile(message.partition(), message.offset());
             }
-            Ok(message) => batch.push(message),
+            Ok(message) => match self.check_rewound(message.partition(), message.offset()) {
+                Ok(true) => batch.push(message),
+                Ok(false) => {}
+                Err(error) => tracing::error!("{error:#}"),
+            },
             Err(error) => {
-                tracing::warn!(%error, "consumer error");
+                // While a broker is down this comes every poll: once a minute is news enough.
+                let text = error.to_string();
+                if !pipeline_runtime::kafka::is_connection_failure(&error)
+                    || pipeline_runtime::kafka::first_connection_failure_in_a_while(&text)
+                {
+                    tracing::warn!(%error, "consumer error");
+                } else {
+                    tracing::debug!(%error, "consumer error");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -91,6 +103,7 @@ impl<'a, J: Job> Worker<'a, J> {
             match change {
                 AssignmentChange::Revoked(partitions) => {
                     for partition in &partitions {
+                        self.rewound.remove(partition);
                         self.task.drop_partition(*partition);
                         self.restores.forget(*partition);
                         self.assigned.remove(partition);
@@ -100,6 +113,7 @@ impl<'a, J: Job> Worker<'a, J> {
                 AssignmentChange::Assigned(partitions) => {
                     self.assigned_once = true;
                     for partition in partitions {
+                        self.rewound.remove(&partition);
                         self.assigned.insert(partition);
                         if J::STATEFUL {
                             self.restores.start(partition);
