@@ -65,7 +65,13 @@ pub struct IpAuditReport {
     pub counts_unexpected: u64,
     /// Judged requests that came after their window closed (dead-lettered by the job).
     pub late: u64,
+    /// Where the first missing requests came from, `partition:offset` of their lines (at most
+    /// [`EXAMPLES`]), in order: where to look when stage 1 lost something.
+    pub missing_lines: Vec<String>,
 }
+
+/// How many missing requests the report locates.
+const EXAMPLES: usize = 20;
 
 impl IpAuditReport {
     /// Whether both stages are exactly right.
@@ -81,7 +87,7 @@ impl IpAuditReport {
 
     /// One line for people.
     pub fn summary(&self) -> String {
-        format!(
+        let mut summary = format!(
             "{} lines judged ({} unusable, {} newer not yet), {} requests expected, {} found: {} missing, {} duplicated, {} unexpected; {} counts expected, {} found: {} matched, {} missing, {} duplicated, {} wrong, {} unexpected, {} of newer requests; {} late",
             self.lines_judged,
             self.lines_unusable,
@@ -100,7 +106,14 @@ impl IpAuditReport {
             self.counts_unexpected,
             self.counts_newer,
             self.late
-        )
+        );
+        if !self.missing_lines.is_empty() {
+            summary.push_str(&format!(
+                "; missing requests of lines (partition:offset) {}",
+                self.missing_lines.join(", ")
+            ));
+        }
+        summary
     }
 }
 
@@ -171,6 +184,8 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
     // 4. The lines.
     let mut judged: HashMap<Request, u64> = HashMap::new();
     let mut newer: HashMap<Request, u64> = HashMap::new();
+    // The last judged line of each request, to locate a missing one.
+    let mut located: HashMap<Request, (i32, i64)> = HashMap::new();
     let ends = end_offsets(kafka, CLIENT, &s.input_topic)?;
     scan(kafka, CLIENT, &s.input_topic, &ends, "lines", |m| {
         let is_judged = lines_committed
@@ -188,16 +203,30 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
         };
         let into = if is_judged { &mut judged } else { &mut newer };
         for address in &read.addresses {
-            *into.entry((address.to_string(), read.time_ms)).or_default() += 1;
+            let request = (address.to_string(), read.time_ms);
+            if is_judged {
+                located.insert(request.clone(), (m.partition(), m.offset()));
+            }
+            *into.entry(request).or_default() += 1;
         }
     })?;
 
     // Stage 1.
     report.requests_expected = judged.values().sum();
+    let mut missing_at = Vec::new();
     for (request, &want) in &judged {
         let have = requests_found.get(request).copied().unwrap_or(0);
         report.requests_missing += want.saturating_sub(have);
+        if want > have {
+            missing_at.extend(located.get(request).copied());
+        }
     }
+    missing_at.sort_unstable();
+    report.missing_lines = missing_at
+        .iter()
+        .take(EXAMPLES)
+        .map(|(partition, offset)| format!("{partition}:{offset}"))
+        .collect();
     for (request, &have) in &requests_found {
         let allowed =
             judged.get(request).copied().unwrap_or(0) + newer.get(request).copied().unwrap_or(0);

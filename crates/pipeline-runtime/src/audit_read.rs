@@ -222,9 +222,20 @@ pub fn scan(
             });
         }
         if last_advance.elapsed() > Duration::from_secs(60) {
+            let positions = consumer.position()?;
+            let unfinished: Vec<String> = remaining
+                .iter()
+                .map(|(p, end)| {
+                    let at = positions
+                        .find_partition(topic, *p)
+                        .and_then(|e| e.offset().to_raw())
+                        .map_or("no position".to_owned(), |o| format!("at {o}"));
+                    format!("partition {p} {at} of {end}")
+                })
+                .collect();
             bail!(
-                "reading {topic} stalled for 60 s with {} partitions unfinished",
-                remaining.len()
+                "reading {topic} stalled for 60 s ({})",
+                unfinished.join(", ")
             );
         }
         if last_progress.elapsed() > Duration::from_secs(3) {
