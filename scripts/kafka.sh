@@ -3,10 +3,13 @@
 # without Docker, and gives access to Kafka's console tools.
 #
 #   scripts/kafka.sh fetch                       resolve the jars once (cached in ~/.m2)
-#   scripts/kafka.sh start [--dir D] [--port P] [--secure]
+#   scripts/kafka.sh start [--dir D] [--port P] [--host A] [--secure]
 #                                                start a broker in the background, print its address;
-#                                                --secure adds SASL_SSL, SSL (client certificates) and
-#                                                SASL_PLAINTEXT listeners, see D/secure.env
+#                                                --host: the local address clients reach it at
+#                                                (127.0.0.1; another one for clients in a network
+#                                                namespace); --secure adds SASL_SSL, SSL (client
+#                                                certificates) and SASL_PLAINTEXT listeners, see
+#                                                D/secure.env
 #   scripts/kafka.sh stop  [--dir D]             stop it (by pid) and wait until it is gone
 #   scripts/kafka.sh status [--dir D]            print the address if it runs, exit 1 if not
 #   scripts/kafka.sh bootstrap [--dir D]         print the address of a started broker
@@ -77,12 +80,13 @@ free_port() {
 }
 
 port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
 }
 
 # Options shared by the state-directory commands.
 DIR="${KAFKA_STATE_DIR:-$ROOT/.kafka/default}"
 PORT=""
+HOST=127.0.0.1
 CONTROLLER_PORT=""
 SECURE=""
 parse_dir_opts() {
@@ -90,6 +94,7 @@ parse_dir_opts() {
     case "$1" in
       --dir) DIR="$2"; shift 2 ;;
       --port) PORT="$2"; shift 2 ;;
+      --host) HOST="$2"; shift 2 ;;
       --controller-port) CONTROLLER_PORT="$2"; shift 2 ;;
       --secure) SECURE=1; shift ;;
       *) die "unknown option: $1" ;;
@@ -116,8 +121,8 @@ server_properties() {
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://$HOST:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://$HOST:$port
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
@@ -140,7 +145,7 @@ write_config() {
   server_properties 1 "$PORT" "$CONTROLLER_PORT" "1@127.0.0.1:$CONTROLLER_PORT" "$DIR/data" 1 1 \
     >"$DIR/server.properties"
   write_log_config
-  echo "127.0.0.1:$PORT" >"$DIR/bootstrap"
+  echo "$HOST:$PORT" >"$DIR/bootstrap"
   [[ -z "$SECURE" ]] || write_secure_config
 }
 
@@ -247,11 +252,11 @@ start() {
   fetch
   if [[ ! -f "$DIR/server.properties" ]]; then
     write_config
-  elif [[ -n "$PORT" ]] && ! grep -q "PLAINTEXT://127.0.0.1:$PORT," "$DIR/server.properties"; then
+  elif [[ -n "$PORT" ]] && ! grep -q "PLAINTEXT://$HOST:$PORT," "$DIR/server.properties"; then
     die "$DIR was set up for another port ($(cat "$DIR/bootstrap")); use a new --dir"
   fi
-  local port
-  port="$(cut -d: -f2 <"$DIR/bootstrap")"
+  local address
+  address="$(cat "$DIR/bootstrap")"
   broker_java
   if [[ ! -f "$DIR/data/meta.properties" ]]; then
     log "formatting storage in $DIR/data"
@@ -274,7 +279,7 @@ start() {
     "${BROKER_JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$DIR/server.properties" \
       "${scram[@]}" >"$DIR/format.log" 2>&1 || { cat "$DIR/format.log" >&2; die "storage format failed"; }
   fi
-  log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port (logs: $DIR/broker.log)"
+  log "starting Apache Kafka $KAFKA_VERSION on $address (logs: $DIR/broker.log)"
   # setsid: the broker must not receive the terminal's Ctrl-C meant for a foreground command.
   setsid "${BROKER_JAVA[@]}" kafka.Kafka "$DIR/server.properties" \
     >"$DIR/stdout.log" 2>&1 </dev/null &
@@ -301,10 +306,11 @@ while True:
 
 # Waits until the broker in $DIR answers and says it started.
 wait_started() {
-  local port
+  local host port
+  host="$(cut -d: -f1 <"$DIR/bootstrap")"
   port="$(cut -d: -f2 <"$DIR/bootstrap")"
   local deadline=$((SECONDS + START_TIMEOUT))
-  until port_open "$port" && grep -q "Kafka Server started" "$DIR/broker.log" 2>/dev/null; do
+  until port_open "$port" "$host" && grep -q "Kafka Server started" "$DIR/broker.log" 2>/dev/null; do
     if ! kill -0 "$(cat "$DIR/pid")" 2>/dev/null; then
       tail -20 "$DIR/stdout.log" "$DIR/broker.log" >&2 2>/dev/null || true
       die "the broker exited during start-up"

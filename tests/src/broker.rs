@@ -21,22 +21,33 @@ pub fn shared_bootstrap() -> String {
 /// A broker of the test's own, in a temporary directory, stopped when dropped.
 pub struct PrivateBroker {
     dir: tempfile::TempDir,
+    host: String,
     port: u16,
 }
 
 impl PrivateBroker {
     /// Sets up a broker for `port` without starting it.
     pub fn new(port: u16) -> Self {
+        Self::on_host("127.0.0.1", port)
+    }
+
+    /// Sets up a broker listening at the local address `host` (one that clients in a network
+    /// namespace reach, say: see [`crate::netns`]) without starting it.
+    pub fn on_host(host: &str, port: u16) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("private-kafka")
             .tempdir()
             .expect("temporary directory for a broker");
-        Self { dir, port }
+        Self {
+            dir,
+            host: host.to_owned(),
+            port,
+        }
     }
 
     /// The address clients use.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Starts (or restarts, keeping its data) the broker and waits until it answers.
@@ -88,6 +99,7 @@ impl PrivateBroker {
         cmd.arg(command).arg("--dir").arg(self.dir.path());
         if command == "start" {
             cmd.arg("--port").arg(self.port.to_string());
+            cmd.arg("--host").arg(&self.host);
         }
         cmd
     }

@@ -7,6 +7,7 @@
 //! - [`supervisor`]: replicas under chaos: killed, stopped, restarted when they exit.
 //! - [`kafka_io`]: producing test records and reading whole topics back.
 //! - [`models`]: an ONNX model trained by `models/train.py`, as a user trains one.
+//! - [`netns`]: a host of its own in a network namespace, to cut off and reconnect.
 //! - [`postgres`]: the shared PostgreSQL server started by `scripts/test.sh`, a fresh database per
 //!   test, or a private server to stop and start.
 //! - [`results`]: a fresh results store, PostgreSQL or SQLite, and what its tables hold.
@@ -17,6 +18,7 @@ pub mod browser;
 pub mod expect;
 pub mod kafka_io;
 pub mod models;
+pub mod netns;
 pub mod postgres;
 pub mod results;
 pub mod service;

@@ -4,11 +4,15 @@
 //! assertions.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use pg_sink::store::sqlite::{address_of, time_of};
+use sensor_contract::Event;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
+use crate::kafka_io::Record;
 use crate::postgres::{connect, fresh_database};
 
 /// Which database.
@@ -36,6 +40,86 @@ pub struct Tables {
     pub averages: Vec<AverageRow>,
     pub counts: Vec<CountRow>,
     pub sensors: Vec<SensorRow>,
+}
+
+impl Tables {
+    /// The rows pg-sink must write for these records of the events and ip-counts topics
+    /// (undecodable records are dead letters, not rows).
+    pub fn from_topics(events: &[Record], counts: &[Record]) -> Self {
+        let mut t = Tables::default();
+        let mut sensors: BTreeMap<String, SensorRow> = BTreeMap::new();
+        for r in events {
+            let Ok(event) =
+                serde_json::from_slice::<Event<'_>>(r.payload.as_deref().unwrap_or(&[]))
+            else {
+                continue;
+            };
+            let time = |ts: &str| OffsetDateTime::parse(ts, &Rfc3339).unwrap();
+            let s = sensors
+                .entry(event.sensor_id().to_owned())
+                .or_insert_with(|| (event.sensor_id().to_owned(), 0, None, None, 0, 0));
+            s.1 = event.seq() as i64;
+            match event {
+                Event::Alert(a) => {
+                    s.3 = Some(a.temperature);
+                    s.4 += 1;
+                    t.alerts.push((
+                        r.partition,
+                        r.offset,
+                        a.sensor_id.to_string(),
+                        a.seq as i64,
+                        a.temperature,
+                        a.threshold,
+                        time(&a.timestamp),
+                    ));
+                }
+                Event::Average(a) => {
+                    s.2 = Some(a.average);
+                    s.5 += 1;
+                    t.averages.push((
+                        r.partition,
+                        r.offset,
+                        a.sensor_id.to_string(),
+                        a.seq as i64,
+                        a.average,
+                        a.window_size as i32,
+                        time(&a.timestamp),
+                    ));
+                }
+            }
+        }
+        for r in counts {
+            let Ok(c) =
+                serde_json::from_slice::<ip_count::Count>(r.payload.as_deref().unwrap_or(&[]))
+            else {
+                continue;
+            };
+            let Ok(ip) = c.ip.parse::<IpAddr>() else {
+                continue;
+            };
+            t.counts.push((
+                c.window_start_ms,
+                ip.to_string(),
+                c.count as i64,
+                r.partition,
+                r.offset,
+            ));
+        }
+        t.sensors = sensors.into_values().collect();
+        t.counts.sort_by_key(|c| (c.3, c.4));
+        t
+    }
+
+    /// Asserts that `actual` holds exactly the rows of `self`, table by table.
+    pub fn assert_equal(&self, actual: &Tables) {
+        assert_eq!(self.alerts.len(), actual.alerts.len(), "alert rows");
+        assert_eq!(self.averages.len(), actual.averages.len(), "average rows");
+        assert_eq!(self.counts.len(), actual.counts.len(), "count rows");
+        assert!(self.alerts == actual.alerts, "alert rows differ");
+        assert!(self.averages == actual.averages, "average rows differ");
+        assert!(self.counts == actual.counts, "count rows differ");
+        assert_eq!(self.sensors, actual.sensors, "sensors");
+    }
 }
 
 /// A fresh results database of a test's own.

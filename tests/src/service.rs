@@ -64,7 +64,18 @@ impl Service {
         Self::start(name, args, &[])
     }
 
+    /// Starts binary `name` with the docker profile and `args` inside network namespace
+    /// `netns` (`ip netns exec`, which execs it: signals reach the service itself). Its HTTP
+    /// endpoints are inside the namespace too.
+    pub fn start_in_netns(netns: &str, name: &str, args: &[String]) -> Self {
+        Self::start_with(Some(netns), name, args, &[])
+    }
+
     fn start(name: &str, args: &[String], env: &[(&str, &str)]) -> Self {
+        Self::start_with(None, name, args, env)
+    }
+
+    fn start_with(netns: Option<&str>, name: &str, args: &[String], env: &[(&str, &str)]) -> Self {
         let log_dir = tempfile::Builder::new()
             .prefix(name)
             .tempdir()
@@ -88,7 +99,15 @@ impl Service {
         };
         // The service writes the address it bound there: several replicas on one host.
         let address_file = log_dir.path().join("http-address");
-        let child = Command::new(binary(name))
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(binary(name));
+                command
+            }
+            None => Command::new(binary(name)),
+        };
+        let child = command
             .args(config)
             .args(args)
             .args(own_port)

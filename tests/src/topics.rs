@@ -68,7 +68,8 @@ impl PipelineTopics {
 }
 
 /// Creates `topics` (name, partitions) on `bootstrap` with Kafka's `kafka-topics.sh`, side by
-/// side (each call starts a JVM).
+/// side (each call starts a JVM), with the cluster's default replication (1 on a single
+/// broker, 3 on `scripts/kafka.sh cluster`).
 pub fn create_topics(bootstrap: &str, topics: &[(&str, u32)]) {
     std::thread::scope(|scope| {
         for (name, partitions) in topics {
@@ -76,7 +77,6 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, u32)]) {
                 let output = Command::new(repo_root().join("scripts/kafka.sh"))
                     .args(["topics", "--bootstrap-server", bootstrap, "--create"])
                     .args(["--topic", name, "--partitions", &partitions.to_string()])
-                    .args(["--replication-factor", "1"])
                     .output()
                     .expect("running scripts/kafka.sh topics");
                 assert!(

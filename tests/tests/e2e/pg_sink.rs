@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use e2e_tests::broker::shared_bootstrap;
-use e2e_tests::kafka_io::{Record, producer, read_topic, wait_until_consumed};
+use e2e_tests::kafka_io::{producer, read_topic, wait_until_consumed};
 use e2e_tests::postgres::PrivateServer;
 use e2e_tests::results::{Kind, ResultsDb, Tables};
 use e2e_tests::service::{Service, scrape, simulator_args, try_http_get, wait_ready};
@@ -16,9 +16,6 @@ use e2e_tests::topics::{PipelineTopics, create_topics};
 use e2e_tests::unique;
 use nix::sys::signal::Signal;
 use rdkafka::producer::FutureRecord;
-use sensor_contract::Event;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 struct Sink {
     events: String,
@@ -108,69 +105,6 @@ fn produce_one(bootstrap: &str, topic: &str, key: &[u8], value: &[u8]) -> (i32, 
     e2e_tests::kafka_io::produce(&producer(bootstrap), topic, None, Some(key), value, None)
 }
 
-fn expected_tables(events: &[Record], counts: &[Record]) -> Tables {
-    let mut t = Tables::default();
-    let mut sensors: BTreeMap<String, e2e_tests::results::SensorRow> = BTreeMap::new();
-    for r in events {
-        let Ok(event) = serde_json::from_slice::<Event<'_>>(r.payload.as_deref().unwrap_or(&[]))
-        else {
-            continue;
-        };
-        let time = |ts: &str| OffsetDateTime::parse(ts, &Rfc3339).unwrap();
-        let s = sensors
-            .entry(event.sensor_id().to_owned())
-            .or_insert_with(|| (event.sensor_id().to_owned(), 0, None, None, 0, 0));
-        s.1 = event.seq() as i64;
-        match event {
-            Event::Alert(a) => {
-                s.3 = Some(a.temperature);
-                s.4 += 1;
-                t.alerts.push((
-                    r.partition,
-                    r.offset,
-                    a.sensor_id.to_string(),
-                    a.seq as i64,
-                    a.temperature,
-                    a.threshold,
-                    time(&a.timestamp),
-                ));
-            }
-            Event::Average(a) => {
-                s.2 = Some(a.average);
-                s.5 += 1;
-                t.averages.push((
-                    r.partition,
-                    r.offset,
-                    a.sensor_id.to_string(),
-                    a.seq as i64,
-                    a.average,
-                    a.window_size as i32,
-                    time(&a.timestamp),
-                ));
-            }
-        }
-    }
-    for r in counts {
-        let Ok(c) = serde_json::from_slice::<ip_count::Count>(r.payload.as_deref().unwrap_or(&[]))
-        else {
-            continue;
-        };
-        let Ok(ip) = c.ip.parse::<IpAddr>() else {
-            continue;
-        };
-        t.counts.push((
-            c.window_start_ms,
-            ip.to_string(),
-            c.count as i64,
-            r.partition,
-            r.offset,
-        ));
-    }
-    t.sensors = sensors.into_values().collect();
-    t.counts.sort_by_key(|c| (c.3, c.4));
-    t
-}
-
 fn wait_for_rows(database: &ResultsDb, rows: usize, timeout: Duration) -> Duration {
     let started = Instant::now();
     loop {
@@ -184,20 +118,6 @@ fn wait_for_rows(database: &ResultsDb, rows: usize, timeout: Duration) -> Durati
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn assert_tables_equal(expected: &Tables, actual: &Tables) {
-    assert_eq!(expected.alerts.len(), actual.alerts.len(), "alert rows");
-    assert_eq!(
-        expected.averages.len(),
-        actual.averages.len(),
-        "average rows"
-    );
-    assert_eq!(expected.counts.len(), actual.counts.len(), "count rows");
-    assert!(expected.alerts == actual.alerts, "alert rows differ");
-    assert!(expected.averages == actual.averages, "average rows differ");
-    assert!(expected.counts == actual.counts, "count rows differ");
-    assert_eq!(expected.sensors, actual.sensors, "sensors");
 }
 
 #[test]
@@ -279,7 +199,7 @@ fn every_result_is_one_row_through_repeated_sigkills(kind: Kind) {
 
     let events = read_topic(&bootstrap, &topics.output);
     let count_records = read_topic(&bootstrap, &sink.counts);
-    let expected = expected_tables(&events, &count_records);
+    let expected = Tables::from_topics(&events, &count_records);
     assert_eq!(expected.counts.len(), 5000);
     assert!(
         expected.alerts.len() > 100 && expected.averages.len() > 30_000,
@@ -293,7 +213,7 @@ fn every_result_is_one_row_through_repeated_sigkills(kind: Kind) {
     // Nothing more arrives later (a duplicate would show as a count above `rows`).
     std::thread::sleep(Duration::from_secs(1));
     let actual = database.tables();
-    assert_tables_equal(&expected, &actual);
+    Tables::assert_equal(&expected, &actual);
 
     // The stored positions are the topics' last records + 1: nothing left, nothing ahead.
     let stored = database.positions(&sink.group);
@@ -396,8 +316,8 @@ fn the_sink_waits_for_the_database_and_loses_nothing() {
     server.restart();
     wait_for_rows(&database, BACKLOG as usize + 1_000, Duration::from_secs(90));
     std::thread::sleep(Duration::from_secs(1));
-    let expected = expected_tables(&[], &read_topic(&bootstrap, &sink.counts));
-    assert_tables_equal(&expected, &database.tables());
+    let expected = Tables::from_topics(&[], &read_topic(&bootstrap, &sink.counts));
+    Tables::assert_equal(&expected, &database.tables());
     wait_ready(&http);
     let (status, _) = service.terminate(Duration::from_secs(20));
     assert!(
@@ -415,8 +335,8 @@ fn the_sqlite_sink_writes_a_backlog_exactly() {
     // The same backlog as the PostgreSQL test above: the two figures compare.
     let (sink, mut service, _) = write_backlog(&bootstrap, &id, &database);
     std::thread::sleep(Duration::from_secs(1));
-    let expected = expected_tables(&[], &read_topic(&bootstrap, &sink.counts));
-    assert_tables_equal(&expected, &database.tables());
+    let expected = Tables::from_topics(&[], &read_topic(&bootstrap, &sink.counts));
+    Tables::assert_equal(&expected, &database.tables());
     let (status, _) = service.terminate(Duration::from_secs(20));
     assert!(
         status.is_some_and(|s| s.success()),
