@@ -249,6 +249,19 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Copies each node's broker log into `dir` (`node-1.log`, ...).
+    pub fn save_logs(&self, dir: &std::path::Path) {
+        let _ = std::fs::create_dir_all(dir);
+        for node in 1..=3 {
+            let _ = std::fs::copy(
+                self.dir.path().join(format!("node-{node}/broker.log")),
+                dir.join(format!("node-{node}.log")),
+            );
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new(repo_root().join("scripts/kafka.sh"))

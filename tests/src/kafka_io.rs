@@ -224,6 +224,33 @@ pub fn wait_until_records_consumed(bootstrap: &str, group: &str, topic: &str, ti
     }
 }
 
+/// Partitions (of every topic) whose in-sync replicas are fewer than their replicas, as
+/// `topic [partition] isr/replicas`; empty when the cluster is fully replicated.
+pub fn under_replicated(bootstrap: &str) -> Vec<String> {
+    let consumer = consumer(bootstrap, None);
+    let Ok(metadata) = consumer.fetch_metadata(None, Duration::from_secs(10)) else {
+        return vec!["(no metadata)".to_owned()];
+    };
+    metadata
+        .topics()
+        .iter()
+        .flat_map(|t| {
+            t.partitions()
+                .iter()
+                .filter(|p| p.isr().len() < p.replicas().len())
+                .map(|p| {
+                    format!(
+                        "{} [{}] {}/{}",
+                        t.name(),
+                        p.id(),
+                        p.isr().len(),
+                        p.replicas().len()
+                    )
+                })
+        })
+        .collect()
+}
+
 /// Records of `topic` that exist now and that `group` has not committed yet.
 pub fn lag(bootstrap: &str, group: &str, topic: &str) -> i64 {
     let ends = high_watermarks(bootstrap, topic);
