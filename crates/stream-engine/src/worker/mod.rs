@@ -258,7 +258,8 @@ impl<'a, J: Job> Worker<'a, J> {
 
     /// The transactional producer is unusable (`cause`): drops every partition's state,
     /// builds a new producer under the same transactional id, and restores every assigned
-    /// partition from the changelog, resuming at its committed position. An error when
+    /// partition from the changelog, resuming at its committed position (a stateless job's
+    /// partitions move to that position at once). An error when
     /// producers keep being lost: another live instance has this transactional id.
     async fn replace_producer(
         &mut self,
@@ -309,18 +310,26 @@ impl<'a, J: Job> Worker<'a, J> {
 
         let partitions: Vec<i32> = self.assigned.iter().copied().collect();
         let positions = self.committed_positions(&partitions)?;
-        let mut paused = TopicPartitionList::new();
-        for &partition in &partitions {
-            paused.add_partition(&self.settings.input_topic, partition);
-        }
-        // Fails only for a partition a rebalance took meanwhile; its revocation follows.
-        if let Err(error) = self.consumer.pause(&paused) {
-            tracing::debug!(%error, "pausing the partitions to restore");
+        if J::STATEFUL {
+            let mut paused = TopicPartitionList::new();
+            for &partition in &partitions {
+                paused.add_partition(&self.settings.input_topic, partition);
+            }
+            // Fails only for a partition a rebalance took meanwhile; its revocation follows.
+            if let Err(error) = self.consumer.pause(&paused) {
+                tracing::debug!(%error, "pausing the partitions to restore");
+            }
         }
         for (&partition, &position) in partitions.iter().zip(&positions) {
             self.rewound.remove(&partition);
             self.task.drop_partition(partition);
-            self.restores.start_at(partition, position);
+            if J::STATEFUL {
+                self.restores.start_at(partition, position);
+            } else {
+                // No state to restore (and no changelog to read it from): the partition goes
+                // on from its committed position at once.
+                self.seek(partition, position)?;
+            }
         }
         self.update_health();
         tracing::info!(
