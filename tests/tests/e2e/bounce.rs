@@ -1,15 +1,28 @@
 //! Brokers bounced under load, on a three-node cluster (replication 3, `min.insync.replicas`
-//! 2, unclean leader election off), as Kafka Streams' `streams_broker_bounce_test` does. The
-//! temperature pipeline runs twice side by side, once per guarantee, each with three replicas
-//! and a simulator publishing throughout. Five bounces hit the nodes that matter: four hard
-//! ones (SIGKILL: the leader of an input partition, the exactly_once group's coordinator, the
-//! transaction coordinator of a replica's transactional id, the leader of a changelog
-//! partition), with one replica of each pipeline SIGKILLed on top, then one clean one (SIGTERM,
-//! a controlled shutdown). Then `sensor-audit`: exactly_once 0 missing / 0 duplicated / 0 wrong,
-//! at_least_once 0 missing / 0 wrong, and no replica exited on its own. Prints, per bounce, how
-//! long each pipeline's committed input stalled.
+//! 2, unclean leader election off), as Kafka Streams' `streams_broker_bounce_test` does. Two
+//! tests, each on a cluster of its own (all of it on one cluster was more than two cores could
+//! carry: the KRaft quorum kept re-electing and a node did not start again within 90 s):
+//!
+//! - the temperature pipeline twice side by side, once per guarantee, each with three replicas
+//!   and a simulator publishing throughout; four hard bounces (SIGKILL: the leader of an input
+//!   partition, the exactly_once group's coordinator, the transaction coordinator of a
+//!   replica's transactional id, the leader of a changelog partition) and a clean one (SIGTERM,
+//!   a controlled shutdown). Then `sensor-audit`: exactly_once 0 missing / 0 duplicated / 0
+//!   wrong, at_least_once 0 missing / 0 wrong.
+//! - the network-log pipeline: the log simulator sending through the gateway, which stays up
+//!   throughout, two `ip-counter` replicas (exactly_once), and `pg-sink` writing the counts
+//!   into PostgreSQL; four hard bounces (the leader of a lines partition, the lines group's
+//!   coordinator, a replica's transaction coordinator, the leader of a repartition partition).
+//!   Then: every line the simulator sent is in the lines topic (the gateway lost nothing it
+//!   accepted while leadership moved), `ip-audit` exact in both stages, the sink's `ip_counts`
+//!   rows equal to the counts topic.
+//!
+//! After the second bounce one replica of each pipeline is SIGKILLed on top. After each
+//! bounce the test waits until every partition is in sync again, as a rolling restart does. No
+//! replica may exit on its own. Each bounce prints how long each pipeline's committed input
+//! stalled, and how long the node took to come back and to be in sync.
 
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use e2e_tests::broker::Cluster;
@@ -22,8 +35,35 @@ use e2e_tests::service::{Service, binary, simulator_args, wait_ready};
 use e2e_tests::supervisor::Replicas;
 use e2e_tests::topics::{PipelineTopics, create_topics};
 
+/// Replicas of each temperature pipeline.
 const REPLICAS: usize = 3;
+/// `ip-counter` replicas.
+const LOG_REPLICAS: usize = 2;
+/// Lines the log simulator sends, at [`LINE_RATE`] a second: through every bounce.
+const LINES: u64 = 30_000;
+const LINE_RATE: &str = "400";
 
+/// What a bounce watches: a pipeline's committed input, and the replicas to keep supervised
+/// meanwhile.
+trait UnderLoad {
+    /// The committed input, or `None` while the group coordinator does not answer.
+    fn try_committed(&self, bootstrap: &str) -> Option<i64>;
+    /// Restarts replicas that exited (and counts them as crashes).
+    fn supervise(&mut self);
+    /// The replicas.
+    fn replicas(&mut self) -> &mut Replicas;
+
+    /// The committed input, once the coordinator answers.
+    fn committed(&self, bootstrap: &str) -> i64 {
+        loop {
+            if let Some(total) = self.try_committed(bootstrap) {
+                return total;
+            }
+        }
+    }
+}
+
+/// The temperature pipeline under one guarantee.
 struct Pipeline {
     guarantee: &'static str,
     topics: PipelineTopics,
@@ -49,7 +89,7 @@ impl Pipeline {
         let simulator = Service::simulator(&simulator_args(
             bootstrap,
             &topics.input,
-            &["--sensors", "60", "--rate", "200", "--seed", seed],
+            &["--sensors", "60", "--rate", "150", "--seed", seed],
         ));
         Self {
             guarantee,
@@ -58,23 +98,65 @@ impl Pipeline {
             simulator,
         }
     }
-}
 
-/// What a bounce watches: a pipeline's committed input, and the replicas to keep supervised
-/// meanwhile.
-trait UnderLoad {
-    /// The committed input, or `None` while the group coordinator does not answer.
-    fn try_committed(&self, bootstrap: &str) -> Option<i64>;
-    /// Restarts replicas that exited (and counts them as crashes).
-    fn supervise(&mut self);
-
-    /// The committed input, once the coordinator answers.
-    fn committed(&self, bootstrap: &str) -> i64 {
-        loop {
-            if let Some(total) = self.try_committed(bootstrap) {
-                return total;
-            }
+    /// Stops the simulator (every reading it sent acknowledged), waits until the replicas
+    /// have committed all of it, and audits the output.
+    fn finish(&mut self, bootstrap: &str) {
+        let (status, _) = self.simulator.terminate(Duration::from_secs(90));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the simulator lost readings\n{}",
+            self.simulator.log_tail()
+        );
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while lag(bootstrap, &self.topics.group, &self.topics.input) > 0 {
+            self.replicas.supervise();
+            assert!(
+                Instant::now() < deadline,
+                "{}: not caught up",
+                self.guarantee
+            );
+            std::thread::sleep(Duration::from_millis(500));
         }
+        let mut audit = Command::new(binary("sensor-audit"));
+        audit
+            .args(self.topics.processor_args(bootstrap))
+            .arg("--json")
+            .env_remove("PIPELINE_CONFIG");
+        if self.guarantee == "at_least_once" {
+            audit.arg("--allow-duplicates");
+        }
+        let output = audit.output().expect("running sensor-audit");
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "audit output ({e}): {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        let readings = read_topic(bootstrap, &self.topics.input).len();
+        println!(
+            "bounce {}: {readings} readings, {} crashes, {} producers rebuilt, {} events checked: {} missing, {} duplicated, {} wrong, {} unexpected",
+            self.guarantee,
+            self.replicas.crashes,
+            rebuilt(&self.replicas),
+            report["expected_events"],
+            report["missing"],
+            report["duplicated"],
+            report["wrong"],
+            report["unexpected"],
+        );
+        for key in ["missing", "wrong", "unexpected", "unusable_input"] {
+            assert_eq!(report[key], 0, "{}: {key}: {report}", self.guarantee);
+        }
+        if self.guarantee == "exactly_once" {
+            assert_eq!(report["duplicated"], 0, "{report}");
+        }
+        assert_eq!(output.status.code(), Some(0), "{report}");
+        assert!(
+            readings > 10_000,
+            "the simulator kept publishing: {readings}"
+        );
     }
 }
 
@@ -86,6 +168,279 @@ impl UnderLoad for Pipeline {
     fn supervise(&mut self) {
         self.replicas.supervise();
     }
+
+    fn replicas(&mut self) -> &mut Replicas {
+        &mut self.replicas
+    }
+}
+
+/// The network-log pipeline: the log simulator, the gateway, two `ip-counter` replicas, and
+/// the results sink.
+struct LogPipeline {
+    logs: String,
+    requests: String,
+    counts: String,
+    /// The sink's other input, left empty.
+    events: String,
+    group: String,
+    ip_args: Vec<String>,
+    replicas: Replicas,
+    gateway: Service,
+    simulator: Child,
+    simulator_log: tempfile::NamedTempFile,
+    sink: Service,
+    sink_group: String,
+}
+
+impl LogPipeline {
+    fn start(bootstrap: &str, database: &ResultsDb) -> Self {
+        let id = e2e_tests::unique("bounce-logs");
+        let (logs, requests, counts, dlq, events, sink_dlq) = (
+            format!("{id}-access-logs"),
+            format!("{id}-requests"),
+            format!("{id}-ip-counts"),
+            format!("{id}-dlq"),
+            format!("{id}-events"),
+            format!("{id}-sink-dlq"),
+        );
+        create_topics(
+            bootstrap,
+            &[
+                (&logs, 6),
+                (&requests, 6),
+                (&counts, 6),
+                (&dlq, 1),
+                (&events, 1),
+                (&sink_dlq, 1),
+            ],
+        );
+        let group = format!("{id}-job");
+        let ip_args: Vec<String> = [
+            "--brokers",
+            bootstrap,
+            "--input-topic",
+            &logs,
+            "--repartition-topic",
+            &requests,
+            "--output-topic",
+            &counts,
+            "--dlq-topic",
+            &dlq,
+            "--group-id",
+            &group,
+            "--window",
+            "10",
+            "--lateness",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec();
+        let replica_args = ip_args.clone();
+        let mut replicas = Replicas::new(LOG_REPLICAS, move |i| {
+            let mut args = replica_args.clone();
+            args.extend(["--instance-id".to_owned(), format!("replica-{i}")]);
+            Service::start_binary("ip-counter", &args)
+        });
+        for i in 0..LOG_REPLICAS {
+            replicas.start(i);
+        }
+        let sink_group = format!("{id}-pg-sink");
+        let sink = Service::start_binary(
+            "pg-sink",
+            &[
+                "--brokers",
+                bootstrap,
+                "--database-url",
+                database.url(),
+                "--events-topic",
+                &events,
+                "--ip-counts-topic",
+                &counts,
+                "--dlq-topic",
+                &sink_dlq,
+                "--group-id",
+                &sink_group,
+            ]
+            .map(String::from),
+        );
+        let mut gateway = Service::gateway(
+            &[
+                "--brokers",
+                bootstrap,
+                "--topic",
+                &logs,
+                "--dlq-topic",
+                &dlq,
+            ]
+            .map(String::from),
+        );
+        let listen = gateway.listen_address(Duration::from_secs(60));
+        wait_ready(&gateway.http_address(Duration::from_secs(30)));
+        wait_for_group(
+            bootstrap,
+            &format!("{group}-lines"),
+            LOG_REPLICAS,
+            Duration::from_secs(90),
+        );
+        // Event time 10 ms apart: a 10 s window closes every 1 000 lines.
+        let simulator_log = tempfile::NamedTempFile::new().expect("a log file");
+        let simulator = Command::new(binary("log-simulator"))
+            .args([
+                "--gateway",
+                &listen,
+                "--rate",
+                LINE_RATE,
+                "--connections",
+                "4",
+            ])
+            .args(["--seed", "23", "--count", &LINES.to_string()])
+            .args(["--start-time-ms", "1795341600000", "--step-ms", "10"])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(simulator_log.reopen().expect("the log file"))
+            .spawn()
+            .expect("log-simulator runs");
+        Self {
+            logs,
+            requests,
+            counts,
+            events,
+            group,
+            ip_args,
+            replicas,
+            gateway,
+            simulator,
+            simulator_log,
+            sink,
+            sink_group,
+        }
+    }
+
+    fn lines_group(&self) -> String {
+        format!("{}-lines", self.group)
+    }
+
+    /// Waits for the simulator, stops the gateway (everything it accepted is in Kafka once it
+    /// exits on SIGTERM), waits until both stages and the sink have committed everything, and
+    /// checks the lines, both stages and the sink's rows.
+    fn finish(&mut self, bootstrap: &str, database: &ResultsDb) {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let status = loop {
+            self.replicas.supervise();
+            if let Some(status) = self.simulator.try_wait().expect("log-simulator") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log simulator did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(status.success(), "log-simulator failed");
+        let (gateway_status, _) = self.gateway.terminate(Duration::from_secs(30));
+        assert!(
+            gateway_status.is_some_and(|s| s.success()),
+            "{}",
+            self.gateway.log_tail()
+        );
+        let in_topic = read_topic(bootstrap, &self.logs).len() as u64;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while lag(bootstrap, &self.lines_group(), &self.logs) > 0 {
+            self.replicas.supervise();
+            assert!(
+                Instant::now() < deadline,
+                "the lines stage did not catch up"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        wait_until_records_consumed(
+            bootstrap,
+            &format!("{}-counts", self.group),
+            &self.requests,
+            Duration::from_secs(120),
+        );
+        let audit = Command::new(binary("ip-audit"))
+            .args(&self.ip_args)
+            .arg("--json")
+            .env_remove("PIPELINE_CONFIG")
+            .output()
+            .expect("ip-audit runs");
+        let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
+            .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
+
+        // The sink: every count a row, once.
+        let counts = read_topic(bootstrap, &self.counts);
+        wait_until_records_consumed(
+            bootstrap,
+            &self.sink_group,
+            &self.counts,
+            Duration::from_secs(120),
+        );
+        let expected = Tables::from_topics(&read_topic(bootstrap, &self.events), &counts);
+        let actual = database.tables();
+        println!(
+            "bounce logs: {LINES} lines sent, {in_topic} in the topic, {} crashes, {} producers rebuilt; requests {} found: {} missing, {} duplicated; counts {} matched: {} missing, {} duplicated, {} wrong, {} unexpected; {} sink rows",
+            self.replicas.crashes,
+            rebuilt(&self.replicas),
+            report["requests_found"],
+            report["requests_missing"],
+            report["requests_duplicated"],
+            report["counts_matched"],
+            report["counts_missing"],
+            report["counts_duplicated"],
+            report["counts_wrong"],
+            report["counts_unexpected"],
+            actual.counts.len(),
+        );
+        assert_eq!(in_topic, LINES, "the gateway lost or doubled lines");
+        assert_eq!(report["lines_judged"].as_u64(), Some(LINES), "{report}");
+        for field in [
+            "requests_missing",
+            "requests_duplicated",
+            "requests_unexpected",
+            "counts_missing",
+            "counts_duplicated",
+            "counts_wrong",
+            "counts_unexpected",
+        ] {
+            assert_eq!(report[field], 0, "{field}: {report}");
+        }
+        assert!(audit.status.success(), "{report}");
+        assert!(!expected.counts.is_empty(), "no counts to compare");
+        expected.assert_equal(&actual);
+        assert!(
+            self.sink.is_running(),
+            "pg-sink exited: {}",
+            self.sink.log_tail()
+        );
+    }
+
+    /// Every process's log, into `dir`.
+    fn save_logs(&self, dir: &std::path::Path) {
+        self.replicas.save_logs(dir);
+        self.gateway.save_log(&dir.join("log-gateway.log"));
+        self.sink.save_log(&dir.join("pg-sink.log"));
+        let _ = std::fs::copy(self.simulator_log.path(), dir.join("log-simulator.log"));
+    }
+}
+
+impl UnderLoad for LogPipeline {
+    fn try_committed(&self, bootstrap: &str) -> Option<i64> {
+        try_committed_total(bootstrap, &self.lines_group(), &self.logs, 6)
+    }
+
+    fn supervise(&mut self) {
+        self.replicas.supervise();
+    }
+
+    fn replicas(&mut self) -> &mut Replicas {
+        &mut self.replicas
+    }
+}
+
+/// Producers the replicas rebuilt after theirs became unusable.
+fn rebuilt(replicas: &Replicas) -> usize {
+    replicas.count_in_logs("transactional producer rebuilt; restoring the partitions")
 }
 
 /// How a bounce went: seconds from the node going down.
@@ -165,461 +520,149 @@ fn bounce(
     })
 }
 
-/// Not in the default run yet: alone it takes about 3 minutes (the run went from 15 to 19
-/// minutes), and beside another heavy test one clean bounce stalled past the 90 s limit. Run
-/// it with `cargo nextest run -p e2e-tests --run-ignored only -E 'test(/^bounce::/)'`.
-#[test]
-#[ignore = "three Kafka nodes for 3 minutes: run with --run-ignored (README, Running on a cluster)"]
-fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipeline() {
-    let started = Instant::now();
-    let cluster = Cluster::start();
-    let bootstrap = cluster.bootstrap();
-    let mut pipelines = vec![
-        Pipeline::start(&bootstrap, "exactly_once", "41"),
-        Pipeline::start(&bootstrap, "at_least_once", "42"),
-    ];
-    std::thread::sleep(Duration::from_secs(2));
-
-    let eo = pipelines[0].topics.clone();
-    let bounces: [(&str, bool); 5] = [
-        ("leader of an input partition", true),
-        ("exactly_once group's coordinator", true),
-        ("transaction coordinator of replica-0", true),
-        ("leader of a changelog partition", true),
-        ("leader of an input partition, clean", false),
-    ];
+/// Bounces the nodes `targets` picks (after each, the pipelines have moved on and every
+/// partition is in sync again), with one replica of each pipeline SIGKILLed on top after the
+/// second; prints each bounce's figures.
+fn bounce_all(
+    cluster: &Cluster,
+    bounces: &[(&str, bool)],
+    target: impl Fn(usize) -> u32,
+    labels: &[&str],
+    pipelines: &mut [&mut dyn UnderLoad],
+) {
     for (n, (what, hard)) in bounces.iter().enumerate() {
-        let node = match n {
-            0 => cluster.leader(&eo.input, 0),
-            1 => cluster.group_coordinator(&eo.group),
-            2 => cluster.txn_coordinator(&format!("{}-replica-0", eo.group)),
-            3 => cluster.leader(&format!("{}-window-state", eo.group), 1),
-            _ => cluster.leader(&eo.input, 2),
-        };
-        let bounced = {
-            let mut watched: Vec<&mut dyn UnderLoad> = pipelines
-                .iter_mut()
-                .map(|p| p as &mut dyn UnderLoad)
-                .collect();
-            bounce(&cluster, node, *hard, &mut watched)
-        };
+        let node = target(n);
+        let bounced = bounce(cluster, node, *hard, pipelines);
+        let stalls: Vec<String> = bounced
+            .stalled
+            .iter()
+            .zip(labels)
+            .map(|(s, label)| format!("{s:.1} s ({label})"))
+            .collect();
         println!(
-            "bounce {}: node {node} ({what}), {}: committed input moved again after {:.1} s (exactly_once), {:.1} s (at_least_once); node up again after {:.1} s, every partition in sync after {:.1} s",
+            "bounce {}: node {node} ({what}), {}: committed input moved again after {}; node up again after {:.1} s, every partition in sync after {:.1} s",
             n + 1,
             if *hard { "SIGKILL" } else { "SIGTERM" },
-            bounced.stalled[0],
-            bounced.stalled[1],
+            stalls.join(", "),
             bounced.up,
             bounced.in_sync
         );
         if n == 1 {
-            // A replica of each pipeline SIGKILLed on top, and started again.
-            for pipeline in &mut pipelines {
-                pipeline.replicas.kill(1);
-                pipeline.replicas.start(1);
+            for pipeline in pipelines.iter_mut() {
+                pipeline.replicas().kill(1);
+                pipeline.replicas().start(1);
             }
         }
-        for pipeline in &mut pipelines {
-            pipeline.replicas.pause(Duration::from_secs(1));
-        }
     }
+}
 
-    for pipeline in &mut pipelines {
-        let (status, _) = pipeline.simulator.terminate(Duration::from_secs(90));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "the simulator lost readings\n{}",
-            pipeline.simulator.log_tail()
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(180);
-    for pipeline in &mut pipelines {
-        while lag(&bootstrap, &pipeline.topics.group, &pipeline.topics.input) > 0 {
-            pipeline.replicas.supervise();
-            assert!(
-                Instant::now() < deadline,
-                "{}: not caught up",
-                pipeline.guarantee
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
+/// Keeps every log of a failed or crashed run under `target/bounce-logs/<name>`.
+fn keep_logs(name: &str, cluster: &Cluster, save: impl FnOnce(&std::path::Path)) {
+    let dir = e2e_tests::repo_root().join("target/bounce-logs").join(name);
+    save(&dir);
+    cluster.save_logs(&dir);
+    eprintln!("bounce: logs kept in {}", dir.display());
+}
 
-    for pipeline in &mut pipelines {
-        let mut audit = Command::new(binary("sensor-audit"));
-        audit
-            .args(pipeline.topics.processor_args(&bootstrap))
-            .arg("--json")
-            .env_remove("PIPELINE_CONFIG");
-        if pipeline.guarantee == "at_least_once" {
-            audit.arg("--allow-duplicates");
-        }
-        let output = audit.output().expect("running sensor-audit");
-        let report: serde_json::Value =
-            serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-                panic!(
-                    "audit output ({e}): {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            });
-        let readings = read_topic(&bootstrap, &pipeline.topics.input).len();
-        let recoveries = pipeline
-            .replicas
-            .count_in_logs("transactional producer rebuilt; restoring the partitions");
-        println!(
-            "bounce {}: {readings} readings, 5 broker bounces, 1 replica SIGKILL, {} crashes, {recoveries} producers rebuilt, {} events checked: {} missing, {} duplicated, {} wrong, {} unexpected",
-            pipeline.guarantee,
-            pipeline.replicas.crashes,
-            report["expected_events"],
-            report["missing"],
-            report["duplicated"],
-            report["wrong"],
-            report["unexpected"],
+/// The temperature pipeline under both guarantees, three replicas each.
+#[test]
+fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipeline() {
+    let started = Instant::now();
+    let cluster = Cluster::start();
+    let bootstrap = cluster.bootstrap();
+    let mut eo = Pipeline::start(&bootstrap, "exactly_once", "41");
+    let mut alo = Pipeline::start(&bootstrap, "at_least_once", "42");
+    std::thread::sleep(Duration::from_secs(2));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (input, group) = (eo.topics.input.clone(), eo.topics.group.clone());
+        let target = |n: usize| match n {
+            0 => cluster.leader(&input, 0),
+            1 => cluster.group_coordinator(&group),
+            2 => cluster.txn_coordinator(&format!("{group}-replica-0")),
+            3 => cluster.leader(&format!("{group}-window-state"), 1),
+            _ => cluster.leader(&input, 2),
+        };
+        bounce_all(
+            &cluster,
+            &[
+                ("leader of an input partition", true),
+                ("exactly_once group's coordinator", true),
+                ("transaction coordinator of replica-0", true),
+                ("leader of a changelog partition", true),
+                ("leader of an input partition, clean", false),
+            ],
+            target,
+            &["exactly_once", "at_least_once"],
+            &mut [&mut eo, &mut alo],
         );
-        if pipeline.replicas.crashes > 0 || output.status.code() != Some(0) {
-            pipeline.replicas.save_logs(
-                &e2e_tests::repo_root()
-                    .join("target/bounce-logs")
-                    .join(&pipeline.topics.group),
-            );
+        eo.finish(&bootstrap);
+        alo.finish(&bootstrap);
+        for replicas in [&eo.replicas, &alo.replicas] {
+            assert_eq!(replicas.crashes, 0, "a replica exited on its own");
         }
-        for key in ["missing", "wrong", "unexpected", "unusable_input"] {
-            assert_eq!(report[key], 0, "{}: {key}: {report}", pipeline.guarantee);
-        }
-        if pipeline.guarantee == "exactly_once" {
-            assert_eq!(report["duplicated"], 0, "{report}");
-        }
-        assert_eq!(output.status.code(), Some(0), "{report}");
-        assert_eq!(
-            pipeline.replicas.crashes, 0,
-            "{}: a replica exited on its own",
-            pipeline.guarantee
-        );
-        assert!(
-            readings > 10_000,
-            "the simulator kept publishing: {readings}"
-        );
+    }));
+    if outcome.is_err() || eo.replicas.crashes + alo.replicas.crashes > 0 {
+        keep_logs(&eo.topics.group, &cluster, |dir| {
+            eo.replicas.save_logs(&dir.join("exactly-once"));
+            alo.replicas.save_logs(&dir.join("at-least-once"));
+        });
     }
-    for pipeline in &mut pipelines {
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    for replicas in [&mut eo.replicas, &mut alo.replicas] {
         for i in 0..REPLICAS {
-            pipeline.replicas.stop(i);
+            replicas.stop(i);
         }
     }
     println!("bounce: {:.0} s in all", started.elapsed().as_secs_f64());
 }
 
-/// The network-log pipeline: the gateway, two `ip-counter` replicas and the results sink.
-struct LogPipeline {
-    logs: String,
-    requests: String,
-    counts: String,
-    dlq: String,
-    /// The sink's other input, left empty.
-    events: String,
-    group: String,
-    ip_args: Vec<String>,
-    replicas: Replicas,
-    sink: Service,
-    sink_group: String,
-}
-
-impl LogPipeline {
-    fn start(bootstrap: &str, database: &ResultsDb) -> Self {
-        let id = e2e_tests::unique("bounce-logs");
-        let (logs, requests, counts, dlq, events, sink_dlq) = (
-            format!("{id}-access-logs"),
-            format!("{id}-requests"),
-            format!("{id}-ip-counts"),
-            format!("{id}-dlq"),
-            format!("{id}-events"),
-            format!("{id}-sink-dlq"),
-        );
-        create_topics(
-            bootstrap,
-            &[
-                (&logs, 6),
-                (&requests, 6),
-                (&counts, 6),
-                (&dlq, 1),
-                (&events, 1),
-                (&sink_dlq, 1),
-            ],
-        );
-        let group = format!("{id}-job");
-        let ip_args: Vec<String> = [
-            "--brokers",
-            bootstrap,
-            "--input-topic",
-            &logs,
-            "--repartition-topic",
-            &requests,
-            "--output-topic",
-            &counts,
-            "--dlq-topic",
-            &dlq,
-            "--group-id",
-            &group,
-            "--window",
-            "10",
-            "--lateness",
-            "2",
-        ]
-        .map(String::from)
-        .to_vec();
-        let replica_args = ip_args.clone();
-        let mut replicas = Replicas::new(LOG_REPLICAS, move |i| {
-            let mut args = replica_args.clone();
-            args.extend(["--instance-id".to_owned(), format!("replica-{i}")]);
-            Service::start_binary("ip-counter", &args)
-        });
-        for i in 0..LOG_REPLICAS {
-            replicas.start(i);
-        }
-        let sink_group = format!("{id}-pg-sink");
-        let sink = Service::start_binary(
-            "pg-sink",
-            &[
-                "--brokers",
-                bootstrap,
-                "--database-url",
-                database.url(),
-                "--events-topic",
-                &events,
-                "--ip-counts-topic",
-                &counts,
-                "--dlq-topic",
-                &sink_dlq,
-                "--group-id",
-                &sink_group,
-            ]
-            .map(String::from),
-        );
-        Self {
-            logs,
-            requests,
-            counts,
-            dlq,
-            events,
-            group,
-            ip_args,
-            replicas,
-            sink,
-            sink_group,
-        }
-    }
-
-    fn lines_group(&self) -> String {
-        format!("{}-lines", self.group)
-    }
-}
-
-impl UnderLoad for LogPipeline {
-    fn try_committed(&self, bootstrap: &str) -> Option<i64> {
-        try_committed_total(bootstrap, &self.lines_group(), &self.logs, 6)
-    }
-
-    fn supervise(&mut self) {
-        self.replicas.supervise();
-    }
-}
-
-const LOG_REPLICAS: usize = 2;
-
-/// The log pipeline on the cluster: the log simulator sends through the gateway, which stays up
-/// throughout; two `ip-counter` replicas (exactly_once) and `pg-sink` into PostgreSQL run
-/// while five nodes are bounced as in the temperature test (the leader of a lines partition,
-/// the lines group's coordinator with a replica SIGKILLed on top, a replica's transaction
-/// coordinator, the leader of a repartition partition, then a clean bounce). Then: every line
-/// the simulator sent is in the lines topic (the gateway lost nothing it accepted while
-/// leadership moved), `ip-audit` finds both stages exact, and the sink's `ip_counts` table
-/// equals the counts topic row for row.
+/// The log pipeline and its sink: the gateway alive throughout, two `ip-counter` replicas,
+/// `pg-sink` into PostgreSQL. Four hard bounces (the clean one is measured above).
 #[test]
-#[ignore = "three Kafka nodes for 3 minutes: run with --run-ignored (README, Running on a cluster)"]
 fn brokers_bounced_under_load_lose_and_double_nothing_in_the_log_pipeline_and_its_sink() {
     let started = Instant::now();
     let cluster = Cluster::start();
     let bootstrap = cluster.bootstrap();
     let database = ResultsDb::fresh(Kind::Postgres, &e2e_tests::unique("bounce-logs"));
-    let mut pipeline = LogPipeline::start(&bootstrap, &database);
-    let mut gateway = Service::gateway(
-        &[
-            "--brokers",
-            &bootstrap,
-            "--topic",
-            &pipeline.logs,
-            "--dlq-topic",
-            &pipeline.dlq,
-        ]
-        .map(String::from),
-    );
-    let listen = gateway.listen_address(Duration::from_secs(60));
-    wait_ready(&gateway.http_address(Duration::from_secs(30)));
-    wait_for_group(
-        &bootstrap,
-        &pipeline.lines_group(),
-        LOG_REPLICAS,
-        Duration::from_secs(90),
-    );
-
-    // 40 000 lines at 400/s: about 100 s, through every bounce. Event time 10 ms apart.
-    let lines = 40_000u64;
-    let simulator_log = tempfile::NamedTempFile::new().expect("a log file");
-    let mut simulator = Command::new(binary("log-simulator"))
-        .args(["--gateway", &listen, "--rate", "400", "--connections", "4"])
-        .args(["--seed", "23", "--count", &lines.to_string()])
-        .args(["--start-time-ms", "1795341600000", "--step-ms", "10"])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(simulator_log.reopen().expect("the log file"))
-        .spawn()
-        .expect("log-simulator runs");
-    let logs_dir = e2e_tests::repo_root()
-        .join("target/bounce-logs")
-        .join(&pipeline.group);
-    // Whatever fails below, every process's log and the nodes' are kept.
+    let mut logs = LogPipeline::start(&bootstrap, &database);
+    std::thread::sleep(Duration::from_secs(2));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        std::thread::sleep(Duration::from_secs(3));
-
-        let bounces: [(&str, bool); 5] = [
-            ("leader of a lines partition", true),
-            ("the lines group's coordinator", true),
-            ("transaction coordinator of replica-0's lines stage", true),
-            ("leader of a repartition partition", true),
-            ("leader of a lines partition, clean", false),
-        ];
-        for (n, (what, hard)) in bounces.iter().enumerate() {
-            let node = match n {
-                0 => cluster.leader(&pipeline.logs, 0),
-                1 => cluster.group_coordinator(&pipeline.lines_group()),
-                2 => cluster.txn_coordinator(&format!("{}-replica-0", pipeline.lines_group())),
-                3 => cluster.leader(&pipeline.requests, 1),
-                _ => cluster.leader(&pipeline.logs, 2),
-            };
-            let bounced = bounce(&cluster, node, *hard, &mut [&mut pipeline]);
-            println!(
-                "bounce logs {}: node {node} ({what}), {}: committed lines moved again after {:.1} s; node up again after {:.1} s, every partition in sync after {:.1} s",
-                n + 1,
-                if *hard { "SIGKILL" } else { "SIGTERM" },
-                bounced.stalled[0],
-                bounced.up,
-                bounced.in_sync
-            );
-            if n == 1 {
-                pipeline.replicas.kill(1);
-                pipeline.replicas.start(1);
-            }
-            pipeline.replicas.pause(Duration::from_secs(1));
-        }
-
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let status = loop {
-            pipeline.replicas.supervise();
-            if let Some(status) = simulator.try_wait().expect("log-simulator") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the log simulator did not finish"
-            );
-            std::thread::sleep(Duration::from_millis(200));
+        let (lines, requests, group) =
+            (logs.logs.clone(), logs.requests.clone(), logs.lines_group());
+        let target = |n: usize| match n {
+            0 => cluster.leader(&lines, 0),
+            1 => cluster.group_coordinator(&group),
+            2 => cluster.txn_coordinator(&format!("{group}-replica-0")),
+            _ => cluster.leader(&requests, 1),
         };
-        assert!(status.success(), "log-simulator failed");
-        let (gateway_status, _) = gateway.terminate(Duration::from_secs(30));
-        assert!(
-            gateway_status.is_some_and(|s| s.success()),
-            "{}",
-            gateway.log_tail()
+        bounce_all(
+            &cluster,
+            &[
+                ("leader of a lines partition", true),
+                ("the lines group's coordinator", true),
+                ("transaction coordinator of replica-0's lines stage", true),
+                ("leader of a repartition partition", true),
+            ],
+            target,
+            &["lines"],
+            &mut [&mut logs],
         );
-        let in_topic = read_topic(&bootstrap, &pipeline.logs).len() as u64;
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while lag(&bootstrap, &pipeline.lines_group(), &pipeline.logs) > 0 {
-            pipeline.replicas.supervise();
-            assert!(
-                Instant::now() < deadline,
-                "the lines stage did not catch up"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        wait_until_records_consumed(
-            &bootstrap,
-            &format!("{}-counts", pipeline.group),
-            &pipeline.requests,
-            Duration::from_secs(120),
-        );
-        let audit = Command::new(binary("ip-audit"))
-            .args(&pipeline.ip_args)
-            .arg("--json")
-            .env_remove("PIPELINE_CONFIG")
-            .output()
-            .expect("ip-audit runs");
-        let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
-            .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
-
-        // The sink: every count a row, once.
-        let counts = read_topic(&bootstrap, &pipeline.counts);
-        wait_until_records_consumed(
-            &bootstrap,
-            &pipeline.sink_group,
-            &pipeline.counts,
-            Duration::from_secs(120),
-        );
-        let expected = Tables::from_topics(&read_topic(&bootstrap, &pipeline.events), &counts);
-        let actual = database.tables();
-        let recoveries = pipeline
-            .replicas
-            .count_in_logs("transactional producer rebuilt; restoring the partitions");
-        println!(
-            "bounce logs: {lines} lines sent, {in_topic} in the topic, 5 broker bounces, 1 replica SIGKILL, {} crashes, {recoveries} producers rebuilt; requests {} found: {} missing, {} duplicated; counts {} matched: {} missing, {} duplicated, {} wrong, {} unexpected; {} sink rows ({:.0} s in all)",
-            pipeline.replicas.crashes,
-            report["requests_found"],
-            report["requests_missing"],
-            report["requests_duplicated"],
-            report["counts_matched"],
-            report["counts_missing"],
-            report["counts_duplicated"],
-            report["counts_wrong"],
-            report["counts_unexpected"],
-            actual.counts.len(),
-            started.elapsed().as_secs_f64()
-        );
-        assert_eq!(in_topic, lines, "the gateway lost or doubled lines");
-        assert_eq!(report["lines_judged"].as_u64(), Some(lines), "{report}");
-        for field in [
-            "requests_missing",
-            "requests_duplicated",
-            "requests_unexpected",
-            "counts_missing",
-            "counts_duplicated",
-            "counts_wrong",
-            "counts_unexpected",
-        ] {
-            assert_eq!(report[field], 0, "{field}: {report}");
-        }
-        assert!(audit.status.success(), "{report}");
-        assert!(!expected.counts.is_empty(), "no counts to compare");
-        expected.assert_equal(&actual);
-        assert_eq!(
-            pipeline.replicas.crashes, 0,
-            "an ip-counter replica exited on its own"
-        );
-        assert!(
-            pipeline.sink.is_running(),
-            "pg-sink exited: {}",
-            pipeline.sink.log_tail()
-        );
+        logs.finish(&bootstrap, &database);
+        assert_eq!(logs.replicas.crashes, 0, "a replica exited on its own");
     }));
-    if outcome.is_err() || pipeline.replicas.crashes > 0 {
-        pipeline.replicas.save_logs(&logs_dir);
-        gateway.save_log(&logs_dir.join("log-gateway.log"));
-        pipeline.sink.save_log(&logs_dir.join("pg-sink.log"));
-        let _ = std::fs::copy(simulator_log.path(), logs_dir.join("log-simulator.log"));
-        cluster.save_logs(&logs_dir);
-        eprintln!("bounce logs: logs kept in {}", logs_dir.display());
+    if outcome.is_err() || logs.replicas.crashes > 0 {
+        keep_logs(&logs.group, &cluster, |dir| logs.save_logs(dir));
     }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
     for i in 0..LOG_REPLICAS {
-        pipeline.replicas.stop(i);
+        logs.replicas.stop(i);
     }
+    println!(
+        "bounce logs: {:.0} s in all",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -163,6 +163,8 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
         let report: serde_json::Value = serde_json::from_slice(&audit.stdout)
             .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
         let assignments = replicas.count_in_logs("partitions assigned");
+        let rebuilt =
+            replicas.count_in_logs("transactional producer rebuilt; restoring the partitions");
         let rewinds =
             replicas.count_in_logs("partitions rewound to the aborted batch's first records");
         let reseeks = replicas.count_in_logs(
@@ -170,7 +172,7 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
         );
         println!(
             "ip chaos: {lines} lines, {} kills, {} crashes restarted, scaling 3 -> 1 -> 3, 1 broker restart, \
-             {assignments} assignments, {rewinds} aborted batches rewound ({reseeks} seeks repeated); {} requests, {} counts matched: {} missing, {} duplicated, {} wrong, \
+             {assignments} assignments, {rewinds} aborted batches rewound ({reseeks} seeks repeated), {rebuilt} producers rebuilt; {} requests, {} counts matched: {} missing, {} duplicated, {} wrong, \
              {} unexpected counts; requests {} missing, {} duplicated ({:.0} s)",
             replicas.kills,
             replicas.crashes,
