@@ -1,10 +1,14 @@
 //! The consumer context: routes librdkafka's logs, reports assignment changes to the loop,
-//! and publishes each partition's lag from librdkafka's statistics.
+//! publishes each partition's lag from librdkafka's statistics, and warns when a partition
+//! has records waiting that the consumer has not delivered for a minute (a stuck fetch is
+//! otherwise silent: the replica looks idle while its lag grows).
 //!
 //! Rebalance callbacks run inside the consumer's poll, on the loop's own task, so the loop
 //! sees each change before it handles any record fetched after it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -35,6 +39,33 @@ pub(crate) struct EngineContext {
     changed: Arc<Notify>,
     health: Arc<Health>,
     metrics: MetricNames,
+    stalls: Arc<Mutex<Stalls>>,
+}
+
+/// How long a partition may have records waiting without any delivered before it is reported.
+const STALL: Duration = Duration::from_secs(60);
+
+/// Per partition: the position last seen, since when, and whether that stall was reported.
+#[derive(Debug, Default)]
+struct Stalls {
+    seen: HashMap<i32, (i64, Instant, bool)>,
+}
+
+impl Stalls {
+    /// Notes `partition` at `position` with `lag` records waiting; true when it has had
+    /// records waiting at the same position for [`STALL`], once per stall.
+    fn stalled(&mut self, partition: i32, position: i64, lag: i64, now: Instant) -> bool {
+        let entry = self.seen.entry(partition).or_insert((position, now, false));
+        if lag <= 0 || entry.0 != position {
+            *entry = (position, now, false);
+            return false;
+        }
+        if !entry.2 && now.duration_since(entry.1) >= STALL {
+            entry.2 = true;
+            return true;
+        }
+        false
+    }
 }
 
 impl EngineContext {
@@ -45,6 +76,7 @@ impl EngineContext {
             changed: Arc::default(),
             health,
             metrics,
+            stalls: Arc::default(),
         }
     }
 
@@ -92,9 +124,11 @@ impl ClientContext for EngineContext {
     /// which `exactly_once` makes through the producer, so the lag is computed here: the last
     /// stable offset less the position consumed (or fetched, before the first record).
     fn stats(&self, statistics: Statistics) {
+        let now = Instant::now();
+        let mut stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
         for topic in statistics.topics.values() {
             for p in topic.partitions.values() {
-                if p.partition < 0 || p.fetch_state != "active" || p.ls_offset < 0 {
+                if p.partition < 0 || !p.desired || p.ls_offset < 0 {
                     continue;
                 }
                 let position = if p.app_offset >= 0 {
@@ -102,9 +136,27 @@ impl ClientContext for EngineContext {
                 } else {
                     p.next_offset
                 };
-                if position >= 0 {
-                    self.metrics
-                        .set_lag(p.partition, (p.ls_offset - position).max(0));
+                if position < 0 {
+                    continue;
+                }
+                let lag = (p.ls_offset - position).max(0);
+                if p.fetch_state == "active" {
+                    self.metrics.set_lag(p.partition, lag);
+                }
+                if stalls.stalled(p.partition, position, lag, now) {
+                    tracing::warn!(
+                        topic = %topic.topic,
+                        partition = p.partition,
+                        lag,
+                        fetch_state = %p.fetch_state,
+                        next_offset = p.next_offset,
+                        app_offset = p.app_offset,
+                        fetch_queue = p.fetchq_cnt,
+                        "records are waiting in a partition but none was delivered for {} s \
+                         (paused for a restore that does not end, or a fetch that does not \
+                         resume)",
+                        STALL.as_secs()
+                    );
                 }
             }
         }
@@ -139,5 +191,28 @@ impl ConsumerContext for EngineContext {
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
             Rebalance::Revoke(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_reported_once_per_stall_and_only_with_records_waiting() {
+        let mut stalls = Stalls::default();
+        let t0 = Instant::now();
+        assert!(!stalls.stalled(1, 100, 5, t0));
+        assert!(!stalls.stalled(1, 100, 5, t0 + STALL / 2));
+        assert!(stalls.stalled(1, 100, 5, t0 + STALL));
+        // Reported once.
+        assert!(!stalls.stalled(1, 100, 9, t0 + STALL * 2));
+        // Delivering again ends the stall; a new one is reported after its own minute.
+        assert!(!stalls.stalled(1, 101, 9, t0 + STALL * 2));
+        assert!(!stalls.stalled(1, 101, 9, t0 + STALL * 2 + STALL / 2));
+        assert!(stalls.stalled(1, 101, 9, t0 + STALL * 3));
+        // Nothing waiting is no stall, however long.
+        assert!(!stalls.stalled(2, 50, 0, t0));
+        assert!(!stalls.stalled(2, 50, 0, t0 + STALL * 5));
     }
 }
