@@ -18,9 +18,12 @@ use crate::BatchError;
 use crate::deliveries::EngineProducer;
 
 /// Timeout of one transactional call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Attempts of a call that keeps failing with retriable errors.
-const ATTEMPTS: u32 = 5;
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts of a call that keeps failing with retriable errors. Past them the batch is aborted
+/// (and if the abort cannot be made either, the producer is replaced, whose initialisation
+/// settles the transaction): retrying a commit for minutes past the transaction timeout would
+/// only hold the replica, as 5 attempts of 30 s could. Each retry is logged.
+const ATTEMPTS: u32 = 3;
 /// Timeout of one attempt to initialise transactions: short, so that a shutdown while the
 /// broker is unreachable is seen within seconds (initialisation is retried until it succeeds).
 const INIT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -156,7 +159,7 @@ impl Transactions {
                 Ok(()) => return Ok(()),
                 Err(error) => match classify(&error) {
                     Class::Retry if attempt < ATTEMPTS => {
-                        tracing::debug!(%error, attempt, "{what}: retriable error, retrying");
+                        tracing::warn!(%error, attempt, "{what}: retriable error, retrying");
                         attempt += 1;
                     }
                     _ => return Err(self.error(what, error)),

@@ -51,6 +51,8 @@ mod produce;
 const MAX_RECOVERIES: usize = 3;
 /// See [`MAX_RECOVERIES`].
 const RECOVERY_WINDOW: Duration = Duration::from_secs(60);
+/// Longest wait for the group's committed offsets while its coordinator moves.
+const COMMITTED_WAIT: Duration = Duration::from_secs(60);
 
 /// How a batch is committed: the guarantee, as the one place that branches on it.
 pub(crate) enum Commit {
@@ -309,7 +311,7 @@ impl<'a, J: Job> Worker<'a, J> {
         tokio::task::block_in_place(|| drop(old));
 
         let partitions: Vec<i32> = self.assigned.iter().copied().collect();
-        let positions = self.committed_positions(&partitions)?;
+        let positions = self.committed_positions(&partitions).await?;
         if J::STATEFUL {
             let mut paused = TopicPartitionList::new();
             for &partition in &partitions {
@@ -341,18 +343,30 @@ impl<'a, J: Job> Worker<'a, J> {
     }
 
     /// Where each partition's committed input ends (its low watermark if nothing was
-    /// committed yet: `auto.offset.reset` is `earliest`).
-    fn committed_positions(&self, partitions: &[i32]) -> anyhow::Result<Vec<i64>> {
+    /// committed yet: `auto.offset.reset` is `earliest`). The group coordinator may be moving
+    /// (a producer is usually lost because a broker went down): asked again for up to
+    /// [`COMMITTED_WAIT`] while it answers "not coordinator" or "loading".
+    async fn committed_positions(&self, partitions: &[i32]) -> anyhow::Result<Vec<i64>> {
         let topic = self.settings.input_topic.as_str();
         let mut list = TopicPartitionList::new();
         for &partition in partitions {
             list.add_partition(topic, partition);
         }
-        let committed = tokio::task::block_in_place(|| {
-            self.consumer
-                .committed_offsets(list, Duration::from_secs(30))
-        })
-        .context("reading the committed offsets")?;
+        let deadline = Instant::now() + COMMITTED_WAIT;
+        let committed = loop {
+            let result = tokio::task::block_in_place(|| {
+                self.consumer
+                    .committed_offsets(list.clone(), Duration::from_secs(10))
+            });
+            match result {
+                Ok(committed) => break committed,
+                Err(error) if Instant::now() < deadline => {
+                    tracing::warn!(%error, "reading the committed offsets failed, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error).context("reading the committed offsets"),
+            }
+        };
         partitions
             .iter()
             .map(|&partition| {
