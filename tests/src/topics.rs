@@ -88,3 +88,85 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, u32)]) {
         }
     });
 }
+
+/// The topic and group names of one network-log pipeline under test.
+#[derive(Debug, Clone)]
+pub struct LogTopics {
+    /// Access-log lines, as the gateway writes them.
+    pub logs: String,
+    /// The first stage's repartitioned requests.
+    pub requests: String,
+    /// The IP counts.
+    pub counts: String,
+    /// Dead letters of the gateway and both stages.
+    pub dlq: String,
+    /// The IP counter's group (its stages add `-lines` and `-counts`).
+    pub group: String,
+}
+
+impl LogTopics {
+    /// Fresh names for a test called `test`.
+    pub fn unique(test: &str) -> Self {
+        let id = unique(test);
+        Self {
+            logs: format!("{id}-access-logs"),
+            requests: format!("{id}-requests"),
+            counts: format!("{id}-ip-counts"),
+            dlq: format!("{id}-dlq"),
+            group: format!("{id}-job"),
+        }
+    }
+
+    /// Creates the lines, requests and counts topics with `partitions` each (in that order)
+    /// and a one-partition dead-letter topic.
+    pub fn create(&self, bootstrap: &str, partitions: [u32; 3]) {
+        create_topics(
+            bootstrap,
+            &[
+                (&self.logs, partitions[0]),
+                (&self.requests, partitions[1]),
+                (&self.counts, partitions[2]),
+                (&self.dlq, 1),
+            ],
+        );
+    }
+
+    /// Command-line flags that point the gateway at these topics.
+    pub fn gateway_args(&self, bootstrap: &str) -> Vec<String> {
+        [
+            "--brokers",
+            bootstrap,
+            "--topic",
+            &self.logs,
+            "--dlq-topic",
+            &self.dlq,
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Command-line flags that point `ip-counter` (and `ip-audit`) at these topics, with
+    /// 10 s windows and 2 s of allowed lateness.
+    pub fn ip_counter_args(&self, bootstrap: &str) -> Vec<String> {
+        [
+            "--brokers",
+            bootstrap,
+            "--input-topic",
+            &self.logs,
+            "--repartition-topic",
+            &self.requests,
+            "--output-topic",
+            &self.counts,
+            "--dlq-topic",
+            &self.dlq,
+            "--group-id",
+            &self.group,
+            "--window",
+            "10",
+            "--lateness",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}

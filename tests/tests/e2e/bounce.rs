@@ -39,7 +39,7 @@ use e2e_tests::kafka_io::{
 use e2e_tests::results::{Kind, ResultsDb, Tables};
 use e2e_tests::service::{Service, binary, simulator_args, wait_ready};
 use e2e_tests::supervisor::Replicas;
-use e2e_tests::topics::{PipelineTopics, create_topics};
+use e2e_tests::topics::{LogTopics, PipelineTopics, create_topics};
 
 /// Replicas of each temperature pipeline.
 const REPLICAS: usize = 3;
@@ -183,12 +183,9 @@ impl UnderLoad for Pipeline {
 /// The network-log pipeline: the log simulator, the gateway, two `ip-counter` replicas, and
 /// the results sink.
 struct LogPipeline {
-    logs: String,
-    requests: String,
-    counts: String,
+    topics: LogTopics,
     /// The sink's other input, left empty.
     events: String,
-    group: String,
     ip_args: Vec<String>,
     replicas: Replicas,
     gateway: Service,
@@ -200,47 +197,15 @@ struct LogPipeline {
 
 impl LogPipeline {
     fn start(bootstrap: &str, database: &ResultsDb) -> Self {
-        let id = e2e_tests::unique("bounce-logs");
-        let (logs, requests, counts, dlq, events, sink_dlq) = (
-            format!("{id}-access-logs"),
-            format!("{id}-requests"),
-            format!("{id}-ip-counts"),
-            format!("{id}-dlq"),
-            format!("{id}-events"),
-            format!("{id}-sink-dlq"),
+        let topics = LogTopics::unique("bounce-logs");
+        topics.create(bootstrap, [6, 6, 6]);
+        // The sink's other input, left empty, and its own dead letters.
+        let (events, sink_dlq) = (
+            format!("{}-events", topics.group),
+            format!("{}-sink-dlq", topics.group),
         );
-        create_topics(
-            bootstrap,
-            &[
-                (&logs, 6),
-                (&requests, 6),
-                (&counts, 6),
-                (&dlq, 1),
-                (&events, 1),
-                (&sink_dlq, 1),
-            ],
-        );
-        let group = format!("{id}-job");
-        let ip_args: Vec<String> = [
-            "--brokers",
-            bootstrap,
-            "--input-topic",
-            &logs,
-            "--repartition-topic",
-            &requests,
-            "--output-topic",
-            &counts,
-            "--dlq-topic",
-            &dlq,
-            "--group-id",
-            &group,
-            "--window",
-            "10",
-            "--lateness",
-            "2",
-        ]
-        .map(String::from)
-        .to_vec();
+        create_topics(bootstrap, &[(&events, 1), (&sink_dlq, 1)]);
+        let ip_args = topics.ip_counter_args(bootstrap);
         let replica_args = ip_args.clone();
         let mut replicas = Replicas::new(LOG_REPLICAS, move |i| {
             let mut args = replica_args.clone();
@@ -250,7 +215,7 @@ impl LogPipeline {
         for i in 0..LOG_REPLICAS {
             replicas.start(i);
         }
-        let sink_group = format!("{id}-pg-sink");
+        let sink_group = format!("{}-pg-sink", topics.group);
         let sink = Service::start_binary(
             "pg-sink",
             &[
@@ -261,7 +226,7 @@ impl LogPipeline {
                 "--events-topic",
                 &events,
                 "--ip-counts-topic",
-                &counts,
+                &topics.counts,
                 "--dlq-topic",
                 &sink_dlq,
                 "--group-id",
@@ -269,22 +234,12 @@ impl LogPipeline {
             ]
             .map(String::from),
         );
-        let mut gateway = Service::gateway(
-            &[
-                "--brokers",
-                bootstrap,
-                "--topic",
-                &logs,
-                "--dlq-topic",
-                &dlq,
-            ]
-            .map(String::from),
-        );
+        let mut gateway = Service::gateway(&topics.gateway_args(bootstrap));
         let listen = gateway.listen_address(Duration::from_secs(60));
         wait_ready(&gateway.http_address(Duration::from_secs(30)));
         wait_for_group(
             bootstrap,
-            &format!("{group}-lines"),
+            &format!("{}-lines", topics.group),
             LOG_REPLICAS,
             Duration::from_secs(90),
         );
@@ -307,11 +262,8 @@ impl LogPipeline {
             .spawn()
             .expect("log-simulator runs");
         Self {
-            logs,
-            requests,
-            counts,
+            topics,
             events,
-            group,
             ip_args,
             replicas,
             gateway,
@@ -323,7 +275,7 @@ impl LogPipeline {
     }
 
     fn lines_group(&self) -> String {
-        format!("{}-lines", self.group)
+        format!("{}-lines", self.topics.group)
     }
 
     /// Waits for the simulator, stops the gateway (everything it accepted is in Kafka once it
@@ -349,9 +301,9 @@ impl LogPipeline {
             "{}",
             self.gateway.log_tail()
         );
-        let in_topic = read_topic(bootstrap, &self.logs).len() as u64;
+        let in_topic = read_topic(bootstrap, &self.topics.logs).len() as u64;
         let deadline = Instant::now() + Duration::from_secs(180);
-        while lag(bootstrap, &self.lines_group(), &self.logs) > 0 {
+        while lag(bootstrap, &self.lines_group(), &self.topics.logs) > 0 {
             self.replicas.supervise();
             assert!(
                 Instant::now() < deadline,
@@ -361,8 +313,8 @@ impl LogPipeline {
         }
         wait_until_records_consumed(
             bootstrap,
-            &format!("{}-counts", self.group),
-            &self.requests,
+            &format!("{}-counts", self.topics.group),
+            &self.topics.requests,
             Duration::from_secs(120),
         );
         let audit = Command::new(binary("ip-audit"))
@@ -375,11 +327,11 @@ impl LogPipeline {
             .unwrap_or_else(|_| panic!("ip-audit: {}", String::from_utf8_lossy(&audit.stderr)));
 
         // The sink: every count a row, once.
-        let counts = read_topic(bootstrap, &self.counts);
+        let counts = read_topic(bootstrap, &self.topics.counts);
         wait_until_records_consumed(
             bootstrap,
             &self.sink_group,
-            &self.counts,
+            &self.topics.counts,
             Duration::from_secs(120),
         );
         let expected = Tables::from_topics(&read_topic(bootstrap, &self.events), &counts);
@@ -432,7 +384,7 @@ impl LogPipeline {
 
 impl UnderLoad for LogPipeline {
     fn try_committed(&self, bootstrap: &str) -> Option<i64> {
-        try_committed_total(bootstrap, &self.lines_group(), &self.logs, 6)
+        try_committed_total(bootstrap, &self.lines_group(), &self.topics.logs, 6)
     }
 
     fn supervise(&mut self) {
@@ -637,8 +589,11 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_log_pipeline_and_it
     let mut logs = LogPipeline::start(&bootstrap, &database);
     std::thread::sleep(Duration::from_secs(2));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let (lines, requests, group) =
-            (logs.logs.clone(), logs.requests.clone(), logs.lines_group());
+        let (lines, requests, group) = (
+            logs.topics.logs.clone(),
+            logs.topics.requests.clone(),
+            logs.lines_group(),
+        );
         let target = |n: usize| match n {
             0 => cluster.leader(&lines, 0),
             1 => cluster.group_coordinator(&group),
@@ -661,7 +616,7 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_log_pipeline_and_it
         assert_eq!(logs.replicas.crashes, 0, "a replica exited on its own");
     }));
     if outcome.is_err() || logs.replicas.crashes > 0 {
-        keep_logs(&logs.group, &cluster, |dir| logs.save_logs(dir));
+        keep_logs(&logs.topics.group, &cluster, |dir| logs.save_logs(dir));
     }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);

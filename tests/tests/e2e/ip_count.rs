@@ -10,8 +10,7 @@ use std::time::Duration;
 use e2e_tests::broker::shared_bootstrap;
 use e2e_tests::kafka_io::{read_topic, wait_until_consumed, wait_until_records_consumed};
 use e2e_tests::service::{Service, binary, wait_ready};
-use e2e_tests::topics::create_topics;
-use e2e_tests::unique;
+use e2e_tests::topics::LogTopics;
 use ip_count::lines::read_line;
 use ip_count::reference::expected;
 use ip_count::{Count, WindowRules};
@@ -22,52 +21,20 @@ type Request = Option<(String, i64)>;
 #[test]
 fn log_lines_become_exact_ip_counts_per_window() {
     let bootstrap = shared_bootstrap();
-    let id = unique("ip-count");
-    let (logs, requests, counts, dlq) = (
-        format!("{id}-access-logs"),
-        format!("{id}-requests"),
-        format!("{id}-ip-counts"),
-        format!("{id}-dlq"),
-    );
-    create_topics(
-        &bootstrap,
-        &[(&logs, 3), (&requests, 4), (&counts, 4), (&dlq, 1)],
-    );
-    let mut gateway = Service::gateway(
-        &[
-            "--brokers",
-            &bootstrap,
-            "--topic",
-            &logs,
-            "--dlq-topic",
-            &dlq,
-        ]
-        .map(String::from),
-    );
+    let topics = LogTopics::unique("ip-count");
+    topics.create(&bootstrap, [3, 4, 4]);
+    let mut gateway = Service::gateway(&topics.gateway_args(&bootstrap));
     let listen = gateway.listen_address(Duration::from_secs(60));
     wait_ready(&gateway.http_address(Duration::from_secs(30)));
 
-    let group = format!("{id}-job");
-    let counter_args: Vec<String> = [
-        "--brokers",
-        &bootstrap,
-        "--input-topic",
-        &logs,
-        "--repartition-topic",
-        &requests,
-        "--output-topic",
-        &counts,
-        "--dlq-topic",
-        &dlq,
-        "--group-id",
-        &group,
-        "--window",
-        "10",
-        "--lateness",
-        "2",
-    ]
-    .map(String::from)
-    .to_vec();
+    let LogTopics {
+        logs,
+        requests,
+        counts,
+        dlq,
+        group,
+    } = topics.clone();
+    let counter_args = topics.ip_counter_args(&bootstrap);
     let mut counters = [
         Service::start_binary("ip-counter", &counter_args),
         Service::start_binary("ip-counter", &counter_args),
@@ -113,7 +80,7 @@ fn log_lines_become_exact_ip_counts_per_window() {
         let dir = e2e_tests::repo_root().join("target/test-logs");
         let _ = std::fs::create_dir_all(&dir);
         for (i, counter) in counters.iter().enumerate() {
-            counter.save_log(&dir.join(format!("{id}-ip-counter-{i}.log")));
+            counter.save_log(&dir.join(format!("{group}-ip-counter-{i}.log")));
         }
         std::panic::resume_unwind(panic);
     }

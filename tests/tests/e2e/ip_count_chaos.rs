@@ -11,8 +11,7 @@ use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::{lag, wait_until_records_consumed};
 use e2e_tests::service::{Service, binary, wait_ready};
 use e2e_tests::supervisor::Replicas;
-use e2e_tests::topics::create_topics;
-use e2e_tests::unique;
+use e2e_tests::topics::LogTopics;
 
 const REPLICAS: usize = 3;
 
@@ -22,52 +21,19 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
     let broker = PrivateBroker::new(free_port());
     broker.start();
     let bootstrap = broker.bootstrap();
-    let id = unique("ip-chaos");
-    let (logs, requests, counts, dlq) = (
-        format!("{id}-access-logs"),
-        format!("{id}-requests"),
-        format!("{id}-ip-counts"),
-        format!("{id}-dlq"),
-    );
-    create_topics(
-        &bootstrap,
-        &[(&logs, 6), (&requests, 6), (&counts, 6), (&dlq, 1)],
-    );
-    let mut gateway = Service::gateway(
-        &[
-            "--brokers",
-            &bootstrap,
-            "--topic",
-            &logs,
-            "--dlq-topic",
-            &dlq,
-        ]
-        .map(String::from),
-    );
+    let topics = LogTopics::unique("ip-chaos");
+    topics.create(&bootstrap, [6, 6, 6]);
+    let mut gateway = Service::gateway(&topics.gateway_args(&bootstrap));
     let listen = gateway.listen_address(Duration::from_secs(60));
     wait_ready(&gateway.http_address(Duration::from_secs(30)));
 
-    let group = format!("{id}-job");
-    let args: Vec<String> = [
-        "--brokers",
-        &bootstrap,
-        "--input-topic",
-        &logs,
-        "--repartition-topic",
-        &requests,
-        "--output-topic",
-        &counts,
-        "--dlq-topic",
-        &dlq,
-        "--group-id",
-        &group,
-        "--window",
-        "10",
-        "--lateness",
-        "2",
-    ]
-    .map(String::from)
-    .to_vec();
+    let LogTopics {
+        logs,
+        requests,
+        group,
+        ..
+    } = topics.clone();
+    let args = topics.ip_counter_args(&bootstrap);
     let replica_args = args.clone();
     let mut replicas = Replicas::new(REPLICAS, move |i| {
         let mut args = replica_args.clone();
@@ -189,7 +155,11 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
         // A replica that exited on its own was restarted, as a restart policy would; its log is
         // kept to say why.
         if !audit.status.success() || replicas.crashes > 0 {
-            replicas.save_logs(&e2e_tests::repo_root().join("target/chaos-logs").join(&id));
+            replicas.save_logs(
+                &e2e_tests::repo_root()
+                    .join("target/chaos-logs")
+                    .join(&group),
+            );
         }
         assert_eq!(report["lines_judged"].as_u64(), Some(lines), "{report}");
         for field in [
@@ -210,7 +180,9 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
         assert!(audit.status.success(), "{report}");
     }));
     if let Err(panic) = outcome {
-        let dir = e2e_tests::repo_root().join("target/chaos-logs").join(&id);
+        let dir = e2e_tests::repo_root()
+            .join("target/chaos-logs")
+            .join(&group);
         replicas.save_logs(&dir);
         gateway.save_log(&dir.join("log-gateway.log"));
         let _ = std::fs::copy(broker.dir().join("broker.log"), dir.join("broker.log"));
