@@ -103,7 +103,8 @@ async fn run_job<J: Job>(
     }
     let commit = match settings.guarantee {
         Guarantee::ExactlyOnce => {
-            let transactions = Transactions::new(producer.clone(), &settings.transactional_id());
+            let transactions = Transactions::new(producer.clone(), &settings.transactional_id())
+                .context("starting the transactional producer's watchdog thread")?;
             if !transactions.init(shutdown).await? {
                 return Ok(());
             }

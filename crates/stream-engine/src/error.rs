@@ -36,6 +36,21 @@ pub enum BatchError {
     /// The consumer has no group metadata to commit offsets with (it left the group).
     #[error("the consumer has no group metadata")]
     NoGroupMetadata,
+    /// A transactional call was still blocked inside librdkafka long after its own timeout
+    /// (see `watchdog`): the producer is treated as lost and replaced.
+    #[error("{what} was still blocked after {seconds} s, past its own timeout")]
+    Stuck {
+        /// The call.
+        what: &'static str,
+        /// How long it was waited for.
+        seconds: u64,
+    },
+    /// Shutdown was asked for while a transactional call was blocked.
+    #[error("shutdown while {what} was blocked")]
+    Interrupted {
+        /// The call.
+        what: &'static str,
+    },
     /// A Kafka call failed.
     #[error("{context}: {source}")]
     Kafka {
@@ -47,9 +62,13 @@ pub enum BatchError {
 }
 
 impl BatchError {
-    /// Whether the replica must stop: it was fenced. Every other error of an `exactly_once`
-    /// batch aborts its transaction, and the batch is processed again.
+    /// Whether the transactional producer cannot be used any more: it was fenced, or a call
+    /// never returned. Every other error of an `exactly_once` batch aborts its transaction, and
+    /// the batch is processed again.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, BatchError::Fenced { .. })
+        matches!(
+            self,
+            BatchError::Fenced { .. } | BatchError::Stuck { .. } | BatchError::Interrupted { .. }
+        )
     }
 }

@@ -46,6 +46,7 @@ mod error;
 mod progress;
 mod restore;
 mod transactions;
+mod watchdog;
 mod worker;
 
 pub use engine::run;

@@ -1,7 +1,9 @@
 //! Kafka transactions for `exactly_once`: the producer's transactional calls with librdkafka's
 //! error classes handled. Retriable errors are retried; abortable ones are returned for the
 //! caller to abort and rewind; fatal ones (the producer is fenced) as [`BatchError::Fenced`],
-//! for the caller to replace the producer.
+//! for the caller to replace the producer. Each call runs on a [`Watchdog`] thread: one that is
+//! still blocked well past its own timeout is given up as [`BatchError::Stuck`], and the
+//! producer is replaced as for a fatal error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BatchError;
 use crate::deliveries::EngineProducer;
+use crate::watchdog::{Unfinished, Watchdog};
 
 /// Timeout of one transactional call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -27,11 +30,15 @@ const ATTEMPTS: u32 = 3;
 /// Timeout of one attempt to initialise transactions: short, so that a shutdown while the
 /// broker is unreachable is seen within seconds (initialisation is retried until it succeeds).
 const INIT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long past [`CALL_TIMEOUT`] an attempt is waited for before it is given up as stuck.
+const STUCK_AFTER: Duration = Duration::from_secs(10);
 
 /// The transactional producer of one replica.
 pub(crate) struct Transactions {
     producer: Arc<EngineProducer>,
     transactional_id: String,
+    /// Makes the calls that can block (all but `begin`).
+    watchdog: Watchdog<EngineProducer>,
 }
 
 enum Class {
@@ -49,12 +56,17 @@ fn classify(error: &KafkaError) -> Class {
 }
 
 impl Transactions {
-    /// Wraps a producer created with `transactional_id`.
-    pub(crate) fn new(producer: Arc<EngineProducer>, transactional_id: &str) -> Self {
-        Self {
+    /// Wraps a producer created with `transactional_id`. Fails only if the watchdog's thread
+    /// cannot be started.
+    pub(crate) fn new(
+        producer: Arc<EngineProducer>,
+        transactional_id: &str,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            watchdog: Watchdog::new(producer.clone(), "transactions")?,
             producer,
             transactional_id: transactional_id.to_owned(),
-        }
+        })
     }
 
     /// The transactional id.
@@ -113,6 +125,7 @@ impl Transactions {
         consumer: &StreamConsumer<C>,
         topic: &str,
         next_offsets: &HashMap<i32, i64>,
+        shutdown: &CancellationToken,
     ) -> Result<(), BatchError> {
         let metadata = consumer
             .group_metadata()
@@ -126,36 +139,51 @@ impl Transactions {
                     source,
                 })?;
         }
-        self.call("sending offsets to the transaction", || {
-            self.producer.send_offsets_to_transaction(
-                &offsets,
-                &metadata,
-                Timeout::After(CALL_TIMEOUT),
-            )
-        })?;
-        self.call("committing the transaction", || {
-            self.producer
-                .commit_transaction(Timeout::After(CALL_TIMEOUT))
+        let sent = Arc::new((offsets, metadata));
+        self.call(
+            "sending offsets to the transaction",
+            shutdown,
+            move |producer| {
+                producer.send_offsets_to_transaction(&sent.0, &sent.1, Timeout::After(CALL_TIMEOUT))
+            },
+        )
+        .await?;
+        self.call("committing the transaction", shutdown, |producer| {
+            producer.commit_transaction(Timeout::After(CALL_TIMEOUT))
         })
+        .await
     }
 
     /// Aborts the open transaction: none of its records become visible to `read_committed`
     /// readers and its offsets are not committed.
-    pub(crate) fn abort(&self) -> Result<(), BatchError> {
-        self.call("aborting the transaction", || {
-            self.producer
-                .abort_transaction(Timeout::After(CALL_TIMEOUT))
+    pub(crate) async fn abort(&self, shutdown: &CancellationToken) -> Result<(), BatchError> {
+        self.call("aborting the transaction", shutdown, |producer| {
+            producer.abort_transaction(Timeout::After(CALL_TIMEOUT))
         })
+        .await
     }
 
-    fn call(
+    /// Makes a transactional call on the watchdog's thread, retrying retriable errors.
+    async fn call(
         &self,
         what: &'static str,
-        mut f: impl FnMut() -> KafkaResult<()>,
+        shutdown: &CancellationToken,
+        f: impl Fn(&EngineProducer) -> KafkaResult<()> + Clone + Send + 'static,
     ) -> Result<(), BatchError> {
         let mut attempt = 1;
         loop {
-            match tokio::task::block_in_place(&mut f) {
+            let result = self
+                .watchdog
+                .run(CALL_TIMEOUT + STUCK_AFTER, shutdown, f.clone())
+                .await
+                .map_err(|unfinished| match unfinished {
+                    Unfinished::Stuck => BatchError::Stuck {
+                        what,
+                        seconds: (CALL_TIMEOUT + STUCK_AFTER).as_secs(),
+                    },
+                    Unfinished::ShutDown => BatchError::Interrupted { what },
+                })?;
+            match result {
                 Ok(()) => return Ok(()),
                 Err(error) => match classify(&error) {
                     Class::Retry if attempt < ATTEMPTS => {

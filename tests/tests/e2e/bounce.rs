@@ -45,8 +45,9 @@ use e2e_tests::topics::{LogTopics, PipelineTopics, create_topics};
 const REPLICAS: usize = 3;
 /// `ip-counter` replicas.
 const LOG_REPLICAS: usize = 2;
-/// Lines the log simulator sends, at [`LINE_RATE`] a second: through every bounce.
-const LINES: u64 = 30_000;
+/// The log simulator's rate, lines a second: it sends from the start until the bounces are
+/// over (a fixed count ran out before the last bounce when bounces were slow, and that bounce
+/// then saw no input to move).
 const LINE_RATE: &str = "400";
 
 /// What a bounce watches: a pipeline's committed input, and the replicas to keep supervised
@@ -254,7 +255,7 @@ impl LogPipeline {
                 "--connections",
                 "4",
             ])
-            .args(["--seed", "23", "--count", &LINES.to_string()])
+            .args(["--seed", "23"])
             .args(["--start-time-ms", "1795341600000", "--step-ms", "10"])
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
@@ -278,23 +279,33 @@ impl LogPipeline {
         format!("{}-lines", self.topics.group)
     }
 
-    /// Waits for the simulator, stops the gateway (everything it accepted is in Kafka once it
-    /// exits on SIGTERM), waits until both stages and the sink have committed everything, and
-    /// checks the lines, both stages and the sink's rows.
+    /// Stops the simulator (it closes its connections once every line is written), stops the
+    /// gateway (everything it accepted is in Kafka once it exits on SIGTERM), waits until both
+    /// stages and the sink have committed everything, and checks the lines, both stages and
+    /// the sink's rows.
     fn finish(&mut self, bootstrap: &str, database: &ResultsDb) {
-        let deadline = Instant::now() + Duration::from_secs(240);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.simulator.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             self.replicas.supervise();
             if let Some(status) = self.simulator.try_wait().expect("log-simulator") {
                 break status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the log simulator did not finish"
-            );
+            assert!(Instant::now() < deadline, "the log simulator did not stop");
             std::thread::sleep(Duration::from_millis(200));
         };
-        assert!(status.success(), "log-simulator failed");
+        let simulator_log =
+            std::fs::read_to_string(self.simulator_log.path()).expect("the simulator's log");
+        assert!(status.success(), "log-simulator failed:\n{simulator_log}");
+        let sent: u64 = simulator_log
+            .split("done: ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no line count in the simulator's log:\n{simulator_log}"));
         let (gateway_status, _) = self.gateway.terminate(Duration::from_secs(30));
         assert!(
             gateway_status.is_some_and(|s| s.success()),
@@ -337,7 +348,7 @@ impl LogPipeline {
         let expected = Tables::from_topics(&read_topic(bootstrap, &self.events), &counts);
         let actual = database.tables();
         println!(
-            "bounce logs: {LINES} lines sent, {in_topic} in the topic, {} crashes, {} producers rebuilt; requests {} found: {} missing, {} duplicated; counts {} matched: {} missing, {} duplicated, {} wrong, {} unexpected; {} sink rows",
+            "bounce logs: {sent} lines sent, {in_topic} in the topic, {} crashes, {} producers rebuilt; requests {} found: {} missing, {} duplicated; counts {} matched: {} missing, {} duplicated, {} wrong, {} unexpected; {} sink rows",
             self.replicas.crashes,
             rebuilt(&self.replicas),
             report["requests_found"],
@@ -350,8 +361,9 @@ impl LogPipeline {
             report["counts_unexpected"],
             actual.counts.len(),
         );
-        assert_eq!(in_topic, LINES, "the gateway lost or doubled lines");
-        assert_eq!(report["lines_judged"].as_u64(), Some(LINES), "{report}");
+        assert!(sent > 10_000, "the simulator kept sending: {sent}");
+        assert_eq!(in_topic, sent, "the gateway lost or doubled lines");
+        assert_eq!(report["lines_judged"].as_u64(), Some(sent), "{report}");
         for field in [
             "requests_missing",
             "requests_duplicated",
@@ -396,9 +408,28 @@ impl UnderLoad for LogPipeline {
     }
 }
 
-/// Producers the replicas rebuilt after theirs became unusable.
-fn rebuilt(replicas: &Replicas) -> usize {
-    replicas.count_in_logs("transactional producer rebuilt; restoring the partitions")
+/// Producers the replicas rebuilt after theirs became unusable, and how many of them because
+/// a transactional call was still blocked long past its timeout (librdkafka's
+/// `send_offsets_to_transaction` when the group coordinator goes away; see the engine's
+/// `watchdog`).
+fn rebuilt(replicas: &Replicas) -> String {
+    let rebuilt =
+        replicas.count_in_logs("transactional producer rebuilt; restoring the partitions");
+    let stuck = replicas
+        .all()
+        .flat_map(|r| {
+            r.log_events(
+                "the transactional producer is unusable: building a new one; every assigned \
+                 partition restores from the changelog",
+            )
+        })
+        .filter(|event| {
+            event["cause"]
+                .as_str()
+                .is_some_and(|c| c.contains("still blocked"))
+        })
+        .count();
+    format!("{rebuilt} ({stuck} after a blocked call)")
 }
 
 /// How a bounce went: seconds from the node going down.

@@ -210,7 +210,7 @@ impl<'a, J: Job> Worker<'a, J> {
                     // asked for, so that a failed one aborts the batch with its topic named.
                     deliver_now(producer, *sent).await?;
                     transactions
-                        .commit(consumer, &settings.input_topic, &next_offsets)
+                        .commit(consumer, &settings.input_topic, &next_offsets, shutdown)
                         .await
                 }
                 .await;
@@ -220,7 +220,7 @@ impl<'a, J: Job> Worker<'a, J> {
                         tracing::warn!(
                             "transaction aborted, the batch will be processed again: {error}"
                         );
-                        match transactions.abort() {
+                        match transactions.abort(shutdown).await {
                             Ok(()) => Err(Failed::Aborted),
                             // A transaction that can be neither committed nor aborted: the
                             // producer is in a state it cannot leave.
@@ -271,6 +271,13 @@ impl<'a, J: Job> Worker<'a, J> {
         let Commit::ExactlyOnce(transactions) = &self.commit else {
             return Err(cause.into());
         };
+        if let BatchError::Interrupted { what } = cause {
+            // Shutdown is under way: the replica stops without a new producer, and the broker
+            // aborts the open transaction when its timeout passes (or the next owner's
+            // initialisation fences it sooner).
+            tracing::warn!("stopping while {what} was blocked: the open transaction is left open");
+            return Ok(());
+        }
         let transactional_id = transactions.transactional_id().to_owned();
         let now = Instant::now();
         self.recoveries
@@ -287,8 +294,9 @@ impl<'a, J: Job> Worker<'a, J> {
         counter!(self.settings.metrics.producer_recoveries).increment(1);
         tracing::warn!(
             %transactional_id,
-            "the transactional producer is unusable ({cause}): building a new one; every \
-             assigned partition restores from the changelog"
+            %cause,
+            "the transactional producer is unusable: building a new one; every assigned \
+             partition restores from the changelog"
         );
         self.health.set_ready(false);
         // The old producer's queue is dropped: nothing of it may reach the broker now.
@@ -299,7 +307,8 @@ impl<'a, J: Job> Worker<'a, J> {
                 .create_with_context(Deliveries::default())
                 .context("creating a new Kafka producer")?,
         );
-        let transactions = Transactions::new(producer.clone(), &transactional_id);
+        let transactions = Transactions::new(producer.clone(), &transactional_id)
+            .context("starting the transactional producer's watchdog thread")?;
         // Fences the old producer and settles its last transaction (aborted, or completed if
         // its commit had reached the coordinator): the committed positions below are final.
         if !transactions.init(shutdown).await? {
