@@ -144,6 +144,11 @@ write_config() {
   [[ -n "$CONTROLLER_PORT" && "$CONTROLLER_PORT" != 0 ]] || CONTROLLER_PORT="$(free_port)"
   server_properties 1 "$PORT" "$CONTROLLER_PORT" "1@127.0.0.1:$CONTROLLER_PORT" "$DIR/data" 1 1 \
     >"$DIR/server.properties"
+  # A single node is its own controller, with no other broker to hand its partitions to: on a
+  # machine starved of CPU (the test suite with a three-node cluster beside it) it missed its
+  # 9 s heartbeat to itself, fenced itself, and creating a topic failed with "All brokers are
+  # currently fenced". A longer session costs a single node nothing.
+  echo "broker.session.timeout.ms=30000" >>"$DIR/server.properties"
   write_log_config
   echo "$HOST:$PORT" >"$DIR/bootstrap"
   [[ -z "$SECURE" ]] || write_secure_config
