@@ -17,11 +17,14 @@
 //!   accepted while leadership moved), `ip-audit` exact in both stages, the sink's `ip_counts`
 //!   rows equal to the counts topic.
 //!
-//! Both run in the default test command, one heavy run at a time with two of the run's four
-//! slots (`.config/nextest.toml`). The stall they once showed (an exactly_once worker silent after a
-//! bounce until the catch-up limit) was librdkafka's `send_offsets_to_transaction` blocking
-//! past its timeout when the group coordinator's node died; the engine now gives such a call
-//! up and replaces the producer (`stream_engine::watchdog`), and the figures count how often.
+//! Not in the default run: they passed there (a clean-clone run of the whole command), but
+//! took it to 1 190 s of its 1 200, the log test taking 273 s beside the Docker tests; on two
+//! cores the suite has no room for two more clusters. Run them with
+//! `cargo nextest run -p e2e-tests --run-ignored only -E 'test(/^bounce::/)'`. The stall they
+//! once showed (an exactly_once worker silent after a bounce until the catch-up limit) was
+//! librdkafka's `send_offsets_to_transaction` blocking past its timeout when the group
+//! coordinator's node died; the engine now gives such a call up and replaces the producer
+//! (`stream_engine::watchdog`), and the figures count how often.
 //!
 //! After the second bounce one replica of each pipeline is SIGKILLed on top. After each
 //! bounce the test waits until every partition is in sync again, as a rolling restart does. No
@@ -555,6 +558,7 @@ fn keep_logs(name: &str, cluster: &Cluster, save: impl FnOnce(&std::path::Path))
 
 /// The temperature pipeline under both guarantees, three replicas each.
 #[test]
+#[ignore = "more than the 20-minute run of two cores carries: run with --run-ignored (README, Running on a cluster)"]
 fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipeline() {
     let started = Instant::now();
     let cluster = Cluster::start();
@@ -610,6 +614,7 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipelin
 /// The log pipeline and its sink: the gateway alive throughout, two `ip-counter` replicas,
 /// `pg-sink` into PostgreSQL. Four hard bounces (the clean one is measured above).
 #[test]
+#[ignore = "more than the 20-minute run of two cores carries: run with --run-ignored (README, Running on a cluster)"]
 fn brokers_bounced_under_load_lose_and_double_nothing_in_the_log_pipeline_and_its_sink() {
     let started = Instant::now();
     let cluster = Cluster::start();

@@ -650,17 +650,34 @@ fn compose_stack_as_a_user_runs_it() {
     println!("compose: the dashboard on localhost:8080 lists 50 sensors and the latest alerts");
 
     // 8. The first minutes' rough edges.
-    let health = inspect(&compose.container("kafka", 1), "{{json .State.Health.Log}}");
+    // The broker's healthcheck must not start a JVM (Kafka's scripts take seconds and a few
+    // hundred MB each probe): the probe the container runs is a TCP connect in bash, and
+    // probes take well under a second. The median, not every probe: on a machine this busy
+    // one probe took 1.07 s in a CI run (the two bounce clusters beside it).
+    let kafka = compose.container("kafka", 1);
+    let probe_command = inspect(&kafka, "{{json .Config.Healthcheck.Test}}");
+    assert!(
+        probe_command.contains("/dev/tcp/localhost/9092")
+            && !probe_command.contains("kafka-")
+            && !probe_command.contains("java"),
+        "the Kafka healthcheck: {probe_command}"
+    );
+    let health = inspect(&kafka, "{{json .State.Health.Log}}");
     let probes: Vec<serde_json::Value> = serde_json::from_str(&health).expect("health log");
     assert!(!probes.is_empty());
-    for probe in &probes {
-        let took = rfc3339_seconds(probe["End"].as_str().expect("End"))
-            - rfc3339_seconds(probe["Start"].as_str().expect("Start"));
-        assert!(
-            took < 1.0,
-            "a Kafka healthcheck probe took {took:.2} s: it must not start a JVM"
-        );
-    }
+    let mut took: Vec<f64> = probes
+        .iter()
+        .map(|probe| {
+            rfc3339_seconds(probe["End"].as_str().expect("End"))
+                - rfc3339_seconds(probe["Start"].as_str().expect("Start"))
+        })
+        .collect();
+    took.sort_by(f64::total_cmp);
+    let median = took[took.len() / 2];
+    assert!(
+        median < 1.0,
+        "the Kafka healthcheck's probes took {median:.2} s (median of {took:?}): it must not start a JVM"
+    );
     let kafka_log = compose.run(&["logs", "--no-color", "kafka"]);
     let kafka_lines = kafka_log.lines().count();
     assert!(

@@ -9,8 +9,9 @@
 //! - a broker of their own, restarted under load: [`chaos`], [`ip_count_chaos`], [`secure`];
 //! - the in-process demo, its dashboard in Chromium: [`demo`];
 //! - files and offline validators: [`compose`], [`kubernetes`];
-//! - Docker, run only with `--run-ignored`: [`compose_stack`];
-//! - a three-node cluster of its own, run only with `--run-ignored`: [`bounce`].
+//! - Docker, run only with `--run-ignored` (`scripts/docker-tests.sh`): [`compose_stack`];
+//! - a three-node cluster of their own, brokers bounced under load, run only with
+//!   `--run-ignored`: [`bounce`].
 
 mod anomalies;
 mod audit;
