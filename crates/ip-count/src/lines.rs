@@ -5,7 +5,8 @@
 //!
 //! A record's value is the request's event time in ms (decimal ASCII): the line's own
 //! timestamp (`[22/Nov/2026:10:00:00 +0000]`, the first bracketed field of the combined
-//! format), or the Kafka timestamp when the line has no bracketed field.
+//! format that is a time: a bracketed IPv6 address before it is passed over), or the Kafka
+//! timestamp when the line has none.
 
 use std::net::IpAddr;
 
@@ -87,18 +88,21 @@ pub fn read_line(value: &[u8], kafka_timestamp_ms: Option<i64>) -> Result<Reques
     Ok(Requests { addresses, time_ms })
 }
 
-/// The first `[...]` field, if any.
+/// The first `[...]` field that is a time: one whose third byte is the `/` after its day
+/// (`[22/Nov/2026:10:00:00 +0000]`). Bracketed fields before it that are not times, such as an
+/// IPv6 address with its port (`[2001:db8::1]:443`), are passed over.
 fn bracketed(line: &str) -> Option<&str> {
-    let start = line.find('[')?;
-    let rest = &line[start + 1..];
-    // `[2001:db8::1]:443` is an address, not a time: a time starts with its day.
-    let end = rest.find(']')?;
-    let field = &rest[..end];
-    field
-        .as_bytes()
-        .get(2)
-        .is_some_and(|b| *b == b'/')
-        .then_some(field)
+    let mut rest = line;
+    loop {
+        let start = rest.find('[')?;
+        rest = &rest[start + 1..];
+        let end = rest.find(']')?;
+        let field = &rest[..end];
+        if field.as_bytes().get(2) == Some(&b'/') {
+            return Some(field);
+        }
+        rest = &rest[end + 1..];
+    }
 }
 
 /// The line job.
@@ -180,6 +184,22 @@ mod tests {
             5
         );
         assert_eq!(read_line(b"192.0.2.1", None), Err(Unusable::NoTime));
+    }
+
+    #[test]
+    fn a_bracketed_address_before_the_timestamp_is_not_taken_for_it() {
+        let line = br#"[2001:db8::99]:443 - - [06/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5"#;
+        let read = read_line(line, Some(1)).expect("usable");
+        assert_eq!(read.time_ms, 1_796_551_200_000, "the line's own time");
+        let addresses: Vec<String> = read.addresses.iter().map(ToString::to_string).collect();
+        assert_eq!(addresses, ["2001:db8::99"]);
+        // A bad timestamp after a bracketed address is still reported, not skipped.
+        assert_eq!(
+            read_line(b"[2001:db8::99]:443 [99/Foo/2026:25:61:61 +0000]", Some(1)),
+            Err(Unusable::BadTimestamp(
+                "99/Foo/2026:25:61:61 +0000".to_owned()
+            ))
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use metrics::counter;
+use tokio::io::AsyncRead;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::{Frame, LineFramer};
@@ -34,7 +34,8 @@ pub enum Ended {
 
 /// What a connection needs from the gateway.
 pub struct Connection {
-    pub stream: TcpStream,
+    /// The connection: plain TCP, or TLS over it after the handshake.
+    pub stream: Box<dyn AsyncRead + Unpin + Send + Sync>,
     pub peer: SocketAddr,
     pub sink: Arc<Sink>,
     pub max_line_bytes: usize,
@@ -103,6 +104,9 @@ impl Connection {
     async fn emit(&self, frame: Frame, origin: &Origin) {
         counter!(m::LINES_RECEIVED).increment(1);
         match frame {
+            // An empty line carries nothing to count: skipped and counted, as shippers do,
+            // rather than dead-lettered downstream.
+            Frame::Line(line) if line.is_empty() => counter!(m::EMPTY_LINES).increment(1),
             Frame::Line(line) => self.sink.line(&line, origin).await,
             Frame::Oversize { prefix, length } => {
                 counter!(m::OVERSIZE_LINES).increment(1);

@@ -10,12 +10,14 @@
 //!   silence ([`connection`]); more are refused, logged and counted.
 //! - SIGTERM: stop accepting, read what the connections have already sent, flush, exit 0 within
 //!   `shutdown_grace_secs`.
+//! - TLS, and client certificates checked against a CA, when `[gateway.tls]` says so ([`tls`]).
 
 pub mod connection;
 pub mod framing;
 pub mod metrics;
 pub mod settings;
 pub mod sink;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,6 +27,7 @@ use ::metrics::{counter, gauge};
 use anyhow::Context;
 use pipeline_runtime::endpoints::{self, Health};
 use pipeline_runtime::kafka::wait_for_topics;
+use tokio::io::AsyncRead;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,6 +42,7 @@ pub use settings::{Cli, Config, GatewaySettings};
 
 use crate::connection::{Connection, Ended};
 use crate::sink::Sink;
+use crate::tls::TlsServer;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +90,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
             unflushed: 0,
         });
     }
+    let tls = TlsServer::new(&settings.tls)?.map(Arc::new);
     let listener = TcpListener::bind(&settings.listen_address)
         .await
         .with_context(|| {
@@ -94,7 +99,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
                 settings.listen_address
             )
         })?;
-    tracing::info!(address = %listener.local_addr()?, "receiving log lines");
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), client_certificates = settings.tls.ca_file.is_some(), "receiving log lines");
     health.set_ready(true);
 
     let connections = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
@@ -144,16 +149,36 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         counter!(metrics::CONNECTIONS_ACCEPTED).increment(1);
         gauge!(metrics::CONNECTIONS_OPEN).increment(1.0);
         tracing::debug!(%peer, "connection accepted");
-        let connection = Connection {
-            stream,
-            peer,
-            sink: sink.clone(),
-            max_line_bytes: settings.max_line_bytes,
-            idle_timeout: settings.idle_timeout_secs,
-            shutdown: shutdown.clone(),
-            drain_deadline: drain_deadline.clone(),
-        };
+        let (sink, shutdown, drain_deadline, tls) = (
+            sink.clone(),
+            shutdown.clone(),
+            drain_deadline.clone(),
+            tls.clone(),
+        );
+        let (max_line_bytes, idle_timeout) = (settings.max_line_bytes, settings.idle_timeout_secs);
         open.spawn(async move {
+            let stream: Box<dyn AsyncRead + Unpin + Send + Sync> = match &tls {
+                None => Box::new(stream),
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => Box::new(stream),
+                    Err(error) => {
+                        counter!(metrics::TLS_HANDSHAKE_FAILURES).increment(1);
+                        tracing::warn!(%peer, "connection closed: {error:#}");
+                        gauge!(metrics::CONNECTIONS_OPEN).decrement(1.0);
+                        drop(slot);
+                        return;
+                    }
+                },
+            };
+            let connection = Connection {
+                stream,
+                peer,
+                sink,
+                max_line_bytes,
+                idle_timeout,
+                shutdown,
+                drain_deadline,
+            };
             let ended = connection.serve().await;
             gauge!(metrics::CONNECTIONS_OPEN).decrement(1.0);
             if ended == Ended::Idle {

@@ -2,6 +2,9 @@
 
 /// Connections accepted.
 pub const CONNECTIONS_ACCEPTED: &str = "log_gateway_connections_accepted_total";
+/// TLS handshakes that failed (an untrusted or missing client certificate, plaintext on the
+/// TLS port, a client that stalled): the connection is closed.
+pub const TLS_HANDSHAKE_FAILURES: &str = "log_gateway_tls_handshake_failures_total";
 /// Connections open now.
 pub const CONNECTIONS_OPEN: &str = "log_gateway_connections_open";
 /// Connections refused because `max_connections` were open.
@@ -12,6 +15,8 @@ pub const LINES_RECEIVED: &str = "log_gateway_lines_received_total";
 pub const BYTES_RECEIVED: &str = "log_gateway_bytes_received_total";
 /// Lines Kafka acknowledged on the lines topic.
 pub const LINES_PRODUCED: &str = "log_gateway_lines_produced_total";
+/// Empty lines, skipped (not produced).
+pub const EMPTY_LINES: &str = "log_gateway_empty_lines_total";
 /// Lines longer than `max_line_bytes`.
 pub const OVERSIZE_LINES: &str = "log_gateway_oversize_lines_total";
 /// Dead letters Kafka acknowledged.
@@ -28,6 +33,10 @@ pub fn describe() {
     for (name, help) in [
         (CONNECTIONS_ACCEPTED, "Connections accepted."),
         (
+            TLS_HANDSHAKE_FAILURES,
+            "TLS handshakes that failed; the connection was closed.",
+        ),
+        (
             CONNECTIONS_REFUSED,
             "Connections refused at the max_connections limit.",
         ),
@@ -37,6 +46,7 @@ pub fn describe() {
         ),
         (BYTES_RECEIVED, "Bytes read from the connections."),
         (LINES_PRODUCED, "Lines acknowledged by Kafka."),
+        (EMPTY_LINES, "Empty lines, skipped (not produced)."),
         (
             OVERSIZE_LINES,
             "Lines longer than max_line_bytes, dead-lettered.",

@@ -9,6 +9,8 @@ use pipeline_runtime::settings::{KafkaSettings, SettingsError, TelemetrySettings
 use serde::Deserialize;
 use serde_with::{DurationSecondsWithFrac, serde_as};
 
+use crate::tls::ListenerTls;
+
 /// Everything the gateway reads from a configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +55,8 @@ pub struct GatewaySettings {
     pub shutdown_grace_secs: Duration,
     /// Address of the HTTP endpoints `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub http_address: String,
+    /// TLS on the line listener (`[gateway.tls]`); off unless a certificate and key are set.
+    pub tls: ListenerTls,
 }
 
 impl Default for GatewaySettings {
@@ -67,6 +71,7 @@ impl Default for GatewaySettings {
             max_in_flight: 50_000,
             shutdown_grace_secs: Duration::from_secs(20),
             http_address: "0.0.0.0:9102".to_owned(),
+            tls: ListenerTls::default(),
         }
     }
 }
@@ -107,6 +112,15 @@ pub struct Cli {
     /// Address of /metrics, /healthz and /readyz; "" for none. [default: 0.0.0.0:9102]
     #[arg(long, value_name = "HOST:PORT")]
     pub http_address: Option<String>,
+    /// PEM certificate (chain) of the line listener: TLS on, with --tls-key-file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_certificate_file: Option<String>,
+    /// PEM private key of the line listener's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<String>,
+    /// PEM CAs whose client certificates are accepted: clients must present one (mutual TLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_file: Option<String>,
 }
 
 impl Cli {
@@ -122,7 +136,13 @@ impl Cli {
             .set("gateway.max_connections", self.max_connections)
             .set("gateway.idle_timeout_secs", self.idle_timeout)
             .set("gateway.max_in_flight", self.max_in_flight)
-            .set("gateway.http_address", self.http_address.clone());
+            .set("gateway.http_address", self.http_address.clone())
+            .set(
+                "gateway.tls.certificate_file",
+                self.tls_certificate_file.clone(),
+            )
+            .set("gateway.tls.key_file", self.tls_key_file.clone())
+            .set("gateway.tls.ca_file", self.tls_ca_file.clone());
         let config: Config = self.common.load(overrides)?;
         config.validate()?;
         Ok(config)
@@ -170,7 +190,7 @@ impl Config {
                 "must be > 0",
             ));
         }
-        Ok(())
+        g.tls.validate()
     }
 }
 

@@ -1,7 +1,8 @@
 //! The log gateway on the real broker: lines from several TCP connections become records,
 //! exactly; oversize lines are dead-lettered and the connection goes on; connections beyond the
 //! limit are refused and counted; SIGTERM drains what was sent; a throttled broker blocks the
-//! sender instead of losing lines.
+//! sender instead of losing lines; over TLS with client certificates, trusted clients are served
+//! and untrusted or plaintext ones refused cleanly.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -15,6 +16,7 @@ use e2e_tests::kafka_io::{Record, read_topic};
 use e2e_tests::service::{Service, scrape, wait_ready};
 use e2e_tests::topics::create_topics;
 use e2e_tests::unique;
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream};
 
 struct Gateway {
     service: Service,
@@ -82,7 +84,8 @@ fn wait_for_records(bootstrap: &str, topic: &str, count: usize) -> Vec<Record> {
 }
 
 #[test]
-fn lines_from_several_connections_become_records_and_oversize_lines_are_dead_lettered() {
+fn lines_from_several_connections_become_records_empty_ones_are_skipped_and_oversize_ones_dead_lettered()
+ {
     let bootstrap = shared_bootstrap();
     let mut gateway = start_gateway(&bootstrap, "gateway-lines", &["--max-line-bytes", "100"]);
     let oversize = "x".repeat(300);
@@ -110,6 +113,11 @@ fn lines_from_several_connections_become_records_and_oversize_lines_are_dead_let
                         if c == 2 && i == 250 {
                             text.push_str(&oversize);
                             text.push('\n');
+                        }
+                        // Empty lines, skipped and counted: five on connection 3, one with
+                        // its \r\n on connection 1.
+                        if (c == 3 && i % 100 == 99) || (c == 1 && i == 10) {
+                            text.push_str(if c == 1 { "\r\n" } else { "\n" });
                         }
                     }
                     // The last line has no line ending.
@@ -169,7 +177,8 @@ fn lines_from_several_connections_become_records_and_oversize_lines_are_dead_let
     );
 
     let metrics = scrape(&gateway.http);
-    assert_eq!(metrics["log_gateway_lines_received_total"], 2005.0);
+    assert_eq!(metrics["log_gateway_lines_received_total"], 2011.0);
+    assert_eq!(metrics["log_gateway_empty_lines_total"], 6.0);
     assert_eq!(metrics["log_gateway_lines_produced_total"], 2004.0);
     assert_eq!(metrics["log_gateway_oversize_lines_total"], 1.0);
     assert_eq!(metrics["log_gateway_dead_letters_produced_total"], 1.0);
@@ -418,4 +427,174 @@ fn the_log_simulator_through_the_gateway_lands_every_line_once() {
         records.iter().filter_map(|r| r.header("sender")).collect();
     assert_eq!(senders.len(), 4, "four connections");
     gateway.service.stop(Duration::from_secs(30));
+}
+
+/// A throwaway CA made with `openssl`, as `scripts/kafka.sh --secure` makes the broker's: a
+/// certificate for the gateway (127.0.0.1), a client certificate the CA signed, and a "rogue"
+/// client certificate another CA signed.
+struct Certificates {
+    dir: tempfile::TempDir,
+}
+
+impl Certificates {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a directory");
+        let script = r#"
+            set -euo pipefail
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=gateway test CA" \
+              -keyout ca.key -out ca.pem
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=some other CA" \
+              -keyout other-ca.key -out other-ca.pem
+            printf 'subjectAltName=IP:127.0.0.1\n' >san.ext
+            for name in gateway client rogue; do
+              ca=ca; [ "$name" = rogue ] && ca=other-ca
+              openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$name.key" \
+                -out "$name.csr"
+              openssl x509 -req -in "$name.csr" -CA "$ca.pem" -CAkey "$ca.key" \
+                -CAcreateserial -days 2 -extfile san.ext -out "$name.crt"
+            done
+        "#;
+        let output = std::process::Command::new("bash")
+            .args(["-c", script])
+            .current_dir(dir.path())
+            .output()
+            .expect("running openssl");
+        assert!(
+            output.status.success(),
+            "making the certificates: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+
+    /// A TLS client that trusts the test CA, presenting `client`'s certificate if given.
+    fn connect(&self, listen: &str, client: Option<&str>) -> std::io::Result<SslStream<TcpStream>> {
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).expect("TLS");
+        builder.set_ca_file(self.path("ca.pem")).expect("the CA");
+        if let Some(name) = client {
+            builder
+                .set_certificate_file(self.path(&format!("{name}.crt")), SslFiletype::PEM)
+                .expect("the client certificate");
+            builder
+                .set_private_key_file(self.path(&format!("{name}.key")), SslFiletype::PEM)
+                .expect("the client key");
+        }
+        let tcp = TcpStream::connect(listen)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
+        builder
+            .build()
+            .connect("127.0.0.1", tcp)
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// Writes `lines` to a TLS connection and closes it cleanly: close_notify, then read until the
+/// gateway has closed its side. A client that closes its socket at once, with bytes of the
+/// gateway's TLS session unread, makes its kernel answer with a reset, which discards what the
+/// gateway had not read yet: in this test, all but the first line in three runs of six.
+fn send_over_tls(mut stream: SslStream<TcpStream>, lines: &[String]) {
+    for line in lines {
+        writeln!(stream, "{line}").expect("write over TLS");
+    }
+    stream.flush().expect("flush");
+    let _ = stream.shutdown();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "the gateway sent data: {rest:?}");
+}
+
+/// Whether the gateway closed `stream` (end of stream or an error) without taking its data.
+fn closed_by_the_gateway(stream: &mut impl Read) -> bool {
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return true,
+            // A TLS alert, or the alert's bytes on a plaintext connection: read on to the end.
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[test]
+fn over_tls_trusted_clients_are_served_and_untrusted_or_plaintext_ones_are_refused_cleanly() {
+    let bootstrap = shared_bootstrap();
+    let certificates = Certificates::new();
+    let gateway = start_gateway(
+        &bootstrap,
+        "gateway-tls",
+        &[
+            "--tls-certificate-file",
+            &certificates.path("gateway.crt"),
+            "--tls-key-file",
+            &certificates.path("gateway.key"),
+            "--tls-ca-file",
+            &certificates.path("ca.pem"),
+        ],
+    );
+    let batch = |name: &str| -> Vec<String> {
+        (0..50)
+            .map(|i| {
+                format!("10.1.0.{i} - - [06/Dec/2026:10:00:00 +0000] \"GET /{name}/{i}\" 200 5")
+            })
+            .collect()
+    };
+    let (first, second) = (batch("first"), batch("second"));
+    send_over_tls(
+        certificates
+            .connect(&gateway.listen, Some("client"))
+            .expect("a trusted client connects"),
+        &first,
+    );
+
+    // A certificate another CA signed: with TLS 1.3 the client may finish its side of the
+    // handshake before the gateway has checked the certificate, so the line may be written;
+    // the gateway then closes the connection and keeps nothing of it.
+    if let Ok(mut rogue) = certificates.connect(&gateway.listen, Some("rogue")) {
+        let _ = writeln!(rogue, "10.6.6.6 rogue line");
+        let _ = rogue.flush();
+        assert!(closed_by_the_gateway(&mut rogue));
+    }
+    // No certificate at all, when client certificates are required.
+    if let Ok(mut anonymous) = certificates.connect(&gateway.listen, None) {
+        let _ = writeln!(anonymous, "10.7.7.7 anonymous line");
+        let _ = anonymous.flush();
+        assert!(closed_by_the_gateway(&mut anonymous));
+    }
+    // Plaintext to the TLS port: closed, not read as lines.
+    let mut plain = TcpStream::connect(&gateway.listen).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    writeln!(plain, "10.8.8.8 plaintext line").expect("write");
+    assert!(closed_by_the_gateway(&mut plain), "plaintext was served");
+
+    // The gateway serves trusted clients still.
+    send_over_tls(
+        certificates
+            .connect(&gateway.listen, Some("client"))
+            .expect("a trusted client connects again"),
+        &second,
+    );
+    let records = wait_for_records(&bootstrap, &gateway.topic, 100);
+    let mut lines: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone().expect("a value")).expect("UTF-8"))
+        .collect();
+    lines.sort();
+    let mut expected: Vec<String> = first.iter().chain(&second).cloned().collect();
+    expected.sort();
+    assert_eq!(
+        lines,
+        expected,
+        "exactly the trusted clients' lines\n{}",
+        gateway.service.log_tail()
+    );
+    let metrics = scrape(&gateway.http);
+    assert_eq!(metrics["log_gateway_tls_handshake_failures_total"], 3.0);
+    assert_eq!(metrics["log_gateway_connections_accepted_total"], 5.0);
+    assert_eq!(metrics["log_gateway_lines_produced_total"], 100.0);
 }
