@@ -70,7 +70,7 @@ free_kb="$(df -Pk . | awk 'NR==2 {print $4}')"
   || echo "test.sh: WARNING: $((free_kb / 1048576)) GB free here; a fresh run needs about 10 GB" >&2
 # command -> the Debian package that has it
 packages=(chromium:chromium promtool:prometheus prometheus:prometheus docker-compose:docker-compose
-  openssl:openssl ip:iproute2 iptables:iptables)
+  openssl:openssl ip:iproute2 iptables:iptables logger:bsdutils)
 [[ -n "$QUICK" ]] && packages=(chromium:chromium openssl:openssl)
 missing=()
 for entry in "${packages[@]}"; do

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::framing::{Frame, LineFramer};
 use crate::metrics as m;
 use crate::sink::{Origin, Sink};
+use crate::syslog::{self, SyslogFramer};
 
 /// On shutdown a connection is read until it has been quiet this long: what the sender had
 /// already sent is in the socket's receive buffer and arrives at once.
@@ -33,9 +34,43 @@ pub enum Ended {
 }
 
 /// What a connection needs from the gateway.
+/// How a listener's bytes are split into records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One record per line ([`LineFramer`]).
+    Lines,
+    /// Syslog messages, octet-counted or newline-framed, read for their time and host
+    /// ([`syslog`]).
+    Syslog,
+}
+
+/// A framer of either kind.
+enum Framer {
+    Lines(LineFramer),
+    Syslog(SyslogFramer),
+}
+
+impl Framer {
+    fn next_frame(&mut self, buffer: &mut BytesMut) -> Option<Frame> {
+        match self {
+            Framer::Lines(f) => f.next_frame(buffer),
+            Framer::Syslog(f) => f.next_frame(buffer),
+        }
+    }
+
+    fn finish(&mut self, buffer: &mut BytesMut) -> Option<Frame> {
+        match self {
+            Framer::Lines(f) => f.finish(buffer),
+            Framer::Syslog(f) => f.finish(buffer),
+        }
+    }
+}
+
 pub struct Connection {
     /// The connection: plain TCP, or TLS over it after the handshake.
     pub stream: Box<dyn AsyncRead + Unpin + Send + Sync>,
+    /// How its bytes become records.
+    pub framing: Framing,
     pub peer: SocketAddr,
     pub sink: Arc<Sink>,
     pub max_line_bytes: usize,
@@ -51,7 +86,10 @@ impl Connection {
     /// sink that waits for room stops the reading.
     pub async fn serve(mut self) -> Ended {
         let sender = self.peer.to_string();
-        let mut framer = LineFramer::new(self.max_line_bytes);
+        let mut framer = match self.framing {
+            Framing::Lines => Framer::Lines(LineFramer::new(self.max_line_bytes)),
+            Framing::Syslog => Framer::Syslog(SyslogFramer::new(self.max_line_bytes)),
+        };
         let mut buffer = BytesMut::with_capacity(READ_CHUNK);
         let mut draining = false;
         let ended = loop {
@@ -107,7 +145,24 @@ impl Connection {
             // An empty line carries nothing to count: skipped and counted, as shippers do,
             // rather than dead-lettered downstream.
             Frame::Line(line) if line.is_empty() => counter!(m::EMPTY_LINES).increment(1),
-            Frame::Line(line) => self.sink.line(&line, origin).await,
+            Frame::Line(line) if self.framing == Framing::Lines => {
+                self.sink.line(&line, origin).await
+            }
+            Frame::Line(frame) => {
+                let received = time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(origin.received_ms) * 1_000_000,
+                )
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                match syslog::parse(&frame, received) {
+                    Ok(message) => self.sink.syslog(&frame, &message, origin).await,
+                    Err(error) => {
+                        counter!(m::NOT_SYSLOG).increment(1);
+                        self.sink
+                            .not_syslog(&frame, &error.to_string(), origin)
+                            .await;
+                    }
+                }
+            }
             Frame::Oversize { prefix, length } => {
                 counter!(m::OVERSIZE_LINES).increment(1);
                 tracing::warn!(

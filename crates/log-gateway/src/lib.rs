@@ -10,13 +10,18 @@
 //!   silence ([`connection`]); more are refused, logged and counted.
 //! - SIGTERM: stop accepting, read what the connections have already sent, flush, exit 0 within
 //!   `shutdown_grace_secs`.
-//! - TLS, and client certificates checked against a CA, when `[gateway.tls]` says so ([`tls`]).
+//! - Syslog on a second listener (`syslog_listen_address`): RFC 6587 framing, RFC 5424 and RFC
+//!   3164 messages; the body becomes the record, the message's own time its timestamp
+//!   ([`syslog`]).
+//! - TLS on both listeners, and client certificates checked against a CA, when `[gateway.tls]`
+//!   says so ([`tls`]).
 
 pub mod connection;
 pub mod framing;
 pub mod metrics;
 pub mod settings;
 pub mod sink;
+pub mod syslog;
 pub mod tls;
 
 use std::sync::Arc;
@@ -40,7 +45,7 @@ const BACKLOG_MAX: Duration = Duration::from_secs(1);
 
 pub use settings::{Cli, Config, GatewaySettings};
 
-use crate::connection::{Connection, Ended};
+use crate::connection::{Connection, Ended, Framing};
 use crate::sink::Sink;
 use crate::tls::TlsServer;
 
@@ -91,107 +96,47 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         });
     }
     let tls = TlsServer::new(&settings.tls)?.map(Arc::new);
-    let listener = TcpListener::bind(&settings.listen_address)
-        .await
-        .with_context(|| {
-            format!(
-                "listening on {} (gateway.listen_address)",
-                settings.listen_address
+    let lines = bind(&settings.listen_address, "gateway.listen_address").await?;
+    let syslog = if settings.syslog_listen_address.is_empty() {
+        None
+    } else {
+        Some(
+            bind(
+                &settings.syslog_listen_address,
+                "gateway.syslog_listen_address",
             )
-        })?;
-    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), client_certificates = settings.tls.ca_file.is_some(), "receiving log lines");
+            .await?,
+        )
+    };
+    for (listener, what) in [(Some(&lines), "log lines"), (syslog.as_ref(), "syslog")] {
+        if let Some(listener) = listener {
+            tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), client_certificates = settings.tls.ca_file.is_some(), "receiving {what}");
+        }
+    }
     health.set_ready(true);
 
-    let connections = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
-    let drain_deadline = Arc::new(std::sync::OnceLock::new());
-    let open = TaskTracker::new();
-    let (mut stopping, mut stopped_at) = (false, Instant::now());
-    loop {
-        let accepted = if stopping {
-            // The kernel completes connections before they are accepted, and their senders may
-            // have written already: those waiting in the backlog when SIGTERM came are served
-            // and drained too (they were reset with the listener, and their lines lost, when a
-            // test's connect-write-SIGTERM came faster than the accept). Done when none comes
-            // for a moment.
-            match tokio::time::timeout(BACKLOG_QUIET, listener.accept()).await {
-                Ok(accepted) if stopped_at.elapsed() < BACKLOG_MAX => accepted,
-                _ => break,
-            }
-        } else {
-            tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = shutdown.cancelled() => {
-                    // Before any connection drains, even one still to be accepted.
-                    health.set_ready(false);
-                    let _ = drain_deadline.set(Instant::now() + settings.shutdown_grace_secs);
-                    stopping = true;
-                    stopped_at = Instant::now();
-                    continue;
-                }
-            }
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(_) if stopping => break,
-            Err(error) => {
-                // Out of file descriptors, for example: wait a little and go on.
-                tracing::warn!(%error, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = connections.clone().try_acquire_owned() else {
-            counter!(metrics::CONNECTIONS_REFUSED).increment(1);
-            tracing::warn!(%peer, max_connections = settings.max_connections, "connection refused: gateway.max_connections are open");
-            drop(stream);
-            continue;
-        };
-        counter!(metrics::CONNECTIONS_ACCEPTED).increment(1);
-        gauge!(metrics::CONNECTIONS_OPEN).increment(1.0);
-        tracing::debug!(%peer, "connection accepted");
-        let (sink, shutdown, drain_deadline, tls) = (
-            sink.clone(),
-            shutdown.clone(),
-            drain_deadline.clone(),
-            tls.clone(),
-        );
-        let (max_line_bytes, idle_timeout) = (settings.max_line_bytes, settings.idle_timeout_secs);
-        open.spawn(async move {
-            let stream: Box<dyn AsyncRead + Unpin + Send + Sync> = match &tls {
-                None => Box::new(stream),
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => Box::new(stream),
-                    Err(error) => {
-                        counter!(metrics::TLS_HANDSHAKE_FAILURES).increment(1);
-                        tracing::warn!(%peer, "connection closed: {error:#}");
-                        gauge!(metrics::CONNECTIONS_OPEN).decrement(1.0);
-                        drop(slot);
-                        return;
-                    }
-                },
-            };
-            let connection = Connection {
-                stream,
-                peer,
-                sink,
-                max_line_bytes,
-                idle_timeout,
-                shutdown,
-                drain_deadline,
-            };
-            let ended = connection.serve().await;
-            gauge!(metrics::CONNECTIONS_OPEN).decrement(1.0);
-            if ended == Ended::Idle {
-                tracing::info!(%peer, "connection closed after gateway.idle_timeout_secs of silence");
-            } else {
-                tracing::debug!(%peer, ?ended, "connection ended");
-            }
-            drop(slot);
-        });
-    }
+    let shared = Shared {
+        settings,
+        sink: sink.clone(),
+        tls,
+        health: health.clone(),
+        shutdown: shutdown.clone(),
+        connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
+        drain_deadline: Arc::new(std::sync::OnceLock::new()),
+        open: TaskTracker::new(),
+    };
+    tokio::join!(accept(lines, Framing::Lines, &shared), async {
+        if let Some(syslog) = syslog {
+            accept(syslog, Framing::Syslog, &shared).await;
+        }
+    });
+    let Shared {
+        drain_deadline,
+        open,
+        ..
+    } = shared;
 
     // SIGTERM: no new connections; the open ones read what their senders already sent.
-    drop(listener);
     let deadline = *drain_deadline.get_or_init(|| Instant::now() + settings.shutdown_grace_secs);
     open.close();
     let drained = tokio::time::timeout_at(deadline.into(), open.wait())
@@ -214,4 +159,119 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         unflushed,
     };
     Ok(summary)
+}
+
+/// What both listeners share.
+struct Shared<'a> {
+    settings: &'a GatewaySettings,
+    sink: Arc<Sink>,
+    tls: Option<Arc<TlsServer>>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+    /// Open connections, over both listeners.
+    connections: Arc<tokio::sync::Semaphore>,
+    /// When draining must end at the latest (set once the shutdown begins).
+    drain_deadline: Arc<std::sync::OnceLock<Instant>>,
+    /// The connections' tasks.
+    open: TaskTracker,
+}
+
+/// Binds a listener, naming the setting on failure.
+async fn bind(address: &str, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address} ({key})"))
+}
+
+/// Accepts `listener`'s connections, each served in a task of its own with `framing`, until
+/// shutdown (and then the backlog already waiting).
+async fn accept(listener: TcpListener, framing: Framing, shared: &Shared<'_>) {
+    let (mut stopping, mut stopped_at) = (false, Instant::now());
+    loop {
+        let accepted = if stopping {
+            // The kernel completes connections before they are accepted, and their senders may
+            // have written already: those waiting in the backlog when SIGTERM came are served
+            // and drained too (they were reset with the listener, and their lines lost, when a
+            // test's connect-write-SIGTERM came faster than the accept). Done when none comes
+            // for a moment.
+            match tokio::time::timeout(BACKLOG_QUIET, listener.accept()).await {
+                Ok(accepted) if stopped_at.elapsed() < BACKLOG_MAX => accepted,
+                _ => break,
+            }
+        } else {
+            tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shared.shutdown.cancelled() => {
+                    // Before any connection drains, even one still to be accepted.
+                    shared.health.set_ready(false);
+                    let _ = shared.drain_deadline.set(Instant::now() + shared.settings.shutdown_grace_secs);
+                    stopping = true;
+                    stopped_at = Instant::now();
+                    continue;
+                }
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(_) if stopping => break,
+            Err(error) => {
+                // Out of file descriptors, for example: wait a little and go on.
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = shared.connections.clone().try_acquire_owned() else {
+            counter!(metrics::CONNECTIONS_REFUSED).increment(1);
+            tracing::warn!(%peer, max_connections = shared.settings.max_connections, "connection refused: gateway.max_connections are open");
+            drop(stream);
+            continue;
+        };
+        counter!(metrics::CONNECTIONS_ACCEPTED).increment(1);
+        gauge!(metrics::CONNECTIONS_OPEN).increment(1.0);
+        tracing::debug!(%peer, "connection accepted");
+        let (sink, shutdown, drain_deadline, tls) = (
+            shared.sink.clone(),
+            shared.shutdown.clone(),
+            shared.drain_deadline.clone(),
+            shared.tls.clone(),
+        );
+        let (max_line_bytes, idle_timeout) = (
+            shared.settings.max_line_bytes,
+            shared.settings.idle_timeout_secs,
+        );
+        shared.open.spawn(async move {
+            let stream: Box<dyn AsyncRead + Unpin + Send + Sync> = match &tls {
+                None => Box::new(stream),
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => Box::new(stream),
+                    Err(error) => {
+                        counter!(metrics::TLS_HANDSHAKE_FAILURES).increment(1);
+                        tracing::warn!(%peer, "connection closed: {error:#}");
+                        gauge!(metrics::CONNECTIONS_OPEN).decrement(1.0);
+                        drop(slot);
+                        return;
+                    }
+                },
+            };
+            let connection = Connection {
+                stream,
+                framing,
+                peer,
+                sink,
+                max_line_bytes,
+                idle_timeout,
+                shutdown,
+                drain_deadline,
+            };
+            let ended = connection.serve().await;
+            gauge!(metrics::CONNECTIONS_OPEN).decrement(1.0);
+            if ended == Ended::Idle {
+                tracing::info!(%peer, "connection closed after gateway.idle_timeout_secs of silence");
+            } else {
+                tracing::debug!(%peer, ?ended, "connection ended");
+            }
+            drop(slot);
+        });
+    }
 }

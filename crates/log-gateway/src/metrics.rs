@@ -17,6 +17,9 @@ pub const BYTES_RECEIVED: &str = "log_gateway_bytes_received_total";
 pub const LINES_PRODUCED: &str = "log_gateway_lines_produced_total";
 /// Empty lines, skipped (not produced).
 pub const EMPTY_LINES: &str = "log_gateway_empty_lines_total";
+/// Frames on the syslog listener that are not syslog messages (no `<PRI>`, a bad RFC 5424
+/// header): dead-lettered.
+pub const NOT_SYSLOG: &str = "log_gateway_not_syslog_total";
 /// Lines longer than `max_line_bytes`.
 pub const OVERSIZE_LINES: &str = "log_gateway_oversize_lines_total";
 /// Dead letters Kafka acknowledged.
@@ -47,6 +50,10 @@ pub fn describe() {
         (BYTES_RECEIVED, "Bytes read from the connections."),
         (LINES_PRODUCED, "Lines acknowledged by Kafka."),
         (EMPTY_LINES, "Empty lines, skipped (not produced)."),
+        (
+            NOT_SYSLOG,
+            "Frames on the syslog listener that are not syslog messages, dead-lettered.",
+        ),
         (
             OVERSIZE_LINES,
             "Lines longer than max_line_bytes, dead-lettered.",

@@ -34,6 +34,9 @@ impl pipeline_runtime::settings::Sections for Config {
 pub struct GatewaySettings {
     /// TCP address the log lines arrive on.
     pub listen_address: String,
+    /// TCP address syslog messages arrive on (RFC 6587: octet-counted or newline-framed;
+    /// RFC 5424 or RFC 3164); empty: no syslog listener. Written to `topic` like lines.
+    pub syslog_listen_address: String,
     /// Topic each line is written to, as one record.
     pub topic: String,
     /// Topic for lines longer than `max_line_bytes` (their first `max_line_bytes` bytes, the
@@ -63,6 +66,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
             listen_address: "0.0.0.0:5140".to_owned(),
+            syslog_listen_address: String::new(),
             topic: "access-logs".to_owned(),
             dlq_topic: "access-logs-dlq".to_owned(),
             max_line_bytes: 64 * 1024,
@@ -91,6 +95,9 @@ pub struct Cli {
     /// TCP address to receive lines on. [default: 0.0.0.0:5140]
     #[arg(long, value_name = "HOST:PORT")]
     pub listen_address: Option<String>,
+    /// TCP address to receive syslog on; "" for none. [default: none]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub syslog_listen_address: Option<String>,
     /// Topic to write lines to. [default: access-logs]
     #[arg(long)]
     pub topic: Option<String>,
@@ -130,6 +137,10 @@ impl Cli {
             .common
             .overrides()
             .set("gateway.listen_address", self.listen_address.clone())
+            .set(
+                "gateway.syslog_listen_address",
+                self.syslog_listen_address.clone(),
+            )
             .set("gateway.topic", self.topic.clone())
             .set("gateway.dlq_topic", self.dlq_topic.clone())
             .set("gateway.max_line_bytes", self.max_line_bytes)
@@ -157,6 +168,14 @@ impl Config {
         g.listen_address.parse::<SocketAddr>().map_err(|e| {
             SettingsError::invalid("gateway.listen_address", format!("not HOST:PORT: {e}"))
         })?;
+        if !g.syslog_listen_address.is_empty() {
+            g.syslog_listen_address.parse::<SocketAddr>().map_err(|e| {
+                SettingsError::invalid(
+                    "gateway.syslog_listen_address",
+                    format!("not HOST:PORT: {e}"),
+                )
+            })?;
+        }
         for (key, topic) in [
             ("gateway.topic", &g.topic),
             ("gateway.dlq_topic", &g.dlq_topic),

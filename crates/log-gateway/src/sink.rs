@@ -27,6 +27,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::sync::Semaphore;
 
 use crate::metrics as m;
+use crate::syslog::Message as SyslogMessage;
 
 /// What the delivery callback has counted.
 #[derive(Debug, Default)]
@@ -175,6 +176,43 @@ impl Sink {
         let received = origin.received_ms.to_string();
         let headers = with_origin(OwnedHeaders::new_with_capacity(2), origin, &received);
         self.produce(&self.topic, line, headers, origin.received_ms)
+            .await;
+    }
+
+    /// Produces one syslog message: its body as the value, its own time as the record's
+    /// timestamp (the time received when it has none), its host and application in headers
+    /// `syslog-host` and `syslog-app`.
+    pub async fn syslog(&self, frame: &Bytes, message: &SyslogMessage<'_>, origin: &Origin) {
+        let received = origin.received_ms.to_string();
+        let mut headers = with_origin(OwnedHeaders::new_with_capacity(4), origin, &received);
+        for (key, value) in [("syslog-host", message.host), ("syslog-app", message.app)] {
+            if let Some(value) = value {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
+            }
+        }
+        let body = frame.slice_ref(message.body);
+        let timestamp = message.time_ms.unwrap_or(origin.received_ms);
+        self.produce(&self.topic, &body, headers, timestamp).await;
+    }
+
+    /// Dead-letters a frame of the syslog listener that is not a syslog message, whole, with
+    /// the reason.
+    pub async fn not_syslog(&self, frame: &Bytes, reason: &str, origin: &Origin) {
+        let received = origin.received_ms.to_string();
+        let headers = OwnedHeaders::new_with_capacity(4)
+            .insert(Header {
+                key: "error.kind",
+                value: Some("not_syslog".as_bytes()),
+            })
+            .insert(Header {
+                key: "error.reason",
+                value: Some(reason.as_bytes()),
+            });
+        let headers = with_origin(headers, origin, &received);
+        self.produce(&self.dlq_topic, frame, headers, origin.received_ms)
             .await;
     }
 

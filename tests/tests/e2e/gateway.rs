@@ -2,7 +2,9 @@
 //! exactly; oversize lines are dead-lettered and the connection goes on; connections beyond the
 //! limit are refused and counted; SIGTERM drains what was sent; a throttled broker blocks the
 //! sender instead of losing lines; over TLS with client certificates, trusted clients are served
-//! and untrusted or plaintext ones refused cleanly.
+//! and untrusted or plaintext ones refused cleanly; syslog (RFC 6587 framings, RFC 5424 and
+//! 3164, from a hand-written stream and from util-linux's `logger`) lands at each message's own
+//! time.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -597,4 +599,108 @@ fn over_tls_trusted_clients_are_served_and_untrusted_or_plaintext_ones_are_refus
     assert_eq!(metrics["log_gateway_tls_handshake_failures_total"], 3.0);
     assert_eq!(metrics["log_gateway_connections_accepted_total"], 5.0);
     assert_eq!(metrics["log_gateway_lines_produced_total"], 100.0);
+}
+
+/// The gateway's record whose value is `body`.
+fn record_with_value<'r>(records: &'r [Record], body: &str) -> &'r Record {
+    records
+        .iter()
+        .find(|r| r.payload.as_deref() == Some(body.as_bytes()))
+        .unwrap_or_else(|| panic!("no record {body:?} among {records:?}"))
+}
+
+#[test]
+fn syslog_in_both_framings_and_formats_becomes_records_at_each_messages_own_time() {
+    let bootstrap = shared_bootstrap();
+    let address = format!("127.0.0.1:{}", e2e_tests::broker::free_port());
+    let gateway = start_gateway(
+        &bootstrap,
+        "gateway-syslog",
+        &["--syslog-listen-address", &address],
+    );
+    // RFC 5424 octet-counted, RFC 3164 newline-framed, and a frame that is not syslog.
+    let rfc5424 = r#"<34>1 2026-12-06T10:00:00.250Z web-1 nginx 4242 - [meta@1 x="]"] 203.0.113.5 - - "GET / HTTP/1.1" 200 5"#;
+    let rfc3164 = "<13>Dec  6 10:00:01 router-7 kernel: DROP SRC=198.51.100.9 DST=192.0.2.1";
+    let mut stream = TcpStream::connect(&address).expect("connect to the syslog listener");
+    write!(
+        stream,
+        "{} {rfc5424}{rfc3164}\nno priority 192.0.2.44\n",
+        rfc5424.len()
+    )
+    .expect("write");
+    drop(stream);
+    // util-linux's logger, as daemons send it: octet-counted RFC 5424, newline-framed RFC 3164
+    // (its BSD timestamp is local time: UTC here, which the gateway assumes).
+    let port = address.rsplit(':').next().expect("a port");
+    for (format, framing, tag, message) in [
+        (
+            "--rfc5424",
+            "--octet-count",
+            "myapp",
+            "client 192.0.2.77 logged in",
+        ),
+        (
+            "--rfc3164",
+            "--tcp",
+            "oldapp",
+            "client 192.0.2.78 logged out",
+        ),
+    ] {
+        let status = std::process::Command::new("logger")
+            .args(["--tcp", "--server", "127.0.0.1", "--port", port])
+            .args([format, framing, "-t", tag, message])
+            .env("TZ", "UTC")
+            .status()
+            .expect("logger runs (Debian's bsdutils)");
+        assert!(status.success(), "logger {format}");
+    }
+
+    let records = wait_for_records(&bootstrap, &gateway.topic, 4);
+    assert_eq!(records.len(), 4, "{records:?}");
+    let nginx = record_with_value(&records, r#"203.0.113.5 - - "GET / HTTP/1.1" 200 5"#);
+    assert_eq!(
+        nginx.timestamp_ms,
+        Some(1_796_551_200_250),
+        "the message's own time"
+    );
+    assert_eq!(nginx.header("syslog-host").as_deref(), Some("web-1"));
+    assert_eq!(nginx.header("syslog-app").as_deref(), Some("nginx"));
+    let kernel = record_with_value(&records, "kernel: DROP SRC=198.51.100.9 DST=192.0.2.1");
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(kernel.timestamp_ms.expect("a timestamp")) * 1_000_000,
+    )
+    .expect("a time");
+    assert_eq!(
+        (at.month(), at.day(), at.hour(), at.minute(), at.second()),
+        (time::Month::December, 6, 10, 0, 1),
+        "RFC 3164's time, in the year nearest to its receipt"
+    );
+    assert_eq!(kernel.header("syslog-host").as_deref(), Some("router-7"));
+    assert_eq!(kernel.header("syslog-app").as_deref(), Some("kernel"));
+    for (body, app) in [
+        ("client 192.0.2.77 logged in", "myapp"),
+        ("oldapp: client 192.0.2.78 logged out", "oldapp"),
+    ] {
+        let record = record_with_value(&records, body);
+        assert_eq!(record.header("syslog-app").as_deref(), Some(app), "{body}");
+        let received: i64 = record
+            .header("received-at-ms")
+            .and_then(|v| v.parse().ok())
+            .expect("received-at-ms");
+        let sent = record.timestamp_ms.expect("a timestamp");
+        assert!(
+            (received - sent).abs() < 5_000,
+            "logger's own time ({sent}) is when it sent, near {received}: {body}"
+        );
+    }
+    let dead = wait_for_records(&bootstrap, &gateway.dlq, 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].payload.as_deref(),
+        Some(&b"no priority 192.0.2.44"[..])
+    );
+    assert_eq!(dead[0].header("error.kind").as_deref(), Some("not_syslog"));
+    let metrics = scrape(&gateway.http);
+    assert_eq!(metrics["log_gateway_not_syslog_total"], 1.0);
+    assert_eq!(metrics["log_gateway_lines_produced_total"], 4.0);
 }
