@@ -5,6 +5,7 @@
 //! - [`topics`]: unique topic names, created with `scripts/create-topics.sh` (as compose does).
 //! - [`service`]: the simulator and processor binaries as child processes.
 //! - [`supervisor`]: replicas under chaos: killed, stopped, restarted when they exit.
+//! - [`pipelines`]: the temperature pipeline under one guarantee, audited at the end.
 //! - [`kafka_io`]: producing test records and reading whole topics back.
 //! - [`models`]: an ONNX model trained by `models/train.py`, as a user trains one.
 //! - [`netns`]: a host of its own in a network namespace, to cut off and reconnect.
@@ -19,6 +20,7 @@ pub mod expect;
 pub mod kafka_io;
 pub mod models;
 pub mod netns;
+pub mod pipelines;
 pub mod postgres;
 pub mod results;
 pub mod service;

@@ -201,46 +201,52 @@ impl Sink {
     /// Dead-letters a frame of the syslog listener that is not a syslog message, whole, with
     /// the reason.
     pub async fn not_syslog(&self, frame: &Bytes, reason: &str, origin: &Origin) {
-        let received = origin.received_ms.to_string();
-        let headers = OwnedHeaders::new_with_capacity(4)
-            .insert(Header {
-                key: "error.kind",
-                value: Some("not_syslog".as_bytes()),
-            })
-            .insert(Header {
-                key: "error.reason",
-                value: Some(reason.as_bytes()),
-            });
-        let headers = with_origin(headers, origin, &received);
-        self.produce(&self.dlq_topic, frame, headers, origin.received_ms)
+        self.dead_letter(frame, "not_syslog", reason, &[], origin)
             .await;
     }
 
     /// Dead-letters a line longer than `max_line_bytes`: its first bytes, the reason, the
     /// sender and the line's length in headers.
     pub async fn oversize(&self, prefix: &Bytes, length: u64, origin: &Origin) {
-        let received = origin.received_ms.to_string();
         let reason = format!(
             "line of {length} bytes is longer than gateway.max_line_bytes ({}); the value holds its first {} bytes",
             self.max_line_bytes,
             prefix.len()
         );
         let length = length.to_string();
-        let headers = OwnedHeaders::new_with_capacity(5)
-            .insert(Header {
-                key: "error.kind",
-                value: Some("oversize_line".as_bytes()),
-            })
-            .insert(Header {
-                key: "error.reason",
-                value: Some(reason.as_bytes()),
-            })
-            .insert(Header {
-                key: "line-bytes",
-                value: Some(length.as_bytes()),
+        self.dead_letter(
+            prefix,
+            "oversize_line",
+            &reason,
+            &[("line-bytes", &length)],
+            origin,
+        )
+        .await;
+    }
+
+    /// Produces `payload` to the dead-letter topic with headers `error.kind`, `error.reason`,
+    /// `extra`, and where it came from.
+    async fn dead_letter(
+        &self,
+        payload: &Bytes,
+        kind: &str,
+        reason: &str,
+        extra: &[(&str, &str)],
+        origin: &Origin,
+    ) {
+        let received = origin.received_ms.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(4 + extra.len());
+        for (key, value) in [("error.kind", kind), ("error.reason", reason)]
+            .into_iter()
+            .chain(extra.iter().copied())
+        {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
             });
+        }
         let headers = with_origin(headers, origin, &received);
-        self.produce(&self.dlq_topic, prefix, headers, origin.received_ms)
+        self.produce(&self.dlq_topic, payload, headers, origin.received_ms)
             .await;
     }
 

@@ -40,13 +40,12 @@ use e2e_tests::kafka_io::{
     lag, read_topic, try_committed_total, under_replicated, wait_for_group,
     wait_until_records_consumed,
 };
+use e2e_tests::pipelines::{REPLICAS, TemperaturePipeline as Pipeline};
 use e2e_tests::results::{Kind, ResultsDb, Tables};
-use e2e_tests::service::{Service, binary, simulator_args, wait_ready};
+use e2e_tests::service::{Service, binary, wait_ready};
 use e2e_tests::supervisor::Replicas;
-use e2e_tests::topics::{LogTopics, PipelineTopics, create_topics};
+use e2e_tests::topics::{LogTopics, create_topics};
 
-/// Replicas of each temperature pipeline.
-const REPLICAS: usize = 3;
 /// `ip-counter` replicas.
 const LOG_REPLICAS: usize = 2;
 /// The log simulator's rate, lines a second: it sends from the start until the bounces are
@@ -74,101 +73,35 @@ trait UnderLoad {
     }
 }
 
-/// The temperature pipeline under one guarantee.
-struct Pipeline {
-    guarantee: &'static str,
-    topics: PipelineTopics,
-    replicas: Replicas,
-    simulator: Service,
-}
-
-impl Pipeline {
-    fn start(bootstrap: &str, guarantee: &'static str, seed: &str) -> Self {
-        let topics = PipelineTopics::unique(&format!("bounce-{}", guarantee.replace('_', "-")));
-        topics.create(bootstrap, 6);
-        let (replica_topics, replica_bootstrap) = (topics.clone(), bootstrap.to_owned());
-        let mut replicas = Replicas::new(REPLICAS, move |i| {
-            let mut args = replica_topics.processor_args(&replica_bootstrap);
-            args.extend(["--instance-id".into(), format!("replica-{i}")]);
-            args.extend(["--processing-guarantee".into(), guarantee.into()]);
-            Service::processor(&args)
-        });
-        for i in 0..REPLICAS {
-            replicas.start(i);
-        }
-        wait_for_group(bootstrap, &topics.group, REPLICAS, Duration::from_secs(90));
-        let simulator = Service::simulator(&simulator_args(
-            bootstrap,
-            &topics.input,
-            &["--sensors", "60", "--rate", "150", "--seed", seed],
-        ));
-        Self {
-            guarantee,
-            topics,
-            replicas,
-            simulator,
-        }
+/// Stops the simulator, waits until the replicas have committed all of it, and audits the
+/// output.
+fn finish(pipeline: &mut Pipeline, bootstrap: &str) {
+    let guarantee = pipeline.guarantee;
+    pipeline.stop_simulator();
+    pipeline.wait_caught_up(bootstrap, Duration::from_secs(180));
+    let audit = pipeline.audit(bootstrap);
+    let (report, readings) = (&audit.report, audit.readings);
+    println!(
+        "bounce {guarantee}: {readings} readings, {} crashes, {} producers rebuilt, {} events checked: {} missing, {} duplicated, {} wrong, {} unexpected",
+        pipeline.replicas.crashes,
+        rebuilt(&pipeline.replicas),
+        report["expected_events"],
+        report["missing"],
+        report["duplicated"],
+        report["wrong"],
+        report["unexpected"],
+    );
+    for key in ["missing", "wrong", "unexpected", "unusable_input"] {
+        assert_eq!(report[key], 0, "{guarantee}: {key}: {report}");
     }
-
-    /// Stops the simulator (every reading it sent acknowledged), waits until the replicas
-    /// have committed all of it, and audits the output.
-    fn finish(&mut self, bootstrap: &str) {
-        let (status, _) = self.simulator.terminate(Duration::from_secs(90));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "the simulator lost readings\n{}",
-            self.simulator.log_tail()
-        );
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while lag(bootstrap, &self.topics.group, &self.topics.input) > 0 {
-            self.replicas.supervise();
-            assert!(
-                Instant::now() < deadline,
-                "{}: not caught up",
-                self.guarantee
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let mut audit = Command::new(binary("sensor-audit"));
-        audit
-            .args(self.topics.processor_args(bootstrap))
-            .arg("--json")
-            .env_remove("PIPELINE_CONFIG");
-        if self.guarantee == "at_least_once" {
-            audit.arg("--allow-duplicates");
-        }
-        let output = audit.output().expect("running sensor-audit");
-        let report: serde_json::Value =
-            serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-                panic!(
-                    "audit output ({e}): {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            });
-        let readings = read_topic(bootstrap, &self.topics.input).len();
-        println!(
-            "bounce {}: {readings} readings, {} crashes, {} producers rebuilt, {} events checked: {} missing, {} duplicated, {} wrong, {} unexpected",
-            self.guarantee,
-            self.replicas.crashes,
-            rebuilt(&self.replicas),
-            report["expected_events"],
-            report["missing"],
-            report["duplicated"],
-            report["wrong"],
-            report["unexpected"],
-        );
-        for key in ["missing", "wrong", "unexpected", "unusable_input"] {
-            assert_eq!(report[key], 0, "{}: {key}: {report}", self.guarantee);
-        }
-        if self.guarantee == "exactly_once" {
-            assert_eq!(report["duplicated"], 0, "{report}");
-        }
-        assert_eq!(output.status.code(), Some(0), "{report}");
-        assert!(
-            readings > 10_000,
-            "the simulator kept publishing: {readings}"
-        );
+    if guarantee == "exactly_once" {
+        assert_eq!(report["duplicated"], 0, "{report}");
     }
+    assert_eq!(audit.status.code(), Some(0), "{report}");
+    assert!(
+        readings > 10_000,
+        "the simulator kept publishing: {readings}"
+    );
 }
 
 impl UnderLoad for Pipeline {
@@ -564,8 +497,8 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipelin
     let started = Instant::now();
     let cluster = Cluster::start();
     let bootstrap = cluster.bootstrap();
-    let mut eo = Pipeline::start(&bootstrap, "exactly_once", "41");
-    let mut alo = Pipeline::start(&bootstrap, "at_least_once", "42");
+    let mut eo = Pipeline::start(&bootstrap, "bounce", "exactly_once", "41", "150");
+    let mut alo = Pipeline::start(&bootstrap, "bounce", "at_least_once", "42", "150");
     std::thread::sleep(Duration::from_secs(2));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let (input, group) = (eo.topics.input.clone(), eo.topics.group.clone());
@@ -589,8 +522,8 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipelin
             &["exactly_once", "at_least_once"],
             &mut [&mut eo, &mut alo],
         );
-        eo.finish(&bootstrap);
-        alo.finish(&bootstrap);
+        finish(&mut eo, &bootstrap);
+        finish(&mut alo, &bootstrap);
         for replicas in [&eo.replicas, &alo.replicas] {
             assert_eq!(replicas.crashes, 0, "a replica exited on its own");
         }

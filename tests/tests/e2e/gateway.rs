@@ -509,11 +509,20 @@ fn send_over_tls(mut stream: SslStream<TcpStream>, lines: &[String]) {
     assert!(rest.is_empty(), "the gateway sent data: {rest:?}");
 }
 
-/// Whether the gateway closed `stream` (end of stream or an error) without taking its data.
+/// Whether the gateway closed `stream` (end of stream or a reset) rather than leaving it open
+/// until the read timeout.
 fn closed_by_the_gateway(stream: &mut impl Read) -> bool {
     let mut buffer = [0u8; 1024];
     loop {
         match stream.read(&mut buffer) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
             Ok(0) | Err(_) => return true,
             // A TLS alert, or the alert's bytes on a plaintext connection: read on to the end.
             Ok(_) => continue,

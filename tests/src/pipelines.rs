@@ -1,0 +1,133 @@
+//! The temperature pipeline under one guarantee, as the tests that hurt it run it: its own
+//! topics, three processor replicas under a [`Replicas`] supervisor, a simulator publishing
+//! throughout, and at the end `sensor-audit` over what came out (the chaos and broker-bounce
+//! tests).
+
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use crate::kafka_io::{lag, read_topic, wait_for_group};
+use crate::service::{Service, binary, simulator_args};
+use crate::supervisor::Replicas;
+use crate::topics::PipelineTopics;
+
+/// Replicas of each pipeline.
+pub const REPLICAS: usize = 3;
+
+/// One guarantee's pipeline.
+pub struct TemperaturePipeline {
+    /// `exactly_once` or `at_least_once`.
+    pub guarantee: &'static str,
+    /// Its topics and group.
+    pub topics: PipelineTopics,
+    /// Its processor replicas.
+    pub replicas: Replicas,
+    /// Its simulator, publishing until [`TemperaturePipeline::stop_simulator`].
+    pub simulator: Service,
+}
+
+/// What `sensor-audit` said of a pipeline's output.
+pub struct Audit {
+    /// Its JSON report.
+    pub report: serde_json::Value,
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Readings in the input topic.
+    pub readings: usize,
+}
+
+impl TemperaturePipeline {
+    /// Creates topics named after `test` and the guarantee (6 partitions), starts the replicas,
+    /// waits until all are in the group (their logs shown if not), then starts the simulator
+    /// (60 sensors, `rate` readings a second, `seed`).
+    pub fn start(
+        bootstrap: &str,
+        test: &str,
+        guarantee: &'static str,
+        seed: &str,
+        rate: &str,
+    ) -> Self {
+        let topics = PipelineTopics::unique(&format!("{test}-{}", guarantee.replace('_', "-")));
+        topics.create(bootstrap, 6);
+        let (replica_topics, replica_bootstrap) = (topics.clone(), bootstrap.to_owned());
+        let mut replicas = Replicas::new(REPLICAS, move |i| {
+            let mut args = replica_topics.processor_args(&replica_bootstrap);
+            args.extend(["--instance-id".into(), format!("replica-{i}")]);
+            args.extend(["--processing-guarantee".into(), guarantee.into()]);
+            Service::processor(&args)
+        });
+        for i in 0..REPLICAS {
+            replicas.start(i);
+        }
+        if let Err(failure) = std::panic::catch_unwind(|| {
+            wait_for_group(bootstrap, &topics.group, REPLICAS, Duration::from_secs(90))
+        }) {
+            for replica in replicas.all() {
+                eprintln!("{}", replica.log_tail());
+            }
+            std::panic::resume_unwind(failure);
+        }
+        let simulator = Service::simulator(&simulator_args(
+            bootstrap,
+            &topics.input,
+            &["--sensors", "60", "--rate", rate, "--seed", seed],
+        ));
+        Self {
+            guarantee,
+            topics,
+            replicas,
+            simulator,
+        }
+    }
+
+    /// Stops the simulator, which exits 0 only when every reading it sent was acknowledged.
+    pub fn stop_simulator(&mut self) {
+        let (status, _) = self.simulator.terminate(Duration::from_secs(90));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{}: the simulator lost readings\n{}",
+            self.guarantee,
+            self.simulator.log_tail()
+        );
+    }
+
+    /// Waits until the group has committed the whole input, restarting replicas that exit.
+    pub fn wait_caught_up(&mut self, bootstrap: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while lag(bootstrap, &self.topics.group, &self.topics.input) > 0 {
+            self.replicas.supervise();
+            assert!(
+                Instant::now() < deadline,
+                "{}: the replicas did not catch up within {} s",
+                self.guarantee,
+                timeout.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Runs `sensor-audit` over the pipeline's topics (`--allow-duplicates` for
+    /// `at_least_once`).
+    pub fn audit(&self, bootstrap: &str) -> Audit {
+        let mut audit = Command::new(binary("sensor-audit"));
+        audit
+            .args(self.topics.processor_args(bootstrap))
+            .arg("--json")
+            .env_remove("PIPELINE_CONFIG");
+        if self.guarantee == "at_least_once" {
+            audit.arg("--allow-duplicates");
+        }
+        let output = audit.output().expect("running sensor-audit");
+        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "audit output ({e}): {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        Audit {
+            report,
+            status: output.status,
+            readings: read_topic(bootstrap, &self.topics.input).len(),
+        }
+    }
+}
