@@ -170,10 +170,15 @@ impl Service {
     /// A port picked by the test and released before the gateway binds it can be taken in
     /// between (by any outgoing connection's ephemeral port): the gateway binds port 0 instead.
     pub fn listen_address(&mut self, timeout: Duration) -> String {
+        self.logged_address("receiving log lines", timeout)
+    }
+
+    /// The `address` field of the first log event whose message is `message`.
+    pub fn logged_address(&mut self, message: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(address) = self
-                .log_events("receiving log lines")
+                .log_events(message)
                 .first()
                 .and_then(|event| event["address"].as_str().map(str::to_owned))
             {
@@ -187,7 +192,7 @@ impl Service {
             );
             assert!(
                 Instant::now() < deadline,
-                "{} never logged its listening address\n{}",
+                "{} never logged {message:?}\n{}",
                 self.name,
                 self.log_tail()
             );
@@ -319,6 +324,67 @@ pub fn try_http_get(address: &str, path: &str) -> std::io::Result<(u16, String)>
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// An HTTP answer: status, headers (names in lower case), body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// POSTs `body` to `path` over `stream` (plain TCP or TLS) as HTTP/1.1 with `Connection:
+/// close`, and reads the answer to the end. The body must come back with a `Content-Length`
+/// (as axum answers), not chunked.
+pub fn http_post(
+    mut stream: impl std::io::Read + std::io::Write,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpAnswer> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {response:?}")))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line: {head:?}")))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpAnswer {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
 }
 
 /// `name{labels}` → value, from a service's `/metrics` (the Prometheus text format).

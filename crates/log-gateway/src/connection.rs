@@ -177,7 +177,8 @@ impl Connection {
     }
 }
 
-fn now_ms() -> i64 {
+/// Now, in ms since the epoch.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -13,11 +13,14 @@
 //! - Syslog on a second listener (`syslog_listen_address`): RFC 6587 framing, RFC 5424 and RFC
 //!   3164 messages; the body becomes the record, the message's own time its timestamp
 //!   ([`syslog`]).
-//! - TLS on both listeners, and client certificates checked against a CA, when `[gateway.tls]`
+//! - Acknowledged ingestion over HTTP on a third listener (`http_listen_address`): `POST
+//!   /v1/logs` is answered 200 only once Kafka has every line of the request ([`http`]).
+//! - TLS on every listener, and client certificates checked against a CA, when `[gateway.tls]`
 //!   says so ([`tls`]).
 
 pub mod connection;
 pub mod framing;
+pub mod http;
 pub mod metrics;
 pub mod settings;
 pub mod sink;
@@ -108,7 +111,16 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
             .await?,
         )
     };
-    for (listener, what) in [(Some(&lines), "log lines"), (syslog.as_ref(), "syslog")] {
+    let http = if settings.http_listen_address.is_empty() {
+        None
+    } else {
+        Some(bind(&settings.http_listen_address, "gateway.http_listen_address").await?)
+    };
+    for (listener, what) in [
+        (Some(&lines), "log lines"),
+        (syslog.as_ref(), "syslog"),
+        (http.as_ref(), "log lines over HTTP (POST /v1/logs)"),
+    ] {
         if let Some(listener) = listener {
             tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), client_certificates = settings.tls.ca_file.is_some(), "receiving {what}");
         }
@@ -125,11 +137,21 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         drain_deadline: Arc::new(std::sync::OnceLock::new()),
         open: TaskTracker::new(),
     };
-    tokio::join!(accept(lines, Framing::Lines, &shared), async {
-        if let Some(syslog) = syslog {
-            accept(syslog, Framing::Syslog, &shared).await;
+    let (_, _, served) = tokio::join!(
+        accept(lines, Framing::Lines, &shared),
+        async {
+            if let Some(syslog) = syslog {
+                accept(syslog, Framing::Syslog, &shared).await;
+            }
+        },
+        async {
+            match http {
+                Some(http) => serve_http(http, &shared).await,
+                None => Ok(()),
+            }
         }
-    });
+    );
+    served?;
     let Shared {
         drain_deadline,
         open,
@@ -174,6 +196,47 @@ struct Shared<'a> {
     drain_deadline: Arc<std::sync::OnceLock<Instant>>,
     /// The connections' tasks.
     open: TaskTracker,
+}
+
+/// Serves the HTTP endpoint until shutdown, then lets the requests in progress finish (until
+/// the drain deadline at the latest).
+async fn serve_http(listener: TcpListener, shared: &Shared<'_>) -> anyhow::Result<()> {
+    let settings = shared.settings;
+    let ingest = Arc::new(http::Ingest {
+        sink: shared.sink.clone(),
+        health: shared.health.clone(),
+        max_line_bytes: settings.max_line_bytes,
+        max_request_bytes: settings.max_request_bytes,
+        max_in_flight: settings.max_in_flight,
+        request_timeout: settings.request_timeout_secs,
+    });
+    let listener = http::HttpListener::new(
+        listener,
+        shared.tls.clone(),
+        shared.connections.clone(),
+        settings.max_connections,
+        shared.shutdown.clone(),
+    )
+    .context("starting the HTTP listener (gateway.http_listen_address)")?;
+    let app = http::router(ingest).into_make_service_with_connect_info::<http::Peer>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shared.shutdown.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(server);
+    let drained = async {
+        shared.shutdown.cancelled().await;
+        let deadline = *shared
+            .drain_deadline
+            .get_or_init(|| Instant::now() + settings.shutdown_grace_secs);
+        tokio::time::sleep_until(deadline.into()).await;
+    };
+    tokio::select! {
+        served = &mut server => served.context("serving HTTP (gateway.http_listen_address)"),
+        _ = drained => {
+            tracing::warn!("HTTP requests still waiting at the end of gateway.shutdown_grace_secs");
+            Ok(())
+        }
+    }
 }
 
 /// Binds a listener, naming the setting on failure.

@@ -9,6 +9,8 @@ pub const TLS_HANDSHAKE_FAILURES: &str = "log_gateway_tls_handshake_failures_tot
 pub const CONNECTIONS_OPEN: &str = "log_gateway_connections_open";
 /// Connections refused because `max_connections` were open.
 pub const CONNECTIONS_REFUSED: &str = "log_gateway_connections_refused_total";
+/// Requests to the HTTP endpoint answered, by status (label `status`).
+pub const HTTP_REQUESTS: &str = "log_gateway_http_requests_total";
 /// Lines read from the connections (oversize ones included).
 pub const LINES_RECEIVED: &str = "log_gateway_lines_received_total";
 /// Bytes read from the connections.
@@ -64,6 +66,10 @@ pub fn describe() {
         describe_counter!(name, help);
         counter!(name).absolute(0);
     }
+    describe_counter!(
+        HTTP_REQUESTS,
+        "Requests to POST /v1/logs answered, by status."
+    );
     describe_gauge!(CONNECTIONS_OPEN, "Connections open.");
     describe_gauge!(
         IN_FLIGHT,

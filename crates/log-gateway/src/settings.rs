@@ -37,6 +37,15 @@ pub struct GatewaySettings {
     /// TCP address syslog messages arrive on (RFC 6587: octet-counted or newline-framed;
     /// RFC 5424 or RFC 3164); empty: no syslog listener. Written to `topic` like lines.
     pub syslog_listen_address: String,
+    /// TCP address of the acknowledged HTTP endpoint `POST /v1/logs` (answered only once Kafka
+    /// has every line of the request); empty: none.
+    pub http_listen_address: String,
+    /// Largest request body of the HTTP endpoint, in bytes, after gzip decompression too.
+    pub max_request_bytes: usize,
+    /// How long a request of the HTTP endpoint waits for Kafka to acknowledge all its lines
+    /// before it is answered 503 (seconds).
+    #[serde_as(as = "DurationSecondsWithFrac<f64>")]
+    pub request_timeout_secs: Duration,
     /// Topic each line is written to, as one record.
     pub topic: String,
     /// Topic for lines longer than `max_line_bytes` (their first `max_line_bytes` bytes, the
@@ -67,6 +76,9 @@ impl Default for GatewaySettings {
         Self {
             listen_address: "0.0.0.0:5140".to_owned(),
             syslog_listen_address: String::new(),
+            http_listen_address: String::new(),
+            max_request_bytes: 10 * 1024 * 1024,
+            request_timeout_secs: Duration::from_secs(30),
             topic: "access-logs".to_owned(),
             dlq_topic: "access-logs-dlq".to_owned(),
             max_line_bytes: 64 * 1024,
@@ -98,6 +110,16 @@ pub struct Cli {
     /// TCP address to receive syslog on; "" for none. [default: none]
     #[arg(long, value_name = "HOST:PORT")]
     pub syslog_listen_address: Option<String>,
+    /// TCP address of the acknowledged HTTP endpoint POST /v1/logs; "" for none. [default:
+    /// none]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_listen_address: Option<String>,
+    /// Largest HTTP request body in bytes (after gzip too). [default: 10485760]
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_bytes: Option<u64>,
+    /// Seconds an HTTP request waits for Kafka's acknowledgements before a 503. [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<f64>,
     /// Topic to write lines to. [default: access-logs]
     #[arg(long)]
     pub topic: Option<String>,
@@ -141,6 +163,12 @@ impl Cli {
                 "gateway.syslog_listen_address",
                 self.syslog_listen_address.clone(),
             )
+            .set(
+                "gateway.http_listen_address",
+                self.http_listen_address.clone(),
+            )
+            .set("gateway.max_request_bytes", self.max_request_bytes)
+            .set("gateway.request_timeout_secs", self.request_timeout)
             .set("gateway.topic", self.topic.clone())
             .set("gateway.dlq_topic", self.dlq_topic.clone())
             .set("gateway.max_line_bytes", self.max_line_bytes)
@@ -168,13 +196,27 @@ impl Config {
         g.listen_address.parse::<SocketAddr>().map_err(|e| {
             SettingsError::invalid("gateway.listen_address", format!("not HOST:PORT: {e}"))
         })?;
-        if !g.syslog_listen_address.is_empty() {
-            g.syslog_listen_address.parse::<SocketAddr>().map_err(|e| {
-                SettingsError::invalid(
-                    "gateway.syslog_listen_address",
-                    format!("not HOST:PORT: {e}"),
-                )
-            })?;
+        for (key, address) in [
+            ("gateway.syslog_listen_address", &g.syslog_listen_address),
+            ("gateway.http_listen_address", &g.http_listen_address),
+        ] {
+            if !address.is_empty() {
+                address
+                    .parse::<SocketAddr>()
+                    .map_err(|e| SettingsError::invalid(key, format!("not HOST:PORT: {e}")))?;
+            }
+        }
+        if g.max_request_bytes == 0 || g.max_request_bytes > 1 << 30 {
+            return Err(SettingsError::invalid(
+                "gateway.max_request_bytes",
+                "must be between 1 and 1073741824",
+            ));
+        }
+        if g.request_timeout_secs.is_zero() {
+            return Err(SettingsError::invalid(
+                "gateway.request_timeout_secs",
+                "must be > 0",
+            ));
         }
         for (key, topic) in [
             ("gateway.topic", &g.topic),
@@ -226,6 +268,9 @@ mod tests {
             ("--max-in-flight=0", "gateway.max_in_flight"),
             ("--idle-timeout=0", "gateway.idle_timeout_secs"),
             ("--topic=", "gateway.topic"),
+            ("--http-listen-address=:80", "gateway.http_listen_address"),
+            ("--max-request-bytes=0", "gateway.max_request_bytes"),
+            ("--request-timeout=0", "gateway.request_timeout_secs"),
         ] {
             let error = Cli::parse_from(["log-gateway", flag])
                 .load()

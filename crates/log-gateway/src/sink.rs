@@ -6,9 +6,15 @@
 //! control: the gateway never drops a line to keep up. Deliveries are counted in the callback,
 //! with no future or channel per record. The producer is idempotent with `acks=all`, and
 //! `message.timeout.ms=0`: librdkafka retries a record until Kafka takes it.
+//!
+//! A request of the HTTP endpoint ([`Sink::request`]) takes the permits for all its lines at
+//! once and registers a [`Pending`] tally under an id that rides along with each record as its
+//! delivery opaque; the callback counts it down and wakes the request when Kafka has
+//! acknowledged the last of them. Lines of the TCP listeners carry id 0 and cost no lookup.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,7 +30,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::metrics as m;
 use crate::syslog::Message as SyslogMessage;
@@ -40,10 +46,86 @@ pub struct Deliveries {
     pub failed: AtomicU64,
 }
 
+/// The records of one HTTP request that Kafka has not settled yet.
+#[derive(Debug)]
+struct Pending {
+    /// Records not yet acknowledged or failed.
+    remaining: AtomicUsize,
+    /// Records that failed.
+    failed: AtomicUsize,
+    /// Woken when `remaining` reaches 0.
+    settled: Notify,
+}
+
+impl Pending {
+    /// Counts one record settled; true when it was the last.
+    fn settle(&self, ok: bool) -> bool {
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_one();
+            return true;
+        }
+        false
+    }
+}
+
+/// The requests waiting for Kafka's acknowledgements, by id (0: none, the TCP lines).
+#[derive(Debug, Default)]
+struct Requests {
+    next: AtomicUsize,
+    pending: Mutex<HashMap<usize, Arc<Pending>>>,
+}
+
+impl Requests {
+    fn register(&self, records: usize) -> (usize, Arc<Pending>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let pending = Arc::new(Pending {
+            remaining: AtomicUsize::new(records),
+            failed: AtomicUsize::new(0),
+            settled: Notify::new(),
+        });
+        self.map().insert(id, pending.clone());
+        (id, pending)
+    }
+
+    /// Settles one record of request `id`, forgetting the request after its last.
+    fn settle(&self, id: usize, ok: bool) {
+        let mut map = self.map();
+        if let Some(pending) = map.get(&id)
+            && pending.settle(ok)
+        {
+            map.remove(&id);
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Arc<Pending>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why a request's lines were not all acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No room among the in-flight records within the wait: nothing was produced.
+    #[error("no room for {lines} lines among the records in flight")]
+    Busy { lines: usize },
+    /// Not all acknowledged within the timeout; those produced stay in flight and may still be
+    /// written.
+    #[error("Kafka did not acknowledge every line in time")]
+    Unacknowledged,
+    /// Some records could not be delivered.
+    #[error("{failed} lines could not be delivered")]
+    Failed { failed: usize },
+}
+
 /// The producer's context: logs, and the delivery callback that returns permits.
 pub struct SinkContext {
     permits: Arc<Semaphore>,
+    max_in_flight: usize,
     deliveries: Arc<Deliveries>,
+    requests: Arc<Requests>,
     dlq_topic: String,
     health: Arc<Health>,
 }
@@ -62,10 +144,19 @@ impl ClientContext for SinkContext {
 }
 
 impl ProducerContext for SinkContext {
-    type DeliveryOpaque = ();
+    /// The id of the HTTP request the record belongs to; 0 for none.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, request: usize) {
         self.permits.add_permits(1);
+        // The gauge is set as records are produced; the last acknowledgement sets it to 0, so
+        // it does not stay at its last value once the traffic stops.
+        if self.permits.available_permits() == self.max_in_flight {
+            gauge!(m::IN_FLIGHT).set(0.0);
+        }
+        if request != 0 {
+            self.requests.settle(request, result.is_ok());
+        }
         match result {
             Ok(message) if message.topic() == self.dlq_topic => {
                 self.deliveries.dead_letters.fetch_add(1, Ordering::Relaxed);
@@ -112,6 +203,7 @@ pub struct Sink {
     permits: Arc<Semaphore>,
     max_in_flight: usize,
     deliveries: Arc<Deliveries>,
+    requests: Arc<Requests>,
     topic: String,
     dlq_topic: String,
     max_line_bytes: usize,
@@ -126,6 +218,7 @@ impl Sink {
     ) -> anyhow::Result<Self> {
         let permits = Arc::new(Semaphore::new(settings.max_in_flight));
         let deliveries = Arc::new(Deliveries::default());
+        let requests = Arc::new(Requests::default());
         let queue = (settings.max_in_flight + 1000).to_string();
         let mut properties = PRODUCER_DEFAULTS.to_vec();
         properties.extend([
@@ -140,7 +233,9 @@ impl Sink {
         let producer = client_config(kafka, "log-gateway", &properties)?
             .create_with_context(SinkContext {
                 permits: permits.clone(),
+                max_in_flight: settings.max_in_flight,
                 deliveries: deliveries.clone(),
+                requests: requests.clone(),
                 dlq_topic: settings.dlq_topic.clone(),
                 health,
             })
@@ -150,6 +245,7 @@ impl Sink {
             permits,
             max_in_flight: settings.max_in_flight,
             deliveries,
+            requests,
             topic: settings.topic.clone(),
             dlq_topic: settings.dlq_topic.clone(),
             max_line_bytes: settings.max_line_bytes,
@@ -250,19 +346,78 @@ impl Sink {
             .await;
     }
 
+    /// Produces the lines of one HTTP request and waits until Kafka has acknowledged every one:
+    /// the number produced. Room for all of them among the in-flight records is taken at once,
+    /// waiting at most `room_wait` (else nothing is produced: [`RequestError::Busy`]); the
+    /// acknowledgements are awaited at most `ack_timeout` ([`RequestError::Unacknowledged`]:
+    /// the lines stay in flight and may still be written).
+    pub async fn request(
+        &self,
+        lines: &[Bytes],
+        origin: &Origin,
+        room_wait: Duration,
+        ack_timeout: Duration,
+    ) -> Result<usize, RequestError> {
+        let count = lines.len();
+        if count == 0 {
+            return Ok(0);
+        }
+        let busy = RequestError::Busy { lines: count };
+        let wanted = u32::try_from(count).map_err(|_| busy)?;
+        match tokio::time::timeout(room_wait, self.permits.acquire_many(wanted)).await {
+            Ok(Ok(permits)) => permits.forget(),
+            _ => return Err(busy),
+        }
+        gauge!(m::IN_FLIGHT).set(self.in_flight() as f64);
+        let (id, pending) = self.requests.register(count);
+        let received = origin.received_ms.to_string();
+        for line in lines {
+            let headers = with_origin(OwnedHeaders::new_with_capacity(2), origin, &received);
+            if !self
+                .send(&self.topic, line, headers, origin.received_ms, id)
+                .await
+            {
+                self.requests.settle(id, false);
+            }
+        }
+        if tokio::time::timeout(ack_timeout, pending.settled.notified())
+            .await
+            .is_err()
+        {
+            return Err(RequestError::Unacknowledged);
+        }
+        match pending.failed.load(Ordering::Relaxed) {
+            0 => Ok(count),
+            failed => Err(RequestError::Failed { failed }),
+        }
+    }
+
     async fn produce(&self, topic: &str, payload: &Bytes, headers: OwnedHeaders, timestamp: i64) {
         // Given back by the delivery callback. (The semaphore is never closed.)
         if let Ok(permit) = self.permits.acquire().await {
             permit.forget();
         }
         gauge!(m::IN_FLIGHT).set(self.in_flight() as f64);
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
+        self.send(topic, payload, headers, timestamp, 0).await;
+    }
+
+    /// Hands one record, whose permit is taken, to the producer; false (and the permit given
+    /// back) when it could not be.
+    async fn send(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+        headers: OwnedHeaders,
+        timestamp: i64,
+        request: usize,
+    ) -> bool {
+        let mut record = BaseRecord::with_opaque_to(topic, request)
             .payload(payload.as_ref())
             .headers(headers)
             .timestamp(timestamp);
         loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
+            match self.producer.send::<(), [u8]>(record) {
+                Ok(()) => return true,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -272,7 +427,7 @@ impl Sink {
                     self.deliveries.failed.fetch_add(1, Ordering::Relaxed);
                     counter!(m::PRODUCE_FAILURES).increment(1);
                     tracing::error!(%error, topic, "a record could not be produced: it is lost");
-                    return;
+                    return false;
                 }
             }
         }

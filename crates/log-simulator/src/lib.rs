@@ -7,6 +7,8 @@
 //!   quoted field (nginx's `"$http_x_forwarded_for"`; `"-"` when there is none).
 //! - A small share is malformed: no client address, an unparsable timestamp, bytes that are not
 //!   UTF-8.
+//! - Sent over TCP ([`send`]: newline-framed, several connections), or over HTTP to the
+//!   gateway's acknowledged endpoint ([`send_http`]: batches, retried until answered 200).
 //! - Event times advance by `1 / rate` seconds per line from `start_ms` (now, unless given):
 //!   with a fixed start the same seed gives the same lines. Line `i` goes to connection
 //!   `i % connections`.
@@ -319,4 +321,202 @@ pub async fn send(
         "{sent} lines generated but {written} written"
     );
     Ok(sent)
+}
+
+/// Where and how fast [`send_http`] sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSending {
+    /// The gateway's HTTP listener, `HOST:PORT`.
+    pub gateway: String,
+    /// Lines per second in total; 0: as fast as the gateway takes them.
+    pub rate: f64,
+    /// Lines to send; 0: until `stop`.
+    pub count: u64,
+    /// Requests in flight at once; batch `i` goes to sender `i % requests`.
+    pub requests: usize,
+    /// Lines per request at most.
+    pub batch_lines: usize,
+    /// A batch waits at most this long for more lines before it is sent.
+    pub linger: Duration,
+    /// Compress the bodies with gzip.
+    pub gzip: bool,
+}
+
+/// What [`send_http`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpReport {
+    /// Lines the gateway acknowledged (answered 200 for).
+    pub acknowledged: u64,
+    /// Requests answered 200.
+    pub requests: u64,
+    /// Attempts that were retried: no answer (the gateway away or killed), 429 or 503.
+    pub retries: u64,
+    /// Lines of requests still unacknowledged when `stop` came.
+    pub abandoned: u64,
+}
+
+impl std::ops::AddAssign for HttpReport {
+    fn add_assign(&mut self, other: Self) {
+        self.acknowledged += other.acknowledged;
+        self.requests += other.requests;
+        self.retries += other.retries;
+        self.abandoned += other.abandoned;
+    }
+}
+
+/// Longest wait between two attempts of a request that got no answer.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Sends `generator`'s lines to the gateway's `POST /v1/logs` in batches, as an acknowledging
+/// shipper does: each request is retried (after its `Retry-After`, or with a growing backoff
+/// when there was no answer) until the gateway answers 200, so no line is lost, and a line
+/// may be duplicated when an answer was lost. A 4xx other than 429 is an error: retrying would
+/// not help. Until `count` lines are acknowledged, or `stop` (the requests then unanswered are
+/// reported as abandoned).
+pub async fn send_http(
+    generator: &mut Generator,
+    sending: &HttpSending,
+    stop: &CancellationToken,
+) -> anyhow::Result<HttpReport> {
+    anyhow::ensure!(sending.requests > 0, "--connections must be > 0");
+    anyhow::ensure!(sending.batch_lines > 0, "--batch-lines must be > 0");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("building the HTTP client")?;
+    let url = format!("http://{}/v1/logs", sending.gateway);
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..sending.requests {
+        let (tx, mut rx) = mpsc::channel::<(bytes::Bytes, u64)>(1);
+        senders.push(tx);
+        let (client, url, gzip, stop) = (client.clone(), url.clone(), sending.gzip, stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut report = HttpReport::default();
+            while let Some((body, lines)) = rx.recv().await {
+                let acknowledged =
+                    post_until_acknowledged(&client, &url, body, gzip, &stop, &mut report).await?;
+                if acknowledged {
+                    report.acknowledged += lines;
+                    report.requests += 1;
+                } else {
+                    report.abandoned += lines;
+                }
+            }
+            anyhow::Ok(report)
+        }));
+    }
+
+    let started = Instant::now();
+    let (mut generated, mut batches) = (0u64, 0usize);
+    let mut batch: Vec<u8> = Vec::new();
+    let (mut in_batch, mut batch_started) = (0u64, Instant::now());
+    loop {
+        let done = (sending.count > 0 && generated >= sending.count) || stop.is_cancelled();
+        let full = in_batch as usize >= sending.batch_lines;
+        let stale = in_batch > 0 && batch_started.elapsed() >= sending.linger;
+        if in_batch > 0 && (done || full || stale) {
+            let mut body = std::mem::take(&mut batch);
+            if sending.gzip {
+                body = gzip(&body)?;
+            }
+            if senders[batches % senders.len()]
+                .send((body.into(), in_batch))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            batches += 1;
+            in_batch = 0;
+        }
+        if done {
+            break;
+        }
+        if sending.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(generated as f64 / sending.rate);
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = stop.cancelled() => continue,
+                }
+            }
+        }
+        if in_batch == 0 {
+            batch_started = Instant::now();
+        }
+        batch.extend_from_slice(&generator.next_line());
+        batch.push(b'\n');
+        in_batch += 1;
+        generated += 1;
+    }
+    drop(senders);
+    let mut report = HttpReport::default();
+    for worker in workers {
+        report += worker.await.context("request task")??;
+    }
+    Ok(report)
+}
+
+/// Posts `body` until the gateway answers 200 (true), or `stop` (false).
+async fn post_until_acknowledged(
+    client: &reqwest::Client,
+    url: &str,
+    body: bytes::Bytes,
+    gzip: bool,
+    stop: &CancellationToken,
+    report: &mut HttpReport,
+) -> anyhow::Result<bool> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut request = client
+            .post(url)
+            .header("content-type", "text/plain")
+            .body(body.clone());
+        if gzip {
+            request = request.header("content-encoding", "gzip");
+        }
+        let answer = tokio::select! {
+            answer = request.send() => answer,
+            _ = stop.cancelled() => return Ok(false),
+        };
+        let wait = match answer {
+            Ok(response) if response.status().is_success() => return Ok(true),
+            Ok(response) if matches!(response.status().as_u16(), 429 | 503) => {
+                let after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                tracing::debug!(status = %response.status(), after, "request to be retried");
+                Duration::from_secs(after)
+            }
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                anyhow::bail!("the gateway refused a request ({status}): {text}");
+            }
+            Err(error) => {
+                tracing::debug!(%error, "no answer: the request is retried");
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff
+            }
+        };
+        report.retries += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return Ok(false),
+        }
+    }
+}
+
+fn gzip(body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    Ok(encoder.finish()?)
 }

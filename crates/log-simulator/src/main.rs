@@ -2,19 +2,43 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
-use log_simulator::{Generator, Sending, Shape};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use log_simulator::{Generator, HttpSending, Sending, Shape};
 use pipeline_runtime::settings::TelemetrySettings;
 use pipeline_runtime::{shutdown, telemetry};
 
+/// How the lines reach the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// Newline-framed lines over TCP connections (the gateway's listen_address).
+    Tcp,
+    /// Batches to POST /v1/logs (the gateway's http_listen_address), each retried until the
+    /// gateway answers 200: acknowledged, nothing lost.
+    Http,
+}
+
 /// Sends seeded, realistic access-log lines (combined format) to the log gateway over several
-/// TCP connections.
+/// TCP connections, or in acknowledged HTTP requests.
 #[derive(Debug, Parser)]
 #[command(name = "log-simulator", version)]
 struct Cli {
-    /// The gateway's address.
+    /// The gateway's address: its line listener, or with --protocol http its HTTP listener.
     #[arg(long, default_value = "127.0.0.1:5140", value_name = "HOST:PORT")]
     gateway: String,
+    /// How to send.
+    #[arg(long, value_enum, default_value_t = Protocol::Tcp)]
+    protocol: Protocol,
+    /// --protocol http: lines per request at most.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    batch_lines: usize,
+    /// --protocol http: a request waits at most this long for more lines.
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    linger_ms: u64,
+    /// --protocol http: gzip the request bodies.
+    #[arg(long)]
+    gzip: bool,
     /// Lines per second in total; 0 = as fast as the gateway takes them.
     #[arg(long, default_value_t = 100.0, value_name = "R")]
     rate: f64,
@@ -24,7 +48,8 @@ struct Cli {
     /// Seed: with --start-time, the same seed sends the same lines. [default: random]
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
-    /// Concurrent connections; line i goes to connection i % N.
+    /// Concurrent connections (with --protocol http: requests in flight); line (or batch) i
+    /// goes to connection i % N.
     #[arg(long, default_value_t = 4, value_name = "N")]
     connections: usize,
     /// Distinct client addresses.
@@ -78,6 +103,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let stop = shutdown::on_signals();
     let started = Instant::now();
+    if cli.protocol == Protocol::Http {
+        let report = log_simulator::send_http(
+            &mut generator,
+            &HttpSending {
+                gateway: cli.gateway.clone(),
+                rate: cli.rate,
+                count: cli.count,
+                requests: cli.connections,
+                batch_lines: cli.batch_lines,
+                linger: Duration::from_millis(cli.linger_ms),
+                gzip: cli.gzip,
+            },
+            &stop,
+        )
+        .await?;
+        tracing::info!(
+            lines = report.acknowledged,
+            requests = report.requests,
+            retries = report.retries,
+            abandoned = report.abandoned,
+            seed,
+            "done: {} lines sent and acknowledged in {} requests ({} attempts retried, {} lines abandoned unacknowledged) in {:.1}s",
+            report.acknowledged,
+            report.requests,
+            report.retries,
+            report.abandoned,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let sent = log_simulator::send(
         &mut generator,
         &Sending {

@@ -20,15 +20,15 @@ use e2e_tests::topics::create_topics;
 use e2e_tests::unique;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream};
 
-struct Gateway {
-    service: Service,
-    listen: String,
-    http: String,
-    topic: String,
-    dlq: String,
+pub(crate) struct Gateway {
+    pub(crate) service: Service,
+    pub(crate) listen: String,
+    pub(crate) http: String,
+    pub(crate) topic: String,
+    pub(crate) dlq: String,
 }
 
-fn start_gateway(bootstrap: &str, test: &str, extra: &[&str]) -> Gateway {
+pub(crate) fn start_gateway(bootstrap: &str, test: &str, extra: &[&str]) -> Gateway {
     let id = unique(test);
     let topic = format!("{id}-access-logs");
     let dlq = format!("{id}-access-logs-dlq");
@@ -74,7 +74,7 @@ fn lines_by_sender(records: &[Record]) -> BTreeMap<String, Vec<Vec<u8>>> {
     by_sender
 }
 
-fn wait_for_records(bootstrap: &str, topic: &str, count: usize) -> Vec<Record> {
+pub(crate) fn wait_for_records(bootstrap: &str, topic: &str, count: usize) -> Vec<Record> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let records = read_topic(bootstrap, topic);
@@ -534,7 +534,7 @@ fn closed_by_the_gateway(stream: &mut impl Read) -> bool {
 fn over_tls_trusted_clients_are_served_and_untrusted_or_plaintext_ones_are_refused_cleanly() {
     let bootstrap = shared_bootstrap();
     let certificates = Certificates::new();
-    let gateway = start_gateway(
+    let mut gateway = start_gateway(
         &bootstrap,
         "gateway-tls",
         &[
@@ -544,6 +544,8 @@ fn over_tls_trusted_clients_are_served_and_untrusted_or_plaintext_ones_are_refus
             &certificates.path("gateway.key"),
             "--tls-ca-file",
             &certificates.path("ca.pem"),
+            "--http-listen-address",
+            "127.0.0.1:0",
         ],
     );
     let batch = |name: &str| -> Vec<String> {
@@ -590,13 +592,43 @@ fn over_tls_trusted_clients_are_served_and_untrusted_or_plaintext_ones_are_refus
             .expect("a trusted client connects again"),
         &second,
     );
-    let records = wait_for_records(&bootstrap, &gateway.topic, 100);
+    // The HTTP endpoint over TLS: a trusted client's request is acknowledged, a rogue one's
+    // connection closed.
+    let http = gateway.service.logged_address(
+        "receiving log lines over HTTP (POST /v1/logs)",
+        Duration::from_secs(10),
+    );
+    let posted = ["10.1.1.1 over https", "10.1.1.2 over https"];
+    let answer = e2e_tests::service::http_post(
+        certificates
+            .connect(&http, Some("client"))
+            .expect("a trusted client connects to the HTTP listener"),
+        "/v1/logs",
+        &[],
+        posted.join("\n").as_bytes(),
+    )
+    .expect("an answer");
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "{\"accepted\":2}")
+    );
+    if let Ok(rogue) = certificates.connect(&http, Some("rogue")) {
+        let answer = e2e_tests::service::http_post(rogue, "/v1/logs", &[], b"10.6.6.6 rogue");
+        assert!(answer.is_err(), "a rogue client was answered: {answer:?}");
+    }
+
+    let records = wait_for_records(&bootstrap, &gateway.topic, 102);
     let mut lines: Vec<String> = records
         .iter()
         .map(|r| String::from_utf8(r.payload.clone().expect("a value")).expect("UTF-8"))
         .collect();
     lines.sort();
-    let mut expected: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let mut expected: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .cloned()
+        .chain(posted.map(str::to_owned))
+        .collect();
     expected.sort();
     assert_eq!(
         lines,
@@ -605,9 +637,9 @@ fn over_tls_trusted_clients_are_served_and_untrusted_or_plaintext_ones_are_refus
         gateway.service.log_tail()
     );
     let metrics = scrape(&gateway.http);
-    assert_eq!(metrics["log_gateway_tls_handshake_failures_total"], 3.0);
-    assert_eq!(metrics["log_gateway_connections_accepted_total"], 5.0);
-    assert_eq!(metrics["log_gateway_lines_produced_total"], 100.0);
+    assert_eq!(metrics["log_gateway_tls_handshake_failures_total"], 4.0);
+    assert_eq!(metrics["log_gateway_connections_accepted_total"], 7.0);
+    assert_eq!(metrics["log_gateway_lines_produced_total"], 102.0);
 }
 
 /// The gateway's record whose value is `body`.

@@ -3,7 +3,7 @@
 //! test run). `scripts/test.sh` runs them with cargo-nextest, each test in a process of its own
 //! and side by side; `.config/nextest.toml` says which of them may not share the machine.
 //!
-//! - real broker, shared: [`anomalies`], [`audit`], [`cli`], [`gateway`], [`input`], [`ip_count`], [`metrics`],
+//! - real broker, shared: [`anomalies`], [`audit`], [`cli`], [`gateway`], [`gateway_http`], [`input`], [`ip_count`], [`metrics`],
 //!   [`pause`], [`pipeline`], [`restore`], [`simulator`]; with PostgreSQL: [`pg_sink`], [`dashboard`]
 //!   (in Chromium too); with Prometheus: [`prometheus`];
 //! - a broker of their own, restarted under load: [`chaos`], [`ip_count_chaos`], [`secure`];
@@ -23,6 +23,7 @@ mod compose_stack;
 mod dashboard;
 mod demo;
 mod gateway;
+mod gateway_http;
 mod input;
 mod ip_count;
 mod ip_count_chaos;
