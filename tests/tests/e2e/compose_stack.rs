@@ -260,16 +260,26 @@ fn readme_alert_command(compose: &Compose) -> String {
     )
 }
 
-/// One access-log line from `ip`, now, to the gateway's published port.
+/// One access-log line from `ip`, now, to the gateway's published acknowledged HTTP endpoint
+/// (the log simulator sends over the TCP port): answered 200 once Kafka has it.
 fn send_log_line(ip: &str) {
     let now = time::OffsetDateTime::now_utc();
     let line = format!(
         "{ip} - - [{}] \"GET / HTTP/1.1\" 200 5\n",
         log_simulator::combined_timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64)
     );
-    let mut stream =
-        std::net::TcpStream::connect("127.0.0.1:5140").expect("the gateway on localhost:5140");
-    std::io::Write::write_all(&mut stream, line.as_bytes()).expect("send the line");
+    let stream =
+        std::net::TcpStream::connect("127.0.0.1:8088").expect("the gateway on localhost:8088");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("a timeout");
+    let answer = e2e_tests::service::http_post(stream, "/v1/logs", &[], line.as_bytes())
+        .expect("an answer from POST /v1/logs");
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "{\"accepted\":1}"),
+        "{answer:?}"
+    );
 }
 
 /// The documented command that shows an address's counts (`docs/network-logs.md`), aimed at
