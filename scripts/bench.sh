@@ -12,9 +12,17 @@ cargo build --release --locked --bins
 scripts/kafka.sh fetch
 # The services run as the image runs them (Dockerfile: MALLOC_ARENA_MAX=2).
 export MALLOC_ARENA_MAX=2
-# `scripts/bench.sh logs`: the network-log pipeline's benchmark only (gateway and IP-count job,
-# tests/benches/log_pipeline.rs, about 2 minutes; BENCH_LINES lines, default 1 000 000).
+# The Kafka Streams baselines (bench/kafka-streams): Kafka Streams and its dependencies from
+# Maven Central, compiled once, run from target/classes and target/lib.
+build_streams() {
+  echo "==> building the Kafka Streams baselines (bench/kafka-streams)" >&2
+  mvn -B -q -f bench/kafka-streams/pom.xml package >&2
+}
+# `scripts/bench.sh logs`: the network-log pipeline's benchmark only (the gateway per protocol,
+# the IP-count job and the same job on Kafka Streams, tests/benches/log_pipeline.rs, about 5
+# minutes; BENCH_LINES lines, default 1 000 000).
 if [[ "${1:-}" == logs ]]; then
+  build_streams
   cargo bench --locked -p e2e-tests --bench log_pipeline
   exit
 fi
@@ -26,8 +34,5 @@ if [[ "${1:-}" == anomalies ]]; then
   cargo bench --locked -p e2e-tests --bench anomalies
   exit
 fi
-# The Kafka Streams baseline (bench/kafka-streams): Kafka Streams and its dependencies from
-# Maven Central, compiled once, run from target/classes and target/lib.
-echo "==> building the Kafka Streams baseline (bench/kafka-streams)" >&2
-mvn -B -q -f bench/kafka-streams/pom.xml package >&2
+build_streams
 cargo bench --locked -p e2e-tests --bench pipeline

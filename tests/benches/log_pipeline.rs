@@ -1,11 +1,17 @@
 //! The network-log pipeline's benchmark on a real local broker (`scripts/bench.sh logs`):
 //!
-//! - gateway: log-simulator at full speed over 4 connections into the gateway; lines/s and MiB/s
-//!   until every line is acknowledged by Kafka, the gateway's CPU per million lines, and the
-//!   lines it held in flight (read, not yet acknowledged: what a SIGKILL loses) sampled from its
-//!   `/metrics`, at full speed and at 1 000 lines/s;
+//! - gateway, per protocol (lines over TCP, syslog over TCP, acknowledged HTTP plain and
+//!   gzip), each a gateway of its own writing a topic of its own: log-simulator at full speed
+//!   (4 connections, or 4 requests of 1 000 lines in flight) into it; lines/s and MiB/s (of
+//!   lines, before any compression) until every line is acknowledged by Kafka, the gateway's CPU
+//!   per million lines; for TCP lines also the lines it held in flight (read, not yet
+//!   acknowledged: what a SIGKILL loses) sampled from its `/metrics`, at full speed and at
+//!   1 000 lines/s;
 //! - job: one `ip-counter` (exactly once) over the pre-loaded lines, both stages, from start to
-//!   zero lag; lines/s and CPU per million lines.
+//!   zero lag; lines/s and CPU per million lines; then the same job on Kafka Streams
+//!   (`bench/kafka-streams`, `LogStreams`: `flatMap` → `groupByKey` → `windowedBy` → `count` →
+//!   `suppress(untilWindowCloses)`, exactly_once_v2) over the same lines on the same broker,
+//!   measured the same way (whole-process CPU, start-up included).
 //!
 //! Sizes: BENCH_LINES (default 1 000 000). Writes target/bench/log_pipeline.json.
 
@@ -13,7 +19,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e_tests::broker::{PrivateBroker, free_port};
-use e2e_tests::kafka_io::{high_watermarks, lag, wait_until_records_consumed};
+use e2e_tests::kafka_io::{high_watermarks, lag, read_topic, wait_until_records_consumed};
+use e2e_tests::kafka_streams::StreamsApp;
 use e2e_tests::repo_root;
 use e2e_tests::service::{Service, binary, cpu_seconds, scrape, wait_ready};
 use e2e_tests::topics::create_topics;
@@ -23,14 +30,16 @@ fn total(ends: &std::collections::HashMap<i32, i64>) -> i64 {
     ends.values().sum()
 }
 
-/// Sends `count` lines at `rate` (0: full speed) through the gateway; samples its in-flight
-/// gauge every 20 ms until Kafka holds `expected_total` lines. Returns (seconds, in-flight
-/// samples, bytes received).
+/// Sends `count` lines at `rate` (0: full speed) through the gateway with `protocol`'s
+/// simulator flags; samples its in-flight gauge every 20 ms until Kafka holds `expected_total`
+/// lines. Returns (seconds, in-flight samples, bytes received).
+#[allow(clippy::too_many_arguments)]
 fn send(
     bootstrap: &str,
     topic: &str,
     gateway: &Service,
     listen: &str,
+    protocol: &[&str],
     count: u64,
     rate: u64,
     expected_total: i64,
@@ -39,6 +48,7 @@ fn send(
     let started = Instant::now();
     let mut simulator = Command::new(binary("log-simulator"))
         .args(["--gateway", listen, "--connections", "4", "--seed", "3"])
+        .args(protocol)
         .args(["--rate", &rate.to_string(), "--count", &count.to_string()])
         .args(["--malformed-share", "0"])
         .stdout(Stdio::null())
@@ -97,48 +107,113 @@ fn main() {
         &[(logs, 6), (requests, 6), (counts, 6), (dlq, 1)],
     );
 
-    // Gateway, full speed.
-    let mut gateway = Service::gateway(
-        &["--brokers", &bootstrap, "--topic", logs, "--dlq-topic", dlq].map(String::from),
-    );
-    let listen = gateway.listen_address(Duration::from_secs(60));
-    let http = gateway.http_address(Duration::from_secs(30));
-    wait_ready(&http);
-    let cpu_before = cpu_seconds(gateway.pid());
-    eprintln!("gateway: {lines} lines at full speed over 4 connections...");
-    let (seconds, mut in_flight, bytes) =
-        send(&bootstrap, logs, &gateway, &listen, lines, 0, lines as i64);
-    let gateway_cpu = cpu_seconds(gateway.pid()) - cpu_before;
-    let full = json!({
-        "lines": lines,
-        "seconds": seconds,
-        "lines_per_second": lines as f64 / seconds,
-        "mib_per_second": bytes / seconds / 1_048_576.0,
-        "cpu_seconds_per_million": gateway_cpu / lines as f64 * 1e6,
-        "in_flight_p50": percentile(&mut in_flight, 0.5),
-        "in_flight_p99": percentile(&mut in_flight, 0.99),
-        "in_flight_max": percentile(&mut in_flight, 1.0),
-    });
-    eprintln!("  {full}");
-    eprintln!("gateway: 20 000 lines at 1 000/s...");
-    let light_lines = 20_000;
-    let (_, mut light, _) = send(
-        &bootstrap,
-        logs,
-        &gateway,
-        &listen,
-        light_lines,
-        1_000,
-        (lines + light_lines) as i64,
-    );
-    let light = json!({
-        "rate": 1000,
-        "in_flight_p50": percentile(&mut light, 0.5),
-        "in_flight_p99": percentile(&mut light, 0.99),
-        "in_flight_max": percentile(&mut light, 1.0),
-    });
-    eprintln!("  {light}");
-    drop(gateway);
+    // The gateway, one per protocol, full speed.
+    let protocols: [(&str, &str, &[&str]); 4] = [
+        ("tcp", "receiving log lines", &[]),
+        ("syslog", "receiving syslog", &["--protocol", "syslog"]),
+        (
+            "http",
+            "receiving log lines over HTTP (POST /v1/logs)",
+            &[
+                "--protocol",
+                "http",
+                "--batch-lines",
+                "1000",
+                "--linger-ms",
+                "50",
+            ],
+        ),
+        (
+            "http+gzip",
+            "receiving log lines over HTTP (POST /v1/logs)",
+            &[
+                "--protocol",
+                "http",
+                "--batch-lines",
+                "1000",
+                "--linger-ms",
+                "50",
+                "--gzip",
+            ],
+        ),
+    ];
+    let mut per_protocol = serde_json::Map::new();
+    let mut light = json!(null);
+    for (name, listening, flags) in protocols {
+        // TCP lines feed the job (`logs`); the others a topic of their own.
+        let topic = if name == "tcp" {
+            logs.to_owned()
+        } else {
+            let topic = format!("{logs}-{}", name.replace('+', "-"));
+            create_topics(&bootstrap, &[(&topic, 6)]);
+            topic
+        };
+        let mut gateway = Service::gateway(
+            &[
+                "--brokers",
+                &bootstrap,
+                "--topic",
+                &topic,
+                "--dlq-topic",
+                dlq,
+                "--syslog-listen-address",
+                "127.0.0.1:0",
+                "--http-listen-address",
+                "127.0.0.1:0",
+            ]
+            .map(String::from),
+        );
+        let listen = gateway.logged_address(listening, Duration::from_secs(60));
+        let http = gateway.http_address(Duration::from_secs(30));
+        wait_ready(&http);
+        let cpu_before = cpu_seconds(gateway.pid());
+        eprintln!("gateway, {name}: {lines} lines at full speed...");
+        let (seconds, mut in_flight, bytes) = send(
+            &bootstrap,
+            &topic,
+            &gateway,
+            &listen,
+            flags,
+            lines,
+            0,
+            lines as i64,
+        );
+        let gateway_cpu = cpu_seconds(gateway.pid()) - cpu_before;
+        let full = json!({
+            "lines": lines,
+            "seconds": seconds,
+            "lines_per_second": lines as f64 / seconds,
+            "mib_per_second": bytes / seconds / 1_048_576.0,
+            "cpu_seconds_per_million": gateway_cpu / lines as f64 * 1e6,
+            "in_flight_p50": percentile(&mut in_flight, 0.5),
+            "in_flight_p99": percentile(&mut in_flight, 0.99),
+            "in_flight_max": percentile(&mut in_flight, 1.0),
+        });
+        eprintln!("  {full}");
+        if name == "tcp" {
+            eprintln!("gateway, tcp: 20 000 lines at 1 000/s...");
+            let light_lines = 20_000;
+            let (_, mut samples, _) = send(
+                &bootstrap,
+                &topic,
+                &gateway,
+                &listen,
+                flags,
+                light_lines,
+                1_000,
+                (lines + light_lines) as i64,
+            );
+            light = json!({
+                "rate": 1000,
+                "in_flight_p50": percentile(&mut samples, 0.5),
+                "in_flight_p99": percentile(&mut samples, 0.99),
+                "in_flight_max": percentile(&mut samples, 1.0),
+            });
+            eprintln!("  {light}");
+        }
+        per_protocol.insert(name.to_owned(), full);
+        drop(gateway);
+    }
 
     // The job over everything on access-logs.
     let all_lines = total(&high_watermarks(&bootstrap, logs)) as f64;
@@ -194,24 +269,91 @@ fn main() {
     eprintln!("  {job}");
     drop(counter);
 
-    let report = json!({ "gateway_full_speed": full, "gateway_light": light, "job": job });
+    // Kafka Streams over the same lines. Done when the input is consumed and its repartition
+    // topic too: its committed offsets within one transaction marker of the end of each of
+    // the six partitions (the topic's records are purged as they are committed, so they cannot
+    // be read to find the last one).
+    eprintln!("Kafka Streams: the same job, exactly_once_v2, over {all_lines} lines...");
+    let (streams_output, application) = ("ip-counts-streams", "bench-log-streams");
+    create_topics(&bootstrap, &[(streams_output, 6)]);
+    let mut app = StreamsApp::start(
+        "LogStreams",
+        &[
+            &bootstrap,
+            logs,
+            streams_output,
+            application,
+            "exactly_once",
+        ],
+    );
+    let repartition = format!("{application}-requests-repartition");
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut settled = 0;
+    while settled < 3 {
+        app.check_alive();
+        assert!(Instant::now() < deadline, "Kafka Streams did not catch up");
+        let done = lag(&bootstrap, application, logs) == 0
+            && lag(&bootstrap, application, &repartition) <= 6;
+        settled = if done { settled + 1 } else { 0 };
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let streams_seconds = app.ready.elapsed().as_secs_f64();
+    let streams_cpu = app.cpu_seconds();
+    let streams = json!({
+        "guarantee": "exactly_once_v2",
+        "lines": all_lines,
+        "seconds": streams_seconds,
+        "startup_seconds": (app.ready - app.started).as_secs_f64(),
+        "lines_per_second": all_lines / streams_seconds,
+        "cpu_seconds_per_million_lines": streams_cpu / all_lines * 1e6,
+        // Closed windows' counts each wrote (their high watermarks also hold transaction
+        // markers): a check that both did the same work.
+        "counts": read_topic(&bootstrap, streams_output).len(),
+        "counts_ip_counter": read_topic(&bootstrap, counts).len(),
+    });
+    eprintln!("  {streams}");
+    app.stop();
+
+    let report = json!({
+        "gateway": per_protocol,
+        "gateway_light": light,
+        "job": job,
+        "kafka_streams": streams,
+    });
     println!("\nnetwork-log pipeline (one broker, same machine):");
+    for (name, full) in &per_protocol {
+        println!(
+            "  gateway {name:<10} {:>9.0} lines/s  {:>6.1} MiB/s  {:.2} CPU-s per million lines",
+            full["lines_per_second"].as_f64().unwrap_or(0.0),
+            full["mib_per_second"].as_f64().unwrap_or(0.0),
+            full["cpu_seconds_per_million"].as_f64().unwrap_or(0.0),
+        );
+    }
+    let tcp = &per_protocol["tcp"];
     println!(
-        "  gateway  {:>9.0} lines/s  {:>6.1} MiB/s  {:.2} CPU-s per million lines; in flight at full speed p50 {} p99 {} max {}; at 1 000 lines/s p50 {} max {}",
-        full["lines_per_second"].as_f64().unwrap_or(0.0),
-        full["mib_per_second"].as_f64().unwrap_or(0.0),
-        full["cpu_seconds_per_million"].as_f64().unwrap_or(0.0),
-        full["in_flight_p50"],
-        full["in_flight_p99"],
-        full["in_flight_max"],
+        "  gateway tcp in flight at full speed p50 {} p99 {} max {}; at 1 000 lines/s p50 {} max {}",
+        tcp["in_flight_p50"],
+        tcp["in_flight_p99"],
+        tcp["in_flight_max"],
         light["in_flight_p50"],
         light["in_flight_max"],
     );
     println!(
-        "  job      {:>9.0} lines/s  ({} requests, both stages, exactly once, 1 replica)  {:.2} CPU-s per million lines",
+        "  job                {:>9.0} lines/s  ({} requests, both stages, exactly once, 1 replica)  {:.2} CPU-s per million lines",
         job["lines_per_second"].as_f64().unwrap_or(0.0),
         requests_total,
         job["cpu_seconds_per_million_lines"].as_f64().unwrap_or(0.0),
+    );
+    println!(
+        "  Kafka Streams      {:>9.0} lines/s  (the same job, exactly_once_v2, 1 JVM)  {:.2} CPU-s per million lines; ip-counter {:.1}x less CPU per line",
+        streams["lines_per_second"].as_f64().unwrap_or(0.0),
+        streams["cpu_seconds_per_million_lines"]
+            .as_f64()
+            .unwrap_or(0.0),
+        streams["cpu_seconds_per_million_lines"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / job["cpu_seconds_per_million_lines"].as_f64().unwrap_or(1.0),
     );
     let path = repo_root().join("target/bench/log_pipeline.json");
     let _ = std::fs::create_dir_all(path.parent().expect("dir"));

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::lag;
+use e2e_tests::kafka_streams::StreamsApp;
 use e2e_tests::service::{Service, cpu_seconds, http_get, simulator_args, wait_ready};
 use e2e_tests::topics::PipelineTopics;
 use e2e_tests::{repo_root, unique};
@@ -419,70 +420,30 @@ fn restart_cost(run: &PipelineTopics, bootstrap: &str, guarantee: &str, also: &[
 /// JVM, from the start of the topic to zero lag: readings/s from the application's RUNNING
 /// state (assigned, restored) and CPU of the whole JVM, start-up included.
 fn kafka_streams(bootstrap: &str, topics: &PipelineTopics, readings: u64, guarantee: &str) -> Run {
-    let target = repo_root().join("bench/kafka-streams/target");
-    let classpath = format!(
-        "{}:{}/*",
-        target.join("classes").display(),
-        target.join("lib").display()
-    );
     let application = unique(&format!("bench-streams-{}", guarantee.replace('_', "-")));
-    let log_dir = tempfile::tempdir().expect("log directory");
-    let log_path = log_dir.path().join("streams.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let started = Instant::now();
-    let mut child = std::process::Command::new("java")
-        .args([
-            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-            "-cp",
-            &classpath,
-            "bench.TemperatureStreams",
+    let mut app = StreamsApp::start(
+        "TemperatureStreams",
+        &[
             bootstrap,
             &topics.input,
             &topics.output,
             &application,
             guarantee,
-        ])
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("starting java (bench/kafka-streams: run scripts/bench.sh, which builds it)");
-    let broker_before = broker_cpu();
-    let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    while !log_text().lines().any(|l| l == "RUNNING") {
-        assert!(
-            child.try_wait().ok().flatten().is_none(),
-            "Kafka Streams exited:\n{}",
-            log_text()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "Kafka Streams never ran:\n{}",
-            log_text()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let ready = Instant::now();
-    wait_for_zero_lag(bootstrap, &application, &topics.input, || {
-        assert!(
-            child.try_wait().ok().flatten().is_none(),
-            "Kafka Streams exited:\n{}",
-            log_text()
-        );
-    });
-    let seconds = ready.elapsed().as_secs_f64();
-    let broker = broker_cpu() - broker_before;
-    let cpu = cpu_seconds(child.id());
-    let peak = memory_mib(child.id(), "VmHWM:");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
+        ],
     );
-    let _ = child.wait();
+    let broker_before = broker_cpu();
+    wait_for_zero_lag(bootstrap, &application, &topics.input, || app.check_alive());
+    let seconds = app.ready.elapsed().as_secs_f64();
+    let broker = broker_cpu() - broker_before;
+    let cpu = app.cpu_seconds();
+    let peak = memory_mib(app.pid(), "VmHWM:");
+    let startup_seconds = (app.ready - app.started).as_secs_f64();
+    app.stop();
     Run {
         name: format!("Kafka Streams {guarantee}"),
         readings,
         seconds,
-        startup_seconds: (ready - started).as_secs_f64(),
+        startup_seconds,
         cpu_seconds: cpu,
         broker_cpu_seconds: broker,
         peak_mib: Some(peak),

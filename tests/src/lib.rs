@@ -6,6 +6,7 @@
 //! - [`service`]: the simulator and processor binaries as child processes.
 //! - [`supervisor`]: replicas under chaos: killed, stopped, restarted when they exit.
 //! - [`pipelines`]: the temperature pipeline under one guarantee, audited at the end.
+//! - [`kafka_streams`]: the benchmarks' Kafka Streams baselines, one JVM each.
 //! - [`kafka_io`]: producing test records and reading whole topics back.
 //! - [`models`]: an ONNX model trained by `models/train.py`, as a user trains one.
 //! - [`netns`]: a host of its own in a network namespace, to cut off and reconnect.
@@ -18,6 +19,7 @@ pub mod broker;
 pub mod browser;
 pub mod expect;
 pub mod kafka_io;
+pub mod kafka_streams;
 pub mod models;
 pub mod netns;
 pub mod pipelines;

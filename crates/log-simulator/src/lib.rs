@@ -231,6 +231,19 @@ mod tests {
     }
 
     #[test]
+    fn a_syslog_frame_counts_its_octets_and_carries_the_line_as_its_body() {
+        let frame = syslog_frame(b"10.0.0.1 - - [x] \"GET /\" 200 5");
+        let text = String::from_utf8(frame).expect("UTF-8");
+        let (length, message) = text.split_once(' ').expect("LEN SP MSG");
+        assert_eq!(length.parse::<usize>().expect("a length"), message.len());
+        assert!(message.starts_with("<134>1 20"), "{message}");
+        assert!(
+            message.ends_with(" simulator access - - - 10.0.0.1 - - [x] \"GET /\" 200 5"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn the_timestamp_is_the_combined_format() {
         assert_eq!(
             combined_timestamp(1_795_341_600_000),
@@ -251,6 +264,21 @@ pub struct Sending {
     pub count: u64,
     /// Concurrent connections; line `i` goes to connection `i % connections`.
     pub connections: usize,
+    /// Lines as they are, or each wrapped in a syslog message.
+    pub syslog: bool,
+}
+
+/// `line` as an RFC 5424 message (facility local0, severity info; host `simulator`, app
+/// `access`, the time now), octet-counted as RFC 6587 frames it and rsyslog's `omfwd` sends it.
+pub fn syslog_frame(line: &[u8]) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let header = format!("<134>1 {now} simulator access - - - ");
+    let mut frame = format!("{} ", header.len() + line.len()).into_bytes();
+    frame.extend_from_slice(header.as_bytes());
+    frame.extend_from_slice(line);
+    frame
 }
 
 /// Sends `generator`'s lines to the gateway until `count` or `stop`, then closes the
@@ -263,6 +291,7 @@ pub async fn send(
     anyhow::ensure!(sending.connections > 0, "--connections must be > 0");
     let mut senders = Vec::new();
     let mut writers = Vec::new();
+    let syslog = sending.syslog;
     for c in 0..sending.connections {
         let stream = TcpStream::connect(&sending.gateway)
             .await
@@ -273,7 +302,11 @@ pub async fn send(
             let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024, stream);
             let mut lines = 0u64;
             while let Some(mut line) = rx.recv().await {
-                line.push(b'\n');
+                if syslog {
+                    line = syslog_frame(&line);
+                } else {
+                    line.push(b'\n');
+                }
                 writer
                     .write_all(&line)
                     .await

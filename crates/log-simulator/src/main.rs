@@ -14,6 +14,9 @@ use pipeline_runtime::{shutdown, telemetry};
 enum Protocol {
     /// Newline-framed lines over TCP connections (the gateway's listen_address).
     Tcp,
+    /// Each line in an RFC 5424 syslog message, octet-counted (RFC 6587), over TCP
+    /// connections (the gateway's syslog_listen_address).
+    Syslog,
     /// Batches to POST /v1/logs (the gateway's http_listen_address), each retried until the
     /// gateway answers 200: acknowledged, nothing lost.
     Http,
@@ -24,7 +27,8 @@ enum Protocol {
 #[derive(Debug, Parser)]
 #[command(name = "log-simulator", version)]
 struct Cli {
-    /// The gateway's address: its line listener, or with --protocol http its HTTP listener.
+    /// The gateway's address: its line listener, or the syslog or HTTP listener for those
+    /// protocols.
     #[arg(long, default_value = "127.0.0.1:5140", value_name = "HOST:PORT")]
     gateway: String,
     /// How to send.
@@ -140,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate: cli.rate,
             count: cli.count,
             connections: cli.connections,
+            syslog: cli.protocol == Protocol::Syslog,
         },
         &stop,
     )

@@ -309,6 +309,7 @@ async fn send_logs(
         rate,
         count: 0,
         connections: 2,
+        syslog: false,
     };
     log_simulator::send(&mut generator, &sending, &stop).await?;
     Ok(())
