@@ -7,11 +7,14 @@
 //!   per million lines; for TCP lines also the lines it held in flight (read, not yet
 //!   acknowledged: what a SIGKILL loses) sampled from its `/metrics`, at full speed and at
 //!   1 000 lines/s;
-//! - job: one `ip-counter` (exactly once) over the pre-loaded lines, both stages, from start to
-//!   zero lag; lines/s and CPU per million lines; then the same job on Kafka Streams
-//!   (`bench/kafka-streams`, `LogStreams`: `flatMap` → `groupByKey` → `windowedBy` → `count` →
-//!   `suppress(untilWindowCloses)`, exactly_once_v2) over the same lines on the same broker,
-//!   measured the same way (whole-process CPU, start-up included).
+//! - jobs: one `ip-counter` (exactly once) over the TCP runs' lines as a backlog (event time
+//!   1 ms apart: 1 000 s of it, sent in seconds), from start until both stages have caught up:
+//!   lines/s, CPU per million lines, requests and late requests; then the same job on Kafka
+//!   Streams (`bench/kafka-streams`, `LogStreams`: `flatMap` → `groupByKey` → `windowedBy` →
+//!   `count` → `suppress(untilWindowCloses)`, exactly_once_v2) over the same lines on the same
+//!   broker, measured the same way (whole-process CPU, start-up included); then both at once on
+//!   live traffic (20 000 lines/s for 15 s through a gateway, event time the time sent): each
+//!   one's CPU per million lines at that steady rate.
 //!
 //! Sizes: BENCH_LINES (default 1 000 000). Writes target/bench/log_pipeline.json.
 
@@ -24,7 +27,7 @@ use e2e_tests::kafka_streams::StreamsApp;
 use e2e_tests::repo_root;
 use e2e_tests::service::{Service, binary, cpu_seconds, scrape, wait_ready};
 use e2e_tests::topics::create_topics;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn total(ends: &std::collections::HashMap<i32, i64>) -> i64 {
     ends.values().sum()
@@ -103,6 +106,182 @@ fn wait_caught_up(bootstrap: &str, stages: &[(&str, &str)], mut check: impl FnMu
     }
 }
 
+/// The repartition topic, output topic and group of the ip-counter run on `input`.
+fn ip_counter_names(input: &str) -> (String, String, String) {
+    (
+        format!("{input}-requests"),
+        format!("{input}-counts"),
+        format!("bench-ip-{input}"),
+    )
+}
+
+/// Starts one `ip-counter` (exactly once) on `input`, with topics of its own.
+fn start_ip_counter(bootstrap: &str, input: &str, dlq: &str) -> Service {
+    let (requests, counts, group) = ip_counter_names(input);
+    create_topics(bootstrap, &[(&requests, 6), (&counts, 6)]);
+    Service::start_binary(
+        "ip-counter",
+        &[
+            "--brokers",
+            bootstrap,
+            "--input-topic",
+            input,
+            "--repartition-topic",
+            &requests,
+            "--output-topic",
+            &counts,
+            "--dlq-topic",
+            dlq,
+            "--group-id",
+            &group,
+            "--http-address",
+            "127.0.0.1:0",
+        ]
+        .map(String::from),
+    )
+}
+
+/// The output topic, application id and repartition topic of the Kafka Streams run on `input`.
+fn streams_names(input: &str) -> (String, String, String) {
+    let application = format!("bench-log-streams-{input}");
+    let repartition = format!("{application}-requests-repartition");
+    (format!("{input}-counts-streams"), application, repartition)
+}
+
+/// Starts the Kafka Streams job (exactly_once_v2) on `input`, with an output topic of its own.
+fn start_streams(bootstrap: &str, input: &str) -> StreamsApp {
+    let (output, application, _) = streams_names(input);
+    create_topics(bootstrap, &[(&output, 6)]);
+    StreamsApp::start(
+        "LogStreams",
+        &[bootstrap, input, &output, &application, "exactly_once"],
+    )
+}
+
+/// Both jobs at once on live traffic: started and ready first, then `LIVE_RATE` lines a second
+/// for `LIVE_SECONDS` through a gateway, event time the time sent (as from real servers); each
+/// job's CPU from the first line until it has caught up, per million lines.
+fn live(bootstrap: &str, dlq: &str) -> Value {
+    let (rate, seconds) = (LIVE_RATE, LIVE_SECONDS);
+    let lines = rate * seconds;
+    let input = "access-logs-live";
+    create_topics(bootstrap, &[(input, 6)]);
+    eprintln!("live: both jobs at once, {lines} lines at {rate}/s through the gateway...");
+    let counter = start_ip_counter(bootstrap, input, dlq);
+    let counter_http = counter.http_address(Duration::from_secs(30));
+    wait_ready(&counter_http);
+    let mut app = start_streams(bootstrap, input);
+    let mut gateway = Service::gateway(
+        &["--brokers", bootstrap, "--topic", input, "--dlq-topic", dlq].map(String::from),
+    );
+    let listen = gateway.listen_address(Duration::from_secs(60));
+    wait_ready(&gateway.http_address(Duration::from_secs(30)));
+    let (counter_before, streams_before) = (cpu_seconds(counter.pid()), app.cpu_seconds());
+    send(
+        bootstrap,
+        input,
+        &gateway,
+        &listen,
+        &[],
+        lines,
+        rate,
+        lines as i64,
+    );
+    let (requests, _, group) = ip_counter_names(input);
+    let (_, application, repartition) = streams_names(input);
+    wait_caught_up(
+        bootstrap,
+        &[
+            (&format!("{group}-lines"), input),
+            (&format!("{group}-counts"), &requests),
+            (&application, input),
+            (&application, &repartition),
+        ],
+        || app.check_alive(),
+    );
+    let per_million = |cpu: f64| cpu / lines as f64 * 1e6;
+    let metrics = scrape(&counter_http);
+    let live = json!({
+        "rate": rate,
+        "lines": lines,
+        "ip_counter": {
+            "cpu_seconds_per_million_lines": per_million(cpu_seconds(counter.pid()) - counter_before),
+            "late_requests": metrics.get("ip_count_late_requests_total{reason=\"late\"}").copied().unwrap_or(0.0),
+        },
+        "kafka_streams": {
+            "cpu_seconds_per_million_lines": per_million(app.cpu_seconds() - streams_before),
+        },
+    });
+    eprintln!("  {live}");
+    app.stop();
+    drop(counter);
+    live
+}
+
+/// One `ip-counter` (exactly once) over `input` from its start until both stages have caught
+/// up: lines/s from its start, CPU of the whole process, requests, late requests and counts.
+fn ip_counter(bootstrap: &str, input: &str, dlq: &str) -> Value {
+    let lines = total(&high_watermarks(bootstrap, input)) as f64;
+    eprintln!("ip-counter over the backlog: one replica, exactly once, over {lines} lines...");
+    let counter = start_ip_counter(bootstrap, input, dlq);
+    let (requests, counts, group) = ip_counter_names(input);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    wait_caught_up(
+        bootstrap,
+        &[
+            (&format!("{group}-lines"), input),
+            (&format!("{group}-counts"), &requests),
+        ],
+        || {},
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(counter.pid());
+    let metrics = scrape(&counter.http_address(Duration::from_secs(5)));
+    let job = json!({
+        "guarantee": "exactly_once",
+        "replicas": 1,
+        "lines": lines,
+        "requests": metrics.get("ip_count_requests_consumed_total").copied().unwrap_or(0.0),
+        "late_requests": metrics.get("ip_count_late_requests_total{reason=\"late\"}").copied().unwrap_or(0.0),
+        "counts": read_topic(bootstrap, &counts).len(),
+        "seconds": seconds,
+        "lines_per_second": lines / seconds,
+        "cpu_seconds_per_million_lines": cpu / lines * 1e6,
+    });
+    eprintln!("  {job}");
+    job
+}
+
+/// The same job on Kafka Streams over `input`, measured the same way (start-up included).
+fn kafka_streams(bootstrap: &str, input: &str) -> Value {
+    let lines = total(&high_watermarks(bootstrap, input)) as f64;
+    eprintln!(
+        "Kafka Streams over the backlog: the same job, exactly_once_v2, over {lines} lines..."
+    );
+    let mut app = start_streams(bootstrap, input);
+    let (output, application, repartition) = streams_names(input);
+    wait_caught_up(
+        bootstrap,
+        &[(&application, input), (&application, &repartition)],
+        || app.check_alive(),
+    );
+    let seconds = app.started.elapsed().as_secs_f64();
+    let cpu = app.cpu_seconds();
+    let streams = json!({
+        "guarantee": "exactly_once_v2",
+        "lines": lines,
+        "seconds": seconds,
+        "startup_seconds": (app.ready - app.started).as_secs_f64(),
+        "lines_per_second": lines / seconds,
+        "cpu_seconds_per_million_lines": cpu / lines * 1e6,
+        "counts": read_topic(bootstrap, &output).len(),
+    });
+    eprintln!("  {streams}");
+    app.stop();
+    streams
+}
+
 fn percentile(samples: &mut [f64], p: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;
@@ -110,6 +289,10 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[((samples.len() - 1) as f64 * p).round() as usize]
 }
+
+/// The live run's rate (lines/s) and length (s).
+const LIVE_RATE: u64 = 20_000;
+const LIVE_SECONDS: u64 = 15;
 
 fn main() {
     let lines: u64 = std::env::var("BENCH_LINES")
@@ -119,11 +302,8 @@ fn main() {
     let broker = PrivateBroker::new(free_port());
     broker.start();
     let bootstrap = broker.bootstrap();
-    let (logs, requests, counts, dlq) = ("access-logs", "ip-count-requests", "ip-counts", "dlq");
-    create_topics(
-        &bootstrap,
-        &[(logs, 6), (requests, 6), (counts, 6), (dlq, 1)],
-    );
+    let (logs, dlq) = ("access-logs", "dlq");
+    create_topics(&bootstrap, &[(logs, 6), (dlq, 1)]);
 
     // The gateway, one per protocol, full speed.
     let protocols: [(&str, &str, &[&str]); 4] = [
@@ -233,95 +413,21 @@ fn main() {
         drop(gateway);
     }
 
-    // The job over everything on access-logs.
-    let all_lines = total(&high_watermarks(&bootstrap, logs)) as f64;
-    eprintln!("ip-counter: one replica, exactly once, over {all_lines} lines...");
-    let group = "bench-ip";
-    let counter = Service::start_binary(
-        "ip-counter",
-        &[
-            "--brokers",
-            &bootstrap,
-            "--input-topic",
-            logs,
-            "--repartition-topic",
-            requests,
-            "--output-topic",
-            counts,
-            "--dlq-topic",
-            dlq,
-            "--group-id",
-            group,
-        ]
-        .map(String::from),
+    // The jobs over a backlog (the TCP runs' lines, preloaded: capacity), then both at once
+    // on live traffic (cost at a steady rate).
+    let mut scenarios = serde_json::Map::new();
+    let job = ip_counter(&bootstrap, logs, dlq);
+    let streams = kafka_streams(&bootstrap, logs);
+    scenarios.insert(
+        "backlog".to_owned(),
+        json!({ "ip_counter": job, "kafka_streams": streams }),
     );
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(2));
-    wait_caught_up(
-        &bootstrap,
-        &[
-            (&format!("{group}-lines"), logs),
-            (&format!("{group}-counts"), requests),
-        ],
-        || {},
-    );
-    let job_seconds = started.elapsed().as_secs_f64();
-    let job_cpu = cpu_seconds(counter.pid());
-    let requests_total = total(&high_watermarks(&bootstrap, requests));
-    let job = json!({
-        "guarantee": "exactly_once",
-        "replicas": 1,
-        "lines": all_lines,
-        "requests": requests_total,
-        "seconds": job_seconds,
-        "lines_per_second": all_lines / job_seconds,
-        "cpu_seconds_per_million_lines": job_cpu / all_lines * 1e6,
-    });
-    eprintln!("  {job}");
-    drop(counter);
-
-    // Kafka Streams over the same lines, done the same way.
-    eprintln!("Kafka Streams: the same job, exactly_once_v2, over {all_lines} lines...");
-    let (streams_output, application) = ("ip-counts-streams", "bench-log-streams");
-    create_topics(&bootstrap, &[(streams_output, 6)]);
-    let mut app = StreamsApp::start(
-        "LogStreams",
-        &[
-            &bootstrap,
-            logs,
-            streams_output,
-            application,
-            "exactly_once",
-        ],
-    );
-    let repartition = format!("{application}-requests-repartition");
-    wait_caught_up(
-        &bootstrap,
-        &[(application, logs), (application, &repartition)],
-        || app.check_alive(),
-    );
-    let streams_seconds = app.ready.elapsed().as_secs_f64();
-    let streams_cpu = app.cpu_seconds();
-    let streams = json!({
-        "guarantee": "exactly_once_v2",
-        "lines": all_lines,
-        "seconds": streams_seconds,
-        "startup_seconds": (app.ready - app.started).as_secs_f64(),
-        "lines_per_second": all_lines / streams_seconds,
-        "cpu_seconds_per_million_lines": streams_cpu / all_lines * 1e6,
-        // Closed windows' counts each wrote (their high watermarks also hold transaction
-        // markers): a check that both did the same work.
-        "counts": read_topic(&bootstrap, streams_output).len(),
-        "counts_ip_counter": read_topic(&bootstrap, counts).len(),
-    });
-    eprintln!("  {streams}");
-    app.stop();
+    scenarios.insert("live".to_owned(), live(&bootstrap, dlq));
 
     let report = json!({
         "gateway": per_protocol,
         "gateway_light": light,
-        "job": job,
-        "kafka_streams": streams,
+        "jobs": scenarios,
     });
     println!("\nnetwork-log pipeline (one broker, same machine):");
     for (name, full) in &per_protocol {
@@ -341,22 +447,30 @@ fn main() {
         light["in_flight_p50"],
         light["in_flight_max"],
     );
+    let per_million = |run: &Value| run["cpu_seconds_per_million_lines"].as_f64().unwrap_or(0.0);
+    let backlog = &scenarios["backlog"];
+    let (job, streams) = (&backlog["ip_counter"], &backlog["kafka_streams"]);
     println!(
-        "  job                {:>9.0} lines/s  ({} requests, both stages, exactly once, 1 replica)  {:.2} CPU-s per million lines",
+        "  backlog ip-counter     {:>9.0} lines/s  {:.2} CPU-s per million lines ({} requests, {} late; both stages, exactly once, 1 replica)",
         job["lines_per_second"].as_f64().unwrap_or(0.0),
-        requests_total,
-        job["cpu_seconds_per_million_lines"].as_f64().unwrap_or(0.0),
+        per_million(job),
+        job["requests"],
+        job["late_requests"],
     );
     println!(
-        "  Kafka Streams      {:>9.0} lines/s  (the same job, exactly_once_v2, 1 JVM)  {:.2} CPU-s per million lines; ip-counter {:.1}x less CPU per line",
+        "  backlog Kafka Streams  {:>9.0} lines/s  {:.2} CPU-s per million lines (exactly_once_v2, 1 JVM, start-up included); ip-counter {:.1}x less CPU per line",
         streams["lines_per_second"].as_f64().unwrap_or(0.0),
-        streams["cpu_seconds_per_million_lines"]
-            .as_f64()
-            .unwrap_or(0.0),
-        streams["cpu_seconds_per_million_lines"]
-            .as_f64()
-            .unwrap_or(0.0)
-            / job["cpu_seconds_per_million_lines"].as_f64().unwrap_or(1.0),
+        per_million(streams),
+        per_million(streams) / per_million(job).max(1e-9),
+    );
+    let live = &scenarios["live"];
+    println!(
+        "  live at {} lines/s: ip-counter {:.2} CPU-s per million lines ({} late), Kafka Streams {:.2}: ip-counter {:.1}x less CPU per line",
+        live["rate"],
+        per_million(&live["ip_counter"]),
+        live["ip_counter"]["late_requests"],
+        per_million(&live["kafka_streams"]),
+        per_million(&live["kafka_streams"]) / per_million(&live["ip_counter"]).max(1e-9),
     );
     let path = repo_root().join("target/bench/log_pipeline.json");
     let _ = std::fs::create_dir_all(path.parent().expect("dir"));
