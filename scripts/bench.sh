@@ -26,6 +26,16 @@ if [[ "${1:-}" == logs ]]; then
   cargo bench --locked -p e2e-tests --bench log_pipeline
   exit
 fi
+# `scripts/bench.sh latency`: the latency–throughput curve of the temperature job, the processor
+# (both guarantees, 1 and 2 replicas) and Kafka Streams (both guarantees) at 10-90 % of each
+# one's measured capacity (tests/benches/pipeline/curve.rs, about 15 minutes; BENCH_READINGS
+# for the capacity runs, default 1 000 000; BENCH_LATENCY_SECS per point, default 10). Writes
+# target/bench/latency.json and the plot target/bench/latency.svg.
+if [[ "${1:-}" == latency ]]; then
+  build_streams
+  BENCH_CURVE=1 cargo bench --locked -p e2e-tests --bench pipeline
+  exit
+fi
 # `scripts/bench.sh anomalies`: the online model and an ONNX model (trained by models/train.py
 # with models-python, which scripts/tools.sh installs) against the fixed threshold on labelled
 # faults, and their CPU cost (tests/benches/anomalies.rs, about 3 minutes; BENCH_READINGS).

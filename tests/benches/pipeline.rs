@@ -27,7 +27,8 @@
 //! per guarantee with these flags, in the same rounds, and the latency runs once more with
 //! them; BENCH_JSON names the JSON file (target/bench/pipeline.json); BENCH_LATENCY_ONLY=<readings/s>
 //! runs only the latency runs, at half and a tenth of that rate (two builds compared at the same
-//! rates).
+//! rates). BENCH_CURVE=1 (`scripts/bench.sh latency`) runs only the latency–throughput curve
+//! instead ([`curve`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -539,17 +540,88 @@ impl Series {
     }
 }
 
-/// End-to-end latency percentiles at `rate` readings/s for `seconds`.
-fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64, also: &[String]) -> Value {
+/// What runs the temperature job in a latency run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runner {
+    /// The processor, with this many replicas.
+    Processor(usize),
+    /// The Kafka Streams job (`bench/kafka-streams`, `TemperatureStreams`).
+    Streams,
+}
+
+/// The job running for a latency run.
+enum Running {
+    Processors(Vec<Service>),
+    Streams(StreamsApp),
+}
+
+impl Running {
+    /// Starts `runner` on `topics` and waits until it is ready.
+    fn start(
+        runner: Runner,
+        bootstrap: &str,
+        topics: &PipelineTopics,
+        guarantee: &str,
+        also: &[String],
+    ) -> Self {
+        match runner {
+            Runner::Processor(replicas) => {
+                let processors: Vec<Service> = (0..replicas)
+                    .map(|i| {
+                        let mut args = topics.processor_args(bootstrap);
+                        args.extend(extra_processor_args());
+                        args.extend(also.iter().cloned());
+                        args.extend([
+                            "--processing-guarantee".into(),
+                            guarantee.into(),
+                            "--instance-id".into(),
+                            format!("bench-latency-{i}"),
+                        ]);
+                        Service::processor(&args)
+                    })
+                    .collect();
+                for processor in &processors {
+                    wait_ready(&processor.http_address(Duration::from_secs(30)));
+                }
+                Running::Processors(processors)
+            }
+            Runner::Streams => Running::Streams(StreamsApp::start(
+                "TemperatureStreams",
+                &[
+                    bootstrap,
+                    &topics.input,
+                    &topics.output,
+                    &unique("bench-latency-streams"),
+                    guarantee,
+                ],
+            )),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Running::Processors(processors) => {
+                for mut processor in processors {
+                    processor.terminate(Duration::from_secs(30));
+                }
+            }
+            Running::Streams(app) => app.stop(),
+        }
+    }
+}
+
+/// End-to-end latency percentiles at `rate` readings/s for `seconds`, the job run by `runner`.
+fn latency(
+    bootstrap: &str,
+    runner: Runner,
+    guarantee: &str,
+    rate: u64,
+    seconds: u64,
+    also: &[String],
+) -> Value {
     let topics = PipelineTopics::unique("bench-latency");
     topics.create(bootstrap, 6);
-    let mut args = topics.processor_args(bootstrap);
-    args.extend(extra_processor_args());
-    args.extend(also.iter().cloned());
-    args.extend(["--processing-guarantee".into(), guarantee.into()]);
-    let mut processor = Service::processor(&args);
-    let address = processor.http_address(Duration::from_secs(30));
-    wait_ready(&address);
+    let running = Running::start(runner, bootstrap, &topics, guarantee, also);
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -562,7 +634,8 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64, also: &[St
     consumer.subscribe(&[&topics.output]).expect("subscribe");
 
     let start_ms = now_ms();
-    let warm_up_ms = start_ms + 2000.0;
+    // Averages start once a sensor has 10 readings: 10 000 sensors need 100 000 readings first.
+    let warm_up_ms = start_ms + (1e8 / rate.max(1) as f64).clamp(2000.0, seconds as f64 * 500.0);
     let (count, rate_arg) = ((rate * seconds).to_string(), rate.to_string());
     let mut simulator = Service::simulator(&simulator_args(
         bootstrap,
@@ -588,6 +661,7 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64, also: &[St
     let mut after_produce: Vec<f64> = Vec::new();
     let mut last_message = Instant::now();
     let mut simulator_done = false;
+    let mut taken_last = warm_up_ms;
     loop {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             let received = now_ms();
@@ -598,6 +672,7 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64, also: &[St
             if let Some(taken) = taken
                 && taken >= warm_up_ms
             {
+                taken_last = taken_last.max(taken);
                 latencies.push(received - taken);
                 if let Some(produced) = message.timestamp().to_millis() {
                     before_produce.push(produced as f64 - taken);
@@ -617,7 +692,8 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64, also: &[St
             "latency run did not finish"
         );
     }
-    processor.terminate(Duration::from_secs(30));
+    running.stop();
+    let measured_ms = taken_last - warm_up_ms;
     for sample in [&mut latencies, &mut before_produce, &mut after_produce] {
         sample.sort_by(f64::total_cmp);
     }
@@ -633,6 +709,8 @@ fn latency(bootstrap: &str, guarantee: &str, rate: u64, seconds: u64, also: &[St
         "args": also.join(" "),
         "rate": rate,
         "events": latencies.len(),
+        // Events per second of reading time after the warm-up: one average per reading.
+        "achieved_per_second": round(latencies.len() as f64 / (measured_ms / 1000.0).max(1e-3), 0),
         "p50_ms": round(at(0.50), 1),
         "p99_ms": round(at(0.99), 1),
         "p999_ms": round(at(0.999), 1),
@@ -654,7 +732,14 @@ fn latency_only(full_rate: u64, seconds: u64) {
     for fraction in [0.5, 0.1] {
         let rate = (full_rate as f64 * fraction).round() as u64;
         for guarantee in ["at_least_once", "exactly_once"] {
-            let l = latency(&bootstrap, guarantee, rate, seconds, &[]);
+            let l = latency(
+                &bootstrap,
+                Runner::Processor(1),
+                guarantee,
+                rate,
+                seconds,
+                &[],
+            );
             print_latency_row(&format!("{guarantee}, {:.0}% load", fraction * 100.0), &l);
         }
     }
@@ -779,7 +864,14 @@ fn hot_path(rounds: usize) -> (f64, f64) {
     (median(ours), median(theirs))
 }
 
+#[path = "pipeline/curve.rs"]
+mod curve;
+
 fn main() {
+    if std::env::var("BENCH_CURVE").is_ok_and(|v| v == "1") {
+        curve::run(env_or("BENCH_LATENCY_SECS", 10));
+        return;
+    }
     let readings: u64 = env_or("BENCH_READINGS", 3_000_000);
     let sensors: u64 = env_or("BENCH_SENSORS", 10_000);
     let repeats: usize = env_or("BENCH_RUNS", 3);
@@ -897,7 +989,14 @@ fn main() {
                 eprintln!(
                     "latency: {guarantee} {flags:?} at {rate} readings/s for {latency_secs} s..."
                 );
-                let mut figures = latency(&bootstrap, guarantee, rate, latency_secs, flags);
+                let mut figures = latency(
+                    &bootstrap,
+                    Runner::Processor(1),
+                    guarantee,
+                    rate,
+                    latency_secs,
+                    flags,
+                );
                 figures["fraction_of_throughput"] = json!(fraction);
                 latencies.push(figures);
             }
