@@ -634,9 +634,13 @@ fn latency(
     consumer.subscribe(&[&topics.output]).expect("subscribe");
 
     let start_ms = now_ms();
-    // Averages start once a sensor has 10 readings: 10 000 sensors need 100 000 readings first.
-    let warm_up_ms = start_ms + (1e8 / rate.max(1) as f64).clamp(2000.0, seconds as f64 * 500.0);
-    let (count, rate_arg) = ((rate * seconds).to_string(), rate.to_string());
+    // Averages start once a sensor has 10 readings: 10 000 sensors need 100 000 readings
+    // first. The simulator runs that long (2 s at least, 60 at most) before the `seconds`
+    // measured.
+    let warm_up_secs = (1e5 / rate.max(1) as f64).clamp(2.0, 60.0);
+    let warm_up_ms = start_ms + warm_up_secs * 1000.0;
+    let count = (rate as f64 * (seconds as f64 + warm_up_secs)).round() as u64;
+    let (count, rate_arg) = (count.to_string(), rate.to_string());
     let mut simulator = Service::simulator(&simulator_args(
         bootstrap,
         &topics.input,
@@ -688,7 +692,7 @@ fn latency(
             break;
         }
         assert!(
-            now_ms() - start_ms < (seconds as f64 + 120.0) * 1000.0,
+            now_ms() - start_ms < (seconds as f64 + warm_up_secs + 120.0) * 1000.0,
             "latency run did not finish"
         );
     }
