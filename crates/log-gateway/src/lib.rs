@@ -100,22 +100,12 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     }
     let tls = TlsServer::new(&settings.tls)?.map(Arc::new);
     let lines = bind(&settings.listen_address, "gateway.listen_address").await?;
-    let syslog = if settings.syslog_listen_address.is_empty() {
-        None
-    } else {
-        Some(
-            bind(
-                &settings.syslog_listen_address,
-                "gateway.syslog_listen_address",
-            )
-            .await?,
-        )
-    };
-    let http = if settings.http_listen_address.is_empty() {
-        None
-    } else {
-        Some(bind(&settings.http_listen_address, "gateway.http_listen_address").await?)
-    };
+    let syslog = bind_if_set(
+        &settings.syslog_listen_address,
+        "gateway.syslog_listen_address",
+    )
+    .await?;
+    let http = bind_if_set(&settings.http_listen_address, "gateway.http_listen_address").await?;
     for (listener, what) in [
         (Some(&lines), "log lines"),
         (syslog.as_ref(), "syslog"),
@@ -237,6 +227,14 @@ async fn serve_http(listener: TcpListener, shared: &Shared<'_>) -> anyhow::Resul
             Ok(())
         }
     }
+}
+
+/// Binds a listener when `address` is set (not empty).
+async fn bind_if_set(address: &str, key: &str) -> anyhow::Result<Option<TcpListener>> {
+    if address.is_empty() {
+        return Ok(None);
+    }
+    bind(address, key).await.map(Some)
 }
 
 /// Binds a listener, naming the setting on failure.
