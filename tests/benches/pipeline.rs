@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::lag;
 use e2e_tests::kafka_streams::StreamsApp;
-use e2e_tests::service::{Service, cpu_seconds, http_get, simulator_args, wait_ready};
+use e2e_tests::service::{Service, cpu_seconds, http_get, scrape, simulator_args, wait_ready};
 use e2e_tests::topics::PipelineTopics;
 use e2e_tests::{repo_root, unique};
 use futures::FutureExt as _;
@@ -598,6 +598,37 @@ impl Running {
         }
     }
 
+    /// The processors' own end-to-end latency histogram (a reading's Kafka timestamp to its
+    /// outputs committed), summed over the replicas: (bucket bound in s, cumulative count).
+    fn processor_buckets(&self) -> Option<Vec<(f64, f64)>> {
+        let Running::Processors(processors) = self else {
+            return None;
+        };
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        for processor in processors {
+            let metrics = scrape(&processor.http_address(Duration::from_secs(5)));
+            for (series, count) in metrics {
+                let Some(le) = series
+                    .strip_prefix("sensor_end_to_end_latency_seconds_bucket{le=\"")
+                    .and_then(|rest| rest.strip_suffix("\"}"))
+                else {
+                    continue;
+                };
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                match buckets.iter_mut().find(|(bound, _)| *bound == le) {
+                    Some((_, total)) => *total += count,
+                    None => buckets.push((le, count)),
+                }
+            }
+        }
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(buckets)
+    }
+
     fn stop(self) {
         match self {
             Running::Processors(processors) => {
@@ -666,6 +697,7 @@ fn latency(
     let mut last_message = Instant::now();
     let mut simulator_done = false;
     let mut taken_last = warm_up_ms;
+    let mut at_warm_up: Option<Vec<(f64, f64)>> = None;
     loop {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             let received = now_ms();
@@ -684,6 +716,9 @@ fn latency(
                 }
             }
         }
+        if at_warm_up.is_none() && now_ms() >= warm_up_ms {
+            at_warm_up = Some(running.processor_buckets().unwrap_or_default());
+        }
         if !simulator_done && !simulator.is_running() {
             simulator_done = true;
             simulator.wait_success(Duration::from_secs(5));
@@ -696,6 +731,23 @@ fn latency(
             "latency run did not finish"
         );
     }
+    // The processors' p99 over the same span as the reader's: the histogram's growth since the
+    // warm-up ended, as the upper bound of the bucket it falls in (ms).
+    let processor_p99 = running.processor_buckets().and_then(|end| {
+        let start = at_warm_up.unwrap_or_default();
+        let grown: Vec<(f64, f64)> = end
+            .iter()
+            .map(|(le, count)| {
+                let before = start.iter().find(|(b, _)| b == le).map_or(0.0, |(_, c)| *c);
+                (*le, count - before)
+            })
+            .collect();
+        let all = grown.last()?.1;
+        grown
+            .iter()
+            .find(|(_, count)| *count >= all * 0.99)
+            .map(|(le, _)| le * 1000.0)
+    });
     running.stop();
     let measured_ms = taken_last - warm_up_ms;
     for sample in [&mut latencies, &mut before_produce, &mut after_produce] {
@@ -719,6 +771,8 @@ fn latency(
         "p99_ms": round(at(0.99), 1),
         "p999_ms": round(at(0.999), 1),
         "max_ms": round(latencies.last().copied().unwrap_or(f64::NAN), 1),
+        // The processors' own p99 (to their commit), as the bucket bound it falls under.
+        "processor_p99_at_most_ms": processor_p99,
         "to_produce_p50_ms": round(quantile(&before_produce, 0.50), 1),
         "to_produce_p99_ms": round(quantile(&before_produce, 0.99), 1),
         "after_produce_p50_ms": round(quantile(&after_produce, 0.50), 1),
@@ -744,6 +798,7 @@ fn latency_only(full_rate: u64, seconds: u64) {
                 seconds,
                 &[],
             );
+            eprintln!("  {l}");
             print_latency_row(&format!("{guarantee}, {:.0}% load", fraction * 100.0), &l);
         }
     }
