@@ -27,7 +27,7 @@
 //! per guarantee with these flags, in the same rounds, and the latency runs once more with
 //! them; BENCH_JSON names the JSON file (target/bench/pipeline.json); BENCH_LATENCY_ONLY=<readings/s>
 //! runs only the latency runs, at half and a tenth of that rate (two builds compared at the same
-//! rates). BENCH_CURVE=1 (`scripts/bench.sh latency`) runs only the latency–throughput curve
+//! rates; BENCH_LATENCY_REPLICAS replicas, default 1). BENCH_CURVE=1 (`scripts/bench.sh latency`) runs only the latency–throughput curve
 //! instead ([`curve`]).
 
 use std::collections::HashMap;
@@ -580,8 +580,36 @@ impl Running {
                         Service::processor(&args)
                     })
                     .collect();
-                for processor in &processors {
-                    wait_ready(&processor.http_address(Duration::from_secs(30)));
+                let addresses: Vec<String> = processors
+                    .iter()
+                    .map(|p| p.http_address(Duration::from_secs(30)))
+                    .collect();
+                for address in &addresses {
+                    wait_ready(address);
+                }
+                // Ready is not settled: a replica is ready once it holds partitions, and with
+                // two the group rebalances again when the second joins. Measuring through that
+                // put seconds of tail into the two-replica points at light loads: wait until
+                // every replica holds some of the six partitions and the total stays six.
+                let started = Instant::now();
+                let mut settled = 0;
+                while settled < 10 {
+                    let held: Vec<f64> = addresses
+                        .iter()
+                        .map(|a| {
+                            scrape(a)
+                                .get("sensor_assigned_partitions")
+                                .copied()
+                                .unwrap_or(0.0)
+                        })
+                        .collect();
+                    let stable = held.iter().all(|n| *n > 0.0) && held.iter().sum::<f64>() == 6.0;
+                    settled = if stable { settled + 1 } else { 0 };
+                    assert!(
+                        started.elapsed() < Duration::from_secs(90),
+                        "the replicas did not settle on the partitions: {held:?}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
                 }
                 Running::Processors(processors)
             }
@@ -792,7 +820,7 @@ fn latency_only(full_rate: u64, seconds: u64) {
         for guarantee in ["at_least_once", "exactly_once"] {
             let l = latency(
                 &bootstrap,
-                Runner::Processor(1),
+                Runner::Processor(env_or("BENCH_LATENCY_REPLICAS", 1)),
                 guarantee,
                 rate,
                 seconds,
