@@ -306,33 +306,27 @@ fn main() {
     create_topics(&bootstrap, &[(logs, 6), (dlq, 1)]);
 
     // The gateway, one per protocol, full speed.
+    let http = [
+        "--protocol",
+        "http",
+        "--batch-lines",
+        "1000",
+        "--linger-ms",
+        "50",
+    ];
+    let http_gzip = [&http[..], &["--gzip"]].concat();
     let protocols: [(&str, &str, &[&str]); 4] = [
         ("tcp", "receiving log lines", &[]),
         ("syslog", "receiving syslog", &["--protocol", "syslog"]),
         (
             "http",
             "receiving log lines over HTTP (POST /v1/logs)",
-            &[
-                "--protocol",
-                "http",
-                "--batch-lines",
-                "1000",
-                "--linger-ms",
-                "50",
-            ],
+            &http,
         ),
         (
             "http+gzip",
             "receiving log lines over HTTP (POST /v1/logs)",
-            &[
-                "--protocol",
-                "http",
-                "--batch-lines",
-                "1000",
-                "--linger-ms",
-                "50",
-                "--gzip",
-            ],
+            &http_gzip,
         ),
     ];
     let mut per_protocol = serde_json::Map::new();

@@ -62,6 +62,19 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 static BROKER_PID: OnceLock<u32> = OnceLock::new();
 
 /// CPU-seconds the broker has used so far (0 if unknown).
+/// Starts the benchmark's own broker and notes its pid for [`broker_cpu`].
+fn start_broker() -> PrivateBroker {
+    let broker = PrivateBroker::new(free_port());
+    broker.start();
+    if let Some(pid) = std::fs::read_to_string(broker.dir().join("pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+    {
+        let _ = BROKER_PID.set(pid);
+    }
+    broker
+}
+
 fn broker_cpu() -> f64 {
     BROKER_PID.get().map_or(0.0, |pid| cpu_seconds(*pid))
 }
@@ -298,6 +311,31 @@ async fn copy_records(
 }
 
 /// `replicas` release processors from the start of the topic to zero lag.
+/// Starts `replicas` release processors on `topics` under `guarantee`, with the benchmark's
+/// and `also`'s flags.
+fn start_replicas(
+    bootstrap: &str,
+    topics: &PipelineTopics,
+    guarantee: &str,
+    replicas: usize,
+    also: &[String],
+) -> Vec<Service> {
+    (0..replicas)
+        .map(|i| {
+            let mut args = topics.processor_args(bootstrap);
+            args.extend(extra_processor_args());
+            args.extend(also.iter().cloned());
+            args.extend([
+                "--processing-guarantee".into(),
+                guarantee.into(),
+                "--instance-id".into(),
+                format!("bench-{i}"),
+            ]);
+            Service::processor(&args)
+        })
+        .collect()
+}
+
 fn throughput(
     bootstrap: &str,
     topics: &PipelineTopics,
@@ -310,20 +348,7 @@ fn throughput(
     run.group = unique(&format!("bench-{}", guarantee.replace('_', "-")));
     let broker_before = broker_cpu();
     let started = Instant::now();
-    let mut processors: Vec<Service> = (0..replicas)
-        .map(|i| {
-            let mut args = run.processor_args(bootstrap);
-            args.extend(extra_processor_args());
-            args.extend(also.iter().cloned());
-            args.extend([
-                "--processing-guarantee".into(),
-                guarantee.into(),
-                "--instance-id".into(),
-                format!("bench-{i}"),
-            ]);
-            Service::processor(&args)
-        })
-        .collect();
+    let mut processors = start_replicas(bootstrap, &run, guarantee, replicas, also);
     // Throughput counts from the first replica ready (partitions assigned and restored; no
     // record is processed before), so start-up is reported apart, not averaged in.
     let addresses: Vec<String> = processors
@@ -566,20 +591,7 @@ impl Running {
     ) -> Self {
         match runner {
             Runner::Processor(replicas) => {
-                let processors: Vec<Service> = (0..replicas)
-                    .map(|i| {
-                        let mut args = topics.processor_args(bootstrap);
-                        args.extend(extra_processor_args());
-                        args.extend(also.iter().cloned());
-                        args.extend([
-                            "--processing-guarantee".into(),
-                            guarantee.into(),
-                            "--instance-id".into(),
-                            format!("bench-latency-{i}"),
-                        ]);
-                        Service::processor(&args)
-                    })
-                    .collect();
+                let processors = start_replicas(bootstrap, topics, guarantee, replicas, also);
                 let addresses: Vec<String> = processors
                     .iter()
                     .map(|p| p.http_address(Duration::from_secs(30)))
@@ -811,8 +823,7 @@ fn latency(
 /// BENCH_LATENCY_ONLY=<readings/s>: only the latency runs, at half and a tenth of that rate,
 /// on a broker of their own: the same rates for two builds or settings, compared in turns.
 fn latency_only(full_rate: u64, seconds: u64) {
-    let broker = PrivateBroker::new(free_port());
-    broker.start();
+    let broker = start_broker();
     let bootstrap = broker.bootstrap();
     print_latency_header();
     for fraction in [0.5, 0.1] {
@@ -994,14 +1005,7 @@ fn main() {
     eprintln!("hot path and the naive loop (no Kafka, one core, in alternation)...");
     let (hot, naive) = hot_path(5);
 
-    let broker = PrivateBroker::new(free_port());
-    broker.start();
-    if let Some(pid) = std::fs::read_to_string(broker.dir().join("pid"))
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-    {
-        let _ = BROKER_PID.set(pid);
-    }
+    let broker = start_broker();
     let bootstrap = broker.bootstrap();
     let topics = PipelineTopics::unique("bench");
     topics.create(&bootstrap, 6);

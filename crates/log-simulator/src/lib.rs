@@ -43,6 +43,21 @@ pub struct Shape {
     pub step_ms: f64,
 }
 
+impl Shape {
+    /// The shape the `log-simulator` binary sends: a tenth of the clients IPv6, a tenth of the
+    /// lines with an X-Forwarded-For chain; the rest as given.
+    pub fn new(clients: u32, malformed_share: f64, start_ms: i64, step_ms: f64) -> Self {
+        Self {
+            clients,
+            ipv6_share: 0.1,
+            forwarded_share: 0.1,
+            malformed_share,
+            start_ms,
+            step_ms,
+        }
+    }
+}
+
 /// The seeded stream of lines.
 #[derive(Debug, Clone)]
 pub struct Generator {

@@ -90,18 +90,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let shape = Shape {
-        clients: cli.clients,
-        ipv6_share: 0.1,
-        forwarded_share: 0.1,
-        malformed_share: cli.malformed_share,
-        start_ms: cli.start_time_ms.unwrap_or(now_ms),
-        step_ms: cli.step_ms.unwrap_or(if cli.rate > 0.0 {
+    let shape = Shape::new(
+        cli.clients,
+        cli.malformed_share,
+        cli.start_time_ms.unwrap_or(now_ms),
+        cli.step_ms.unwrap_or(if cli.rate > 0.0 {
             1000.0 / cli.rate
         } else {
             1.0
         }),
-    };
+    );
     let mut generator = Generator::new(seed, shape)?;
     tracing::info!(gateway = %cli.gateway, seed, connections = cli.connections, rate = cli.rate, count = cli.count, "log simulator starting");
 

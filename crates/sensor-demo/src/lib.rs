@@ -285,14 +285,7 @@ async fn send_logs(
         .map_or(0, |d| d.as_millis() as i64);
     let mut generator = log_simulator::Generator::new(
         seed,
-        log_simulator::Shape {
-            clients: 200,
-            ipv6_share: 0.1,
-            forwarded_share: 0.1,
-            malformed_share: 0.01,
-            start_ms: now_ms,
-            step_ms: 1000.0 / rate,
-        },
+        log_simulator::Shape::new(200, 0.01, now_ms, 1000.0 / rate),
     )?;
     // The gateway starts beside this task: wait for it to listen.
     let mut tries = 0;

@@ -14,10 +14,7 @@
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
-use super::{
-    BROKER_PID, PrivateBroker, Runner, env_or, free_port, kafka_streams, latency, preload,
-    repo_root, throughput,
-};
+use super::{Runner, env_or, kafka_streams, latency, preload, repo_root, start_broker, throughput};
 use e2e_tests::topics::PipelineTopics;
 
 /// Offered load, as a share of the configuration's capacity.
@@ -56,14 +53,7 @@ fn configs() -> Vec<Config> {
 pub(crate) fn run(seconds: u64) {
     let readings: u64 = env_or("BENCH_READINGS", 1_000_000);
     let sensors: u64 = env_or("BENCH_SENSORS", 10_000);
-    let broker = PrivateBroker::new(free_port());
-    broker.start();
-    if let Some(pid) = std::fs::read_to_string(broker.dir().join("pid"))
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-    {
-        let _ = BROKER_PID.set(pid);
-    }
+    let broker = start_broker();
     let bootstrap = broker.bootstrap();
     let topics = PipelineTopics::unique("bench-curve");
     topics.create(&bootstrap, 6);

@@ -403,14 +403,8 @@ fn the_log_simulator_through_the_gateway_lands_every_line_once() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let shape = log_simulator::Shape {
-        clients: 1000,
-        ipv6_share: 0.1,
-        forwarded_share: 0.1,
-        malformed_share: 0.01,
-        start_ms,
-        step_ms,
-    };
+    // The binary's defaults: 1 000 clients, 1 % malformed.
+    let shape = log_simulator::Shape::new(1000, 0.01, start_ms, step_ms);
     let mut generator = log_simulator::Generator::new(seed, shape).expect("generator");
     let mut expected: Vec<Vec<u8>> = (0..count).map(|_| generator.next_line()).collect();
     expected.sort();

@@ -352,14 +352,8 @@ fn acknowledged_lines_survive_three_sigkills_of_the_gateway() {
     assert_eq!((acknowledged, abandoned), (count, 0), "{done}");
     assert!(retries > 0, "the kills made requests go unanswered: {done}");
 
-    let shape = log_simulator::Shape {
-        clients: 1000,
-        ipv6_share: 0.1,
-        forwarded_share: 0.1,
-        malformed_share: 0.01,
-        start_ms,
-        step_ms,
-    };
+    // The binary's defaults: 1 000 clients, 1 % malformed.
+    let shape = log_simulator::Shape::new(1000, 0.01, start_ms, step_ms);
     let mut generator = log_simulator::Generator::new(seed, shape).expect("generator");
     let mut expected: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
     for _ in 0..count {

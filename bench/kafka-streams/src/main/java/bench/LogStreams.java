@@ -3,7 +3,6 @@ package bench;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.time.Duration;
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeFormatter;
@@ -12,15 +11,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Properties;
-import java.util.concurrent.CountDownLatch;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
-import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
-import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.Materialized;
@@ -201,24 +196,8 @@ public final class LogStreams {
   }
 
   public static void main(String[] args) throws Exception {
-    if (args.length != 5) {
-      System.err.println("usage: LogStreams BOOTSTRAP INPUT OUTPUT APPLICATION_ID GUARANTEE");
-      System.exit(2);
-    }
-    String guarantee = switch (args[4]) {
-      case "exactly_once" -> StreamsConfig.EXACTLY_ONCE_V2;
-      case "at_least_once" -> StreamsConfig.AT_LEAST_ONCE;
-      default -> throw new IllegalArgumentException("guarantee: " + args[4]);
-    };
-    Properties props = new Properties();
-    props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
-    props.put(StreamsConfig.APPLICATION_ID_CONFIG, args[3]);
-    props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
-    // ip-counter commits every 100 ms; so does this (Kafka Streams' exactly_once_v2 default).
-    props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);
-    props.put(StreamsConfig.STATE_DIR_CONFIG,
-        Files.createTempDirectory("log-streams").toString());
-    props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+    Launch.checkArguments("LogStreams", args);
+    Properties props = Launch.properties(args);
 
     StreamsBuilder builder = new StreamsBuilder();
     builder.stream(args[1], Consumed.with(Serdes.ByteArray(), Serdes.ByteArray())
@@ -244,24 +223,6 @@ public final class LogStreams {
             KeyValue.pair(window.key() + "@" + window.window().start(), count.toString()))
         .to(args[2], Produced.with(Serdes.String(), Serdes.String()));
 
-    KafkaStreams streams = new KafkaStreams(builder.build(), props);
-    CountDownLatch stopped = new CountDownLatch(1);
-    streams.setStateListener((now, before) -> {
-      System.out.println(now);
-      System.out.flush();
-      if (now == KafkaStreams.State.NOT_RUNNING || now == KafkaStreams.State.ERROR) {
-        stopped.countDown();
-      }
-    });
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      streams.close();
-      try {
-        stopped.await();
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    }));
-    streams.start();
-    stopped.await();
+    Launch.run(builder.build(), props);
   }
 }

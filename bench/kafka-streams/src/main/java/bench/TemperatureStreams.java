@@ -6,17 +6,12 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.util.Properties;
-import java.util.concurrent.CountDownLatch;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.common.header.internals.RecordHeaders;
 import org.apache.kafka.common.serialization.Deserializer;
 import org.apache.kafka.common.serialization.Serde;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.Serializer;
-import org.apache.kafka.streams.KafkaStreams;
-import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
@@ -145,26 +140,8 @@ public final class TemperatureStreams {
   }
 
   public static void main(String[] args) throws Exception {
-    if (args.length != 5) {
-      System.err.println(
-          "usage: TemperatureStreams BOOTSTRAP INPUT OUTPUT APPLICATION_ID GUARANTEE");
-      System.exit(2);
-    }
-    String guarantee = switch (args[4]) {
-      case "exactly_once" -> StreamsConfig.EXACTLY_ONCE_V2;
-      case "at_least_once" -> StreamsConfig.AT_LEAST_ONCE;
-      default -> throw new IllegalArgumentException("guarantee: " + args[4]);
-    };
-    Properties props = new Properties();
-    props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
-    props.put(StreamsConfig.APPLICATION_ID_CONFIG, args[3]);
-    props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
-    // The processor commits every 100 ms in both guarantees; so does this (Kafka Streams'
-    // default is 100 ms under exactly_once_v2, 30 s under at_least_once).
-    props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);
-    props.put(StreamsConfig.STATE_DIR_CONFIG,
-        Files.createTempDirectory("temperature-streams").toString());
-    props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+    Launch.checkArguments("TemperatureStreams", args);
+    Properties props = Launch.properties(args);
 
     StoreBuilder<KeyValueStore<String, double[]>> store =
         Stores.keyValueStoreBuilder(
@@ -178,24 +155,6 @@ public final class TemperatureStreams {
     topology.addSink("events", args[2], Serdes.String().serializer(),
         Serdes.ByteArray().serializer(), "window");
 
-    KafkaStreams streams = new KafkaStreams(topology, props);
-    CountDownLatch stopped = new CountDownLatch(1);
-    streams.setStateListener((now, before) -> {
-      System.out.println(now);
-      System.out.flush();
-      if (now == KafkaStreams.State.NOT_RUNNING || now == KafkaStreams.State.ERROR) {
-        stopped.countDown();
-      }
-    });
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-      streams.close();
-      try {
-        stopped.await();
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    }));
-    streams.start();
-    stopped.await();
+    Launch.run(topology, props);
   }
 }
