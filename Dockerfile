@@ -12,20 +12,24 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock clippy.toml ./
 COPY crates crates
 COPY tests tests
+COPY scripts/source-times.sh /usr/local/bin/
 # target/ lives in a cache mount, and cargo judges the project's own crates fresh by file times,
-# which COPY keeps: a context older than the cached build (another checkout, a reverted file)
-# would ship the cached binaries. Touching the sources first makes cargo rebuild the project's
-# crates on every image build (dependencies, keyed by version, stay cached), so the image always
-# holds what its context says.
+# which say nothing reliable here (a fresh clone makes every file new, an older checkout makes
+# changed files old, and cargo would ship the cached binaries). source-times.sh makes them say
+# what the content says: files unchanged since the last successful build get a time long past,
+# changed ones the present, so cargo rebuilds exactly the crates whose sources changed and the
+# image always holds what its context says. `sharing=locked`: builds of the same cache take
+# turns, so two never read and record the sums at once.
 # Extra cargo features, e.g. `--build-arg CARGO_FEATURES=processor/onnx` for the processor's ONNX
 # scorer (tract adds minutes to a cold build, so the default image goes without).
 ARG CARGO_FEATURES=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    find crates tests -type f -exec touch {} + \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    source-times.sh target Cargo.toml Cargo.lock clippy.toml crates tests \
     && cargo build --release --locked -p processor -p sensor-simulator -p log-gateway \
        -p log-simulator -p ip-count -p pg-sink -p dashboard \
        ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
+    && source-times.sh --record target Cargo.toml Cargo.lock clippy.toml crates tests \
     && mkdir -p /out \
     && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator \
        target/release/log-gateway target/release/log-simulator target/release/ip-counter \
