@@ -492,7 +492,6 @@ fn keep_logs(name: &str, cluster: &Cluster, save: impl FnOnce(&std::path::Path))
 
 /// The temperature pipeline under both guarantees, three replicas each.
 #[test]
-#[ignore = "more than the 20-minute run of two cores carries: run with --run-ignored (README, Running on a cluster)"]
 fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipeline() {
     let started = Instant::now();
     let cluster = Cluster::start();
@@ -548,7 +547,6 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipelin
 /// The log pipeline and its sink: the gateway alive throughout, two `ip-counter` replicas,
 /// `pg-sink` into PostgreSQL. Four hard bounces (the clean one is measured above).
 #[test]
-#[ignore = "more than the 20-minute run of two cores carries: run with --run-ignored (README, Running on a cluster)"]
 fn brokers_bounced_under_load_lose_and_double_nothing_in_the_log_pipeline_and_its_sink() {
     let started = Instant::now();
     let cluster = Cluster::start();
