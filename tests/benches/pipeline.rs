@@ -58,6 +58,19 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// The processor's histograms a latency run reports, by stage: the whole (a reading's Kafka
+/// timestamp to its outputs committed, per reading) and its three parts (per batch): the wait
+/// before processing (the batch's oldest reading), processing, and the commit.
+const STAGES: [(&str, &str); 4] = [
+    ("end_to_end", processor::metrics::END_TO_END_SECONDS),
+    ("input_wait", processor::metrics::INPUT_WAIT_SECONDS),
+    ("processing", processor::metrics::PROCESSING_SECONDS),
+    ("commit", processor::metrics::COMMIT_SECONDS),
+];
+
+/// Histograms by stage: (bucket bound in s, cumulative count).
+type Histograms = HashMap<&'static str, Vec<(f64, f64)>>;
+
 /// The benchmark's broker process, for its CPU per run.
 static BROKER_PID: OnceLock<u32> = OnceLock::new();
 
@@ -638,35 +651,39 @@ impl Running {
         }
     }
 
-    /// The processors' own end-to-end latency histogram (a reading's Kafka timestamp to its
-    /// outputs committed), summed over the replicas: (bucket bound in s, cumulative count).
-    fn processor_buckets(&self) -> Option<Vec<(f64, f64)>> {
+    /// The processors' histograms of [`STAGES`], each summed over the replicas: (bucket bound
+    /// in s, cumulative count) by stage name.
+    fn processor_histograms(&self) -> Option<Histograms> {
         let Running::Processors(processors) = self else {
             return None;
         };
-        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        let mut histograms = Histograms::new();
         for processor in processors {
             let metrics = scrape(&processor.http_address(Duration::from_secs(5)));
-            for (series, count) in metrics {
-                let Some(le) = series
-                    .strip_prefix("sensor_end_to_end_latency_seconds_bucket{le=\"")
-                    .and_then(|rest| rest.strip_suffix("\"}"))
-                else {
-                    continue;
-                };
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                match buckets.iter_mut().find(|(bound, _)| *bound == le) {
-                    Some((_, total)) => *total += count,
-                    None => buckets.push((le, count)),
+            for (stage, metric) in STAGES {
+                let buckets = histograms.entry(stage).or_default();
+                let prefix = format!("{metric}_bucket{{le=\"");
+                for (series, count) in &metrics {
+                    let Some(le) = series
+                        .strip_prefix(&prefix)
+                        .and_then(|rest| rest.strip_suffix("\"}"))
+                    else {
+                        continue;
+                    };
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().ok()?
+                    };
+                    match buckets.iter_mut().find(|(bound, _)| *bound == le) {
+                        Some((_, total)) => *total += count,
+                        None => buckets.push((le, *count)),
+                    }
                 }
+                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             }
         }
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Some(buckets)
+        Some(histograms)
     }
 
     fn stop(self) {
@@ -737,7 +754,7 @@ fn latency(
     let mut last_message = Instant::now();
     let mut simulator_done = false;
     let mut taken_last = warm_up_ms;
-    let mut at_warm_up: Option<Vec<(f64, f64)>> = None;
+    let mut at_warm_up: Option<Histograms> = None;
     loop {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             let received = now_ms();
@@ -757,7 +774,7 @@ fn latency(
             }
         }
         if at_warm_up.is_none() && now_ms() >= warm_up_ms {
-            at_warm_up = Some(running.processor_buckets().unwrap_or_default());
+            at_warm_up = Some(running.processor_histograms().unwrap_or_default());
         }
         if !simulator_done && !simulator.is_running() {
             simulator_done = true;
@@ -771,23 +788,40 @@ fn latency(
             "latency run did not finish"
         );
     }
-    // The processors' p99 over the same span as the reader's: the histogram's growth since the
-    // warm-up ended, as the upper bound of the bucket it falls in (ms).
-    let processor_p99 = running.processor_buckets().and_then(|end| {
-        let start = at_warm_up.unwrap_or_default();
-        let grown: Vec<(f64, f64)> = end
-            .iter()
-            .map(|(le, count)| {
-                let before = start.iter().find(|(b, _)| b == le).map_or(0.0, |(_, c)| *c);
-                (*le, count - before)
-            })
-            .collect();
-        let all = grown.last()?.1;
-        grown
-            .iter()
-            .find(|(_, count)| *count >= all * 0.99)
-            .map(|(le, _)| le * 1000.0)
-    });
+    // The processors' p99 of each stage over the same span as the reader's: each histogram's
+    // growth since the warm-up ended, as the upper bound of the bucket it falls in (ms).
+    let stages_p99: Option<serde_json::Map<String, Value>> =
+        running.processor_histograms().map(|end| {
+            let start = at_warm_up.unwrap_or_default();
+            STAGES
+                .iter()
+                .map(|(stage, _)| {
+                    let grown = end.get(stage).map(|buckets| {
+                        let before = start.get(stage);
+                        buckets
+                            .iter()
+                            .map(|(le, count)| {
+                                let earlier = before
+                                    .and_then(|b| b.iter().find(|(bound, _)| bound == le))
+                                    .map_or(0.0, |(_, c)| *c);
+                                (*le, count - earlier)
+                            })
+                            .collect::<Vec<_>>()
+                    });
+                    let p99 = grown.and_then(|grown| {
+                        let all = grown.last()?.1;
+                        grown
+                            .iter()
+                            .find(|(_, count)| *count >= all * 0.99 && all > 0.0)
+                            .map(|(le, _)| le * 1000.0)
+                    });
+                    (stage.to_string(), json!(p99))
+                })
+                .collect()
+        });
+    let processor_p99 = stages_p99
+        .as_ref()
+        .and_then(|stages| stages.get("end_to_end").cloned());
     running.stop();
     let measured_ms = taken_last - warm_up_ms;
     for sample in [&mut latencies, &mut before_produce, &mut after_produce] {
@@ -813,6 +847,9 @@ fn latency(
         "max_ms": round(latencies.last().copied().unwrap_or(f64::NAN), 1),
         // The processors' own p99 (to their commit), as the bucket bound it falls under.
         "processor_p99_at_most_ms": processor_p99,
+        // The same for each stage of it: readings' wait before their batch (per batch, its
+        // oldest), the batch's processing, its commit (per batch).
+        "processor_stages_p99_at_most_ms": stages_p99,
         "to_produce_p50_ms": round(quantile(&before_produce, 0.50), 1),
         "to_produce_p99_ms": round(quantile(&before_produce, 0.99), 1),
         "after_produce_p50_ms": round(quantile(&after_produce, 0.50), 1),
@@ -846,7 +883,7 @@ fn latency_only(full_rate: u64, seconds: u64) {
 
 fn print_latency_header() {
     println!(
-        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
+        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17} {:>26}",
         "latency",
         "readings/s",
         "p50 ms",
@@ -854,14 +891,15 @@ fn print_latency_header() {
         "p99.9 ms",
         "max ms",
         "to produce p50/99",
-        "after p50/99"
+        "after p50/99",
+        "p99 wait/process/commit"
     );
 }
 
 /// One latency run as a row under [`print_latency_header`].
 fn print_latency_row(name: &str, l: &serde_json::Value) {
     println!(
-        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17}",
+        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17} {:>26}",
         name,
         l["rate"],
         l["p50_ms"],
@@ -873,6 +911,7 @@ fn print_latency_row(name: &str, l: &serde_json::Value) {
             "{}/{}",
             l["after_produce_p50_ms"], l["after_produce_p99_ms"]
         ),
+        stage_bounds(&l["processor_stages_p99_at_most_ms"]),
     );
 }
 
@@ -1283,4 +1322,23 @@ fn main() {
         json_path.display(),
         total.elapsed().as_secs_f64()
     );
+}
+
+/// The processors' p99 bounds of the wait before a batch, its processing and its commit (ms),
+/// or "-" for Kafka Streams.
+fn stage_bounds(stages: &Value) -> String {
+    if stages.is_null() {
+        return "-".to_owned();
+    }
+    let bound = |stage: &str| {
+        stages[stage]
+            .as_f64()
+            .map_or("?".to_owned(), |ms| format!("{ms}"))
+    };
+    format!(
+        "<= {}/{}/{}",
+        bound("input_wait"),
+        bound("processing"),
+        bound("commit")
+    )
 }

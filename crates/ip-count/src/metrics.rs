@@ -16,6 +16,7 @@ pub const LINES: MetricNames = MetricNames {
     commit_seconds: "ip_count_lines_commit_duration_seconds",
     processing_seconds: "ip_count_lines_batch_processing_duration_seconds",
     end_to_end_seconds: "ip_count_lines_end_to_end_latency_seconds",
+    input_wait_seconds: "ip_count_lines_input_wait_seconds",
     restore_seconds: "ip_count_lines_restore_duration_seconds",
     producer_recoveries: "ip_count_lines_producer_recoveries_total",
 };
@@ -34,6 +35,7 @@ pub const COUNTS: MetricNames = MetricNames {
     commit_seconds: "ip_count_requests_commit_duration_seconds",
     processing_seconds: "ip_count_requests_batch_processing_duration_seconds",
     end_to_end_seconds: "ip_count_requests_end_to_end_latency_seconds",
+    input_wait_seconds: "ip_count_requests_input_wait_seconds",
     restore_seconds: "ip_count_requests_restore_duration_seconds",
     producer_recoveries: "ip_count_requests_producer_recoveries_total",
 };

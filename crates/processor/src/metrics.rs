@@ -24,6 +24,8 @@ pub const COMMIT_SECONDS: &str = "sensor_commit_duration_seconds";
 pub const PROCESSING_SECONDS: &str = "sensor_batch_processing_duration_seconds";
 /// From a reading's Kafka timestamp to its outputs being committed.
 pub const END_TO_END_SECONDS: &str = "sensor_end_to_end_latency_seconds";
+/// From a batch's oldest reading's Kafka timestamp to the batch's processing starting.
+pub const INPUT_WAIT_SECONDS: &str = "sensor_input_wait_seconds";
 /// Time to restore a partition's windows.
 pub const RESTORE_SECONDS: &str = "sensor_restore_duration_seconds";
 
@@ -46,6 +48,7 @@ pub const NAMES: MetricNames = MetricNames {
     commit_seconds: COMMIT_SECONDS,
     processing_seconds: PROCESSING_SECONDS,
     end_to_end_seconds: END_TO_END_SECONDS,
+    input_wait_seconds: INPUT_WAIT_SECONDS,
     restore_seconds: RESTORE_SECONDS,
     producer_recoveries: PRODUCER_RECOVERIES,
 };

@@ -36,6 +36,9 @@ pub struct MetricNames {
     pub processing_seconds: &'static str,
     /// From an input's Kafka timestamp to its outputs being committed.
     pub end_to_end_seconds: &'static str,
+    /// From a batch's oldest input's Kafka timestamp to the batch's processing starting: the
+    /// first stage of [`MetricNames::end_to_end_seconds`] (processing and commit follow).
+    pub input_wait_seconds: &'static str,
     /// Time to restore a partition's state.
     pub restore_seconds: &'static str,
     /// Transactional producers rebuilt after this replica's became unusable (fenced by the
@@ -89,6 +92,11 @@ impl MetricNames {
             "From an input's Kafka timestamp to its outputs being committed."
         );
         describe_histogram!(
+            self.input_wait_seconds,
+            Unit::Seconds,
+            "From a batch's oldest input's Kafka timestamp to the batch's processing starting."
+        );
+        describe_histogram!(
             self.restore_seconds,
             Unit::Seconds,
             "Time to restore a partition's state from the changelog."
@@ -111,6 +119,14 @@ impl MetricNames {
     pub(crate) fn set_lag(&self, partition: i32, lag: i64) {
         gauge!(self.lag, "partition" => partition.to_string()).set(lag as f64);
     }
+}
+
+/// The wall clock in milliseconds since the epoch, as Kafka timestamps are.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// What one batch did, published when it is committed.
@@ -153,10 +169,7 @@ impl BatchTally {
             counter!(names.dead_letters, "reason" => *reason).increment(*n);
         }
         counter!(names.batches, "outcome" => "committed").increment(1);
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now_ms = now_ms();
         let latency = histogram!(names.end_to_end_seconds);
         for ts in &self.timestamps_ms {
             latency.record((now_ms - ts).max(0) as f64 / 1000.0);

@@ -14,7 +14,10 @@
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
-use super::{Runner, env_or, kafka_streams, latency, preload, repo_root, start_broker, throughput};
+use super::{
+    Runner, env_or, kafka_streams, latency, preload, repo_root, stage_bounds, start_broker,
+    throughput,
+};
 use e2e_tests::topics::PipelineTopics;
 
 /// Offered load, as a share of the configuration's capacity.
@@ -109,7 +112,7 @@ pub(crate) fn run(seconds: u64) {
 
     println!();
     println!(
-        "{:<36} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>8}",
+        "{:<36} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26}",
         "latency curve",
         "load",
         "offered/s",
@@ -117,12 +120,14 @@ pub(crate) fn run(seconds: u64) {
         "p50 ms",
         "p99 ms",
         "p99.9 ms",
-        "max ms"
+        "max ms",
+        "processor p99",
+        "p99 wait/process/commit"
     );
     for config in &configs {
         for point in points.iter().filter(|p| p["config"] == config.name) {
             println!(
-                "{:<36} {:>4.0}% {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14}",
+                "{:<36} {:>4.0}% {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26}",
                 config.name,
                 point["load"].as_f64().unwrap_or(0.0) * 100.0,
                 point["rate"],
@@ -134,6 +139,7 @@ pub(crate) fn run(seconds: u64) {
                 point["processor_p99_at_most_ms"]
                     .as_f64()
                     .map_or("-".to_owned(), |ms| format!("<= {ms}")),
+                stage_bounds(&point["processor_stages_p99_at_most_ms"]),
             );
         }
     }

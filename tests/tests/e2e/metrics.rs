@@ -116,9 +116,19 @@ fn metrics_and_health_match_what_was_sent_and_processed() {
         input.len() as f64
     );
     assert_eq!(metrics["sensor_restore_duration_seconds_count"], 6.0);
+    // One wait per batch processed, committed or aborted.
+    assert_eq!(
+        metrics["sensor_input_wait_seconds_count"],
+        metrics[r#"sensor_batches_total{outcome="committed"}"#]
+            + metrics
+                .get(r#"sensor_batches_total{outcome="aborted"}"#)
+                .copied()
+                .unwrap_or(0.0)
+    );
     for histogram in [
         "sensor_commit_duration_seconds",
         "sensor_batch_processing_duration_seconds",
+        "sensor_input_wait_seconds",
     ] {
         assert!(metrics[&format!("{histogram}_count")] >= 1.0, "{histogram}");
         assert!(

@@ -170,11 +170,19 @@ impl<'a, J: Job> Worker<'a, J> {
     ) -> anyhow::Result<()> {
         let mut first_offsets: HashMap<i32, i64> = HashMap::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+        let mut oldest_ms = i64::MAX;
         for message in batch {
             first_offsets
                 .entry(message.partition())
                 .or_insert(message.offset());
             next_offsets.insert(message.partition(), message.offset() + 1);
+            if let Some(ms) = message.timestamp().to_millis() {
+                oldest_ms = oldest_ms.min(ms);
+            }
+        }
+        if oldest_ms != i64::MAX {
+            histogram!(self.settings.metrics.input_wait_seconds)
+                .record((metrics::now_ms() - oldest_ms).max(0) as f64 / 1000.0);
         }
         // Reports of an earlier aborted batch's records (purged) must not fail this one.
         let deliveries = self.producer.context();
