@@ -17,11 +17,10 @@
 //!   accepted while leadership moved), `ip-audit` exact in both stages, the sink's `ip_counts`
 //!   rows equal to the counts topic.
 //!
-//! Not in the default run: they passed there (a clean-clone run of the whole command), but
-//! took it to 1 190 s of its 1 200, the log test taking 273 s beside the Docker tests, and the
-//! load failed the compose test's healthcheck timing; on two cores the suite has no room for
-//! two more clusters. Run them with
-//! `cargo nextest run -p e2e-tests --run-ignored only -E 'test(/^bounce::/)'`. The stall they
+//! Both run in `scripts/test.sh`, in the heavy group (one heavy run at a time): 192 and 259 s
+//! of a clean-clone run beside the light tests, 115 to 154 s and 94 to 134 s alone. (They were
+//! left out while the compose test rebuilt every crate of the image, which took the run to
+//! 1 190 s of its 1 200 with them in.) The stall they
 //! once showed (an exactly_once worker silent after a bounce until the catch-up limit) was
 //! librdkafka's `send_offsets_to_transaction` blocking past its timeout when the group
 //! coordinator's node died; the engine now gives such a call up and replaces the producer
