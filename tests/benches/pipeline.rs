@@ -686,6 +686,16 @@ impl Running {
         Some(histograms)
     }
 
+    /// CPU-seconds used so far by the job's processes.
+    fn cpu_seconds(&self) -> f64 {
+        match self {
+            Running::Processors(processors) => {
+                processors.iter().map(|p| cpu_seconds(p.pid())).sum()
+            }
+            Running::Streams(app) => app.cpu_seconds(),
+        }
+    }
+
     fn stop(self) {
         match self {
             Running::Processors(processors) => {
@@ -755,6 +765,24 @@ fn latency(
     let mut simulator_done = false;
     let mut taken_last = warm_up_ms;
     let mut at_warm_up: Option<Histograms> = None;
+    // The whole machine's CPU (busy, all) over the measured span: at 2 cores, whether the
+    // point is the pipeline's latency or the machine's queue for its cores.
+    let (mut machine_at_warm_up, mut machine_at_end) = (None, None);
+    // And each part's CPU over the same span (CPU-seconds so far: job, simulator, broker, the
+    // reader in this process), to tell whose the cores were. The simulator's is read just
+    // before it ends.
+    let simulator_pid = simulator.pid();
+    let who_used_cpu = || {
+        [
+            running.cpu_seconds(),
+            cpu_seconds(simulator_pid),
+            broker_cpu(),
+            cpu_seconds(std::process::id()),
+        ]
+    };
+    let (mut cpu_at_warm_up, mut cpu_at_end) = (None, None);
+    const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+    let mut last_sample = Instant::now();
     loop {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             let received = now_ms();
@@ -775,6 +803,14 @@ fn latency(
         }
         if at_warm_up.is_none() && now_ms() >= warm_up_ms {
             at_warm_up = Some(running.processor_histograms().unwrap_or_default());
+            machine_at_warm_up = Some(machine_cpu());
+            cpu_at_warm_up = Some(who_used_cpu());
+        }
+        if at_warm_up.is_some() && !simulator_done && last_sample.elapsed() >= SAMPLE_EVERY {
+            // The span's end: the simulator's last moments (its CPU is gone once it exits).
+            machine_at_end = Some(machine_cpu());
+            cpu_at_end = Some(who_used_cpu());
+            last_sample = Instant::now();
         }
         if !simulator_done && !simulator.is_running() {
             simulator_done = true;
@@ -850,6 +886,19 @@ fn latency(
         // The same for each stage of it: readings' wait before their batch (per batch, its
         // oldest), the batch's processing, its commit (per batch).
         "processor_stages_p99_at_most_ms": stages_p99,
+        // Cores used over the span, by part: the job, the simulator, the broker, the reader.
+        "cores": cpu_at_warm_up.zip(cpu_at_end).zip(machine_at_warm_up.zip(machine_at_end)).map(
+            |((before, after), ((_, all0), (_, all1)))| {
+                let seconds = (all1 - all0) as f64 / ticks_per_second() / cores() as f64;
+                let used = |i: usize| round((after[i] - before[i]) / seconds.max(1e-3), 2);
+                json!({ "job": used(0), "simulator": used(1), "broker": used(2), "reader": used(3) })
+            }
+        ),
+        "machine_busy_percent": machine_at_warm_up.zip(machine_at_end).map(
+            |((busy0, all0), (busy1, all1)): ((u64, u64), (u64, u64))| {
+                round(100.0 * (busy1 - busy0) as f64 / (all1 - all0).max(1) as f64, 1)
+            }
+        ),
         "to_produce_p50_ms": round(quantile(&before_produce, 0.50), 1),
         "to_produce_p99_ms": round(quantile(&before_produce, 0.99), 1),
         "after_produce_p50_ms": round(quantile(&after_produce, 0.50), 1),
@@ -883,7 +932,7 @@ fn latency_only(full_rate: u64, seconds: u64) {
 
 fn print_latency_header() {
     println!(
-        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17} {:>26}",
+        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17} {:>26} {:>6}",
         "latency",
         "readings/s",
         "p50 ms",
@@ -892,14 +941,15 @@ fn print_latency_header() {
         "max ms",
         "to produce p50/99",
         "after p50/99",
-        "p99 wait/process/commit"
+        "p99 wait/process/commit",
+        "busy %"
     );
 }
 
 /// One latency run as a row under [`print_latency_header`].
 fn print_latency_row(name: &str, l: &serde_json::Value) {
     println!(
-        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17} {:>26}",
+        "{:<28} {:>10} {:>8} {:>8} {:>8} {:>8} {:>17} {:>17} {:>26} {:>6}",
         name,
         l["rate"],
         l["p50_ms"],
@@ -912,7 +962,38 @@ fn print_latency_row(name: &str, l: &serde_json::Value) {
             l["after_produce_p50_ms"], l["after_produce_p99_ms"]
         ),
         stage_bounds(&l["processor_stages_p99_at_most_ms"]),
+        l["machine_busy_percent"],
     );
+    if !l["cores"].is_null() {
+        println!("{:<28} cores used: {}", "", l["cores"]);
+    }
+}
+
+/// Clock ticks a second of `/proc/stat` (USER_HZ: 100 on Linux).
+fn ticks_per_second() -> f64 {
+    100.0
+}
+
+/// The machine's cores.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The machine's CPU time from `/proc/stat`, in ticks: (busy, all), where busy is all but idle
+/// and iowait.
+fn machine_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let all: u64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (all - idle, all)
 }
 
 fn now_ms() -> f64 {

@@ -112,7 +112,7 @@ pub(crate) fn run(seconds: u64) {
 
     println!();
     println!(
-        "{:<36} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26}",
+        "{:<36} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26} {:>6}",
         "latency curve",
         "load",
         "offered/s",
@@ -122,12 +122,13 @@ pub(crate) fn run(seconds: u64) {
         "p99.9 ms",
         "max ms",
         "processor p99",
-        "p99 wait/process/commit"
+        "p99 wait/process/commit",
+        "busy %"
     );
     for config in &configs {
         for point in points.iter().filter(|p| p["config"] == config.name) {
             println!(
-                "{:<36} {:>4.0}% {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26}",
+                "{:<36} {:>4.0}% {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26} {:>6}",
                 config.name,
                 point["load"].as_f64().unwrap_or(0.0) * 100.0,
                 point["rate"],
@@ -140,6 +141,7 @@ pub(crate) fn run(seconds: u64) {
                     .as_f64()
                     .map_or("-".to_owned(), |ms| format!("<= {ms}")),
                 stage_bounds(&point["processor_stages_p99_at_most_ms"]),
+                point["machine_busy_percent"],
             );
         }
     }
