@@ -860,6 +860,17 @@ fn latency(
         .and_then(|stages| stages.get("end_to_end").cloned());
     running.stop();
     let measured_ms = taken_last - warm_up_ms;
+    // Events per second of reading time after the warm-up: one average per reading.
+    let achieved = latencies.len() as f64 / (measured_ms / 1000.0).max(1e-3);
+    // Cores used over the span, by part: the job, the simulator, the broker, the reader.
+    let cores = cpu_at_warm_up
+        .zip(cpu_at_end)
+        .zip(machine_at_warm_up.zip(machine_at_end))
+        .map_or(Value::Null, |((before, after), ((_, all0), (_, all1)))| {
+            let seconds = (all1 - all0) as f64 / ticks_per_second() / cores() as f64;
+            let used = |i: usize| round((after[i] - before[i]) / seconds.max(1e-3), 2);
+            json!({ "job": used(0), "simulator": used(1), "broker": used(2), "reader": used(3) })
+        });
     for sample in [&mut latencies, &mut before_produce, &mut after_produce] {
         sample.sort_by(f64::total_cmp);
     }
@@ -875,8 +886,7 @@ fn latency(
         "args": also.join(" "),
         "rate": rate,
         "events": latencies.len(),
-        // Events per second of reading time after the warm-up: one average per reading.
-        "achieved_per_second": round(latencies.len() as f64 / (measured_ms / 1000.0).max(1e-3), 0),
+        "achieved_per_second": round(achieved, 0),
         "p50_ms": round(at(0.50), 1),
         "p99_ms": round(at(0.99), 1),
         "p999_ms": round(at(0.999), 1),
@@ -887,13 +897,10 @@ fn latency(
         // oldest), the batch's processing, its commit (per batch).
         "processor_stages_p99_at_most_ms": stages_p99,
         // Cores used over the span, by part: the job, the simulator, the broker, the reader.
-        "cores": cpu_at_warm_up.zip(cpu_at_end).zip(machine_at_warm_up.zip(machine_at_end)).map(
-            |((before, after), ((_, all0), (_, all1)))| {
-                let seconds = (all1 - all0) as f64 / ticks_per_second() / cores() as f64;
-                let used = |i: usize| round((after[i] - before[i]) / seconds.max(1e-3), 2);
-                json!({ "job": used(0), "simulator": used(1), "broker": used(2), "reader": used(3) })
-            }
-        ),
+        "cores": cores,
+        // The job's CPU per million readings over the span (whole processes, as for Kafka
+        // Streams' JVM).
+        "job_cpu_seconds_per_million": cores["job"].as_f64().map(|job| round(job / achieved.max(1e-3) * 1e6, 2)),
         "machine_busy_percent": machine_at_warm_up.zip(machine_at_end).map(
             |((busy0, all0), (busy1, all1)): ((u64, u64), (u64, u64))| {
                 round(100.0 * (busy1 - busy0) as f64 / (all1 - all0).max(1) as f64, 1)

@@ -112,7 +112,7 @@ pub(crate) fn run(seconds: u64) {
 
     println!();
     println!(
-        "{:<36} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26} {:>6}",
+        "{:<36} {:>5} {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26} {:>6} {:>10}",
         "latency curve",
         "load",
         "offered/s",
@@ -123,12 +123,13 @@ pub(crate) fn run(seconds: u64) {
         "max ms",
         "processor p99",
         "p99 wait/process/commit",
-        "busy %"
+        "busy %",
+        "job CPU-s/M"
     );
     for config in &configs {
         for point in points.iter().filter(|p| p["config"] == config.name) {
             println!(
-                "{:<36} {:>4.0}% {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26} {:>6}",
+                "{:<36} {:>4.0}% {:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>14} {:>26} {:>6} {:>10}",
                 config.name,
                 point["load"].as_f64().unwrap_or(0.0) * 100.0,
                 point["rate"],
@@ -142,6 +143,7 @@ pub(crate) fn run(seconds: u64) {
                     .map_or("-".to_owned(), |ms| format!("<= {ms}")),
                 stage_bounds(&point["processor_stages_p99_at_most_ms"]),
                 point["machine_busy_percent"],
+                point["job_cpu_seconds_per_million"],
             );
         }
     }
