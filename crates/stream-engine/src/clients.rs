@@ -20,18 +20,6 @@ const PREFETCH_KBYTES: &str = "1024";
 /// to 44 600 readings/s.
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
-/// The least a fetch returns (`fetch.min.bytes`), unless [`FETCH_WAIT_MAX_MS`] passes first.
-/// librdkafka's default, 1 byte, answers every fetch as soon as anything is there: under live
-/// traffic the consumer then fetches back to back, a few records at a time, and each small
-/// fetch makes a small batch (a transaction in `exactly_once`). Measured on the 2-core machine
-/// (`BENCH_LATENCY_ONLY`, one replica, 14 000 readings/s `at_least_once`): 32 KiB within 5 ms
-/// took the broker from 0.76 to 0.61 cores and the processor from 0.33 to 0.25, p99 15.7 and
-/// 15.3 ms; 64 KiB within 10 ms saved a little more CPU but doubled p50 (5.8 to 12.1 ms).
-const FETCH_MIN_BYTES: &str = "32768";
-/// See [`FETCH_MIN_BYTES`]: the most a fetch waits for them (`fetch.wait.max.ms`; librdkafka's
-/// default is 500, which only matters when a partition is idle).
-const FETCH_WAIT_MAX_MS: &str = "5";
-
 /// The consumer: the group, cooperative rebalancing, offsets stored by the engine (committed
 /// by librdkafka in `at_least_once`, in transactions in `exactly_once`), `read_committed`.
 /// Public so that benchmarks measure clients set up exactly like this.
@@ -67,9 +55,6 @@ pub fn consumer_config(
             // Prefetch sized for a batch loop (measured in `scripts/bench.sh`).
             ("queued.max.messages.kbytes", PREFETCH_KBYTES, Allowed),
             ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS, Allowed),
-            // Fetches of some size under live traffic (see FETCH_MIN_BYTES).
-            ("fetch.min.bytes", FETCH_MIN_BYTES, Allowed),
-            ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS, Allowed),
             // Per-partition lag for the metrics.
             ("statistics.interval.ms", "5000", Allowed),
         ],
