@@ -17,8 +17,9 @@
 //!   accepted while leadership moved), `ip-audit` exact in both stages, the sink's `ip_counts`
 //!   rows equal to the counts topic.
 //!
-//! Both run in `scripts/test.sh`, in the heavy group (one heavy run at a time): 192 and 259 s
-//! of a clean-clone run beside the light tests, 115 to 154 s and 94 to 134 s alone. (They were
+//! Both run in `scripts/test.sh`, last in the heavy group (one heavy run at a time): 157 and
+//! 160 s in a clean-clone run, 115 to 154 s and 94 to 134 s alone, 192 to 311 s when they ran
+//! first, beside the light tests. (They were
 //! left out while the compose test rebuilt every crate of the image, which took the run to
 //! 1 190 s of its 1 200 with them in.) The stall they
 //! once showed (an exactly_once worker silent after a bounce until the catch-up limit) was
