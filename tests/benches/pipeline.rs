@@ -832,25 +832,9 @@ fn latency(
             STAGES
                 .iter()
                 .map(|(stage, _)| {
-                    let grown = end.get(stage).map(|buckets| {
-                        let before = start.get(stage);
-                        buckets
-                            .iter()
-                            .map(|(le, count)| {
-                                let earlier = before
-                                    .and_then(|b| b.iter().find(|(bound, _)| bound == le))
-                                    .map_or(0.0, |(_, c)| *c);
-                                (*le, count - earlier)
-                            })
-                            .collect::<Vec<_>>()
-                    });
-                    let p99 = grown.and_then(|grown| {
-                        let all = grown.last()?.1;
-                        grown
-                            .iter()
-                            .find(|(_, count)| *count >= all * 0.99 && all > 0.0)
-                            .map(|(le, _)| le * 1000.0)
-                    });
+                    let p99 = end
+                        .get(stage)
+                        .and_then(|after| grown_p99_ms(start.get(stage).map(Vec::as_slice), after));
                     (stage.to_string(), json!(p99))
                 })
                 .collect()
@@ -867,7 +851,7 @@ fn latency(
         .zip(cpu_at_end)
         .zip(machine_at_warm_up.zip(machine_at_end))
         .map_or(Value::Null, |((before, after), ((_, all0), (_, all1)))| {
-            let seconds = (all1 - all0) as f64 / ticks_per_second() / cores() as f64;
+            let seconds = (all1 - all0) as f64 / TICKS_PER_SECOND / cores() as f64;
             let used = |i: usize| round((after[i] - before[i]) / seconds.max(1e-3), 2);
             json!({ "job": used(0), "simulator": used(1), "broker": used(2), "reader": used(3) })
         });
@@ -977,8 +961,25 @@ fn print_latency_row(name: &str, l: &serde_json::Value) {
 }
 
 /// Clock ticks a second of `/proc/stat` (USER_HZ: 100 on Linux).
-fn ticks_per_second() -> f64 {
-    100.0
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The p99 of what a cumulative histogram gained between `before` (none: empty) and `after`,
+/// as the upper bound of the bucket it falls in (ms); `None` when nothing was recorded.
+fn grown_p99_ms(before: Option<&[(f64, f64)]>, after: &[(f64, f64)]) -> Option<f64> {
+    let grown: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, count)| {
+            let earlier = before
+                .and_then(|b| b.iter().find(|(bound, _)| bound == le))
+                .map_or(0.0, |(_, c)| *c);
+            (*le, count - earlier)
+        })
+        .collect();
+    let all = grown.last()?.1;
+    grown
+        .iter()
+        .find(|(_, count)| all > 0.0 && *count >= all * 0.99)
+        .map(|(le, _)| le * 1000.0)
 }
 
 /// The machine's cores.
