@@ -120,6 +120,21 @@ fn the_audit_reports_missing_duplicated_wrong_and_unexpected_events() {
         assert_eq!(report["unexpected"], 1);
         assert_eq!(report["undecodable_output"], 1);
         assert_eq!(report["sensors"][all[0].sensor_id()]["missing"], 1);
+        // The missing event named, with the reading that should have caused it.
+        let listed = &report["missing_events"];
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{report}");
+        assert_eq!(listed[0]["sensor_id"], all[0].sensor_id());
+        assert_eq!(listed[0]["seq"], all[0].seq());
+        assert_eq!(listed[0]["kind"], all[0].kind());
+        let reading = input
+            .iter()
+            .find(|r| {
+                listed[0]["partition"] == r.partition && listed[0]["offset"] == r.offset
+            })
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(r.payload.as_deref()?).ok())
+            .expect("the listed input record exists");
+        assert_eq!(reading["sensor_id"], all[0].sensor_id(), "{reading}");
+        assert_eq!(reading["seq"], all[0].seq(), "{reading}");
         assert_eq!(report["sensors"][all[5].sensor_id()]["duplicated"], 1);
         if extra.is_empty() {
             assert_eq!(report["passes"], 1);

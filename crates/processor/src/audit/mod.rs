@@ -74,6 +74,27 @@ pub struct AuditReport {
     pub passes: u64,
     /// Sensors with a problem (at most 1000 listed), by id.
     pub sensors: BTreeMap<String, SensorDiff>,
+    /// The first missing events (at most [`MISSING_LISTED`]), with the input record that
+    /// should have caused each: where to look in the processors' logs.
+    pub missing_events: Vec<MissingEvent>,
+}
+
+/// Missing events listed one by one in the report.
+pub const MISSING_LISTED: usize = 20;
+
+/// An expected event with no output, and the input record it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingEvent {
+    /// The sensor.
+    pub sensor_id: String,
+    /// The reading's sequence number.
+    pub seq: u64,
+    /// The event's kind.
+    pub kind: &'static str,
+    /// The input partition of the reading.
+    pub partition: i32,
+    /// The input offset of the reading.
+    pub offset: i64,
 }
 
 impl AuditReport {
@@ -119,6 +140,8 @@ struct Slot {
     event: Event<'static>,
     seen: u32,
     wrong: bool,
+    /// The input record's partition and offset.
+    input: (i32, i64),
 }
 
 type EventKey = (String, u64, &'static str);
@@ -204,6 +227,7 @@ pub fn audit(
                         event: event.into_owned(),
                         seen: 0,
                         wrong: false,
+                        input: (m.partition(), m.offset()),
                     });
                 }
             },
@@ -272,12 +296,25 @@ pub fn audit(
                 }
             },
         )?;
-        for slot in expected.values().flatten() {
-            if slot.seen == 0 && !slot.wrong {
-                report.missing += 1;
-                if let Some(s) = report.sensor(slot.event.sensor_id()) {
-                    s.missing += 1;
-                }
+        let mut missing: Vec<&Slot> = expected
+            .values()
+            .flatten()
+            .filter(|slot| slot.seen == 0 && !slot.wrong)
+            .collect();
+        missing.sort_by_key(|slot| slot.input);
+        for slot in missing {
+            report.missing += 1;
+            if let Some(s) = report.sensor(slot.event.sensor_id()) {
+                s.missing += 1;
+            }
+            if report.missing_events.len() < MISSING_LISTED {
+                report.missing_events.push(MissingEvent {
+                    sensor_id: slot.event.sensor_id().to_owned(),
+                    seq: slot.event.seq(),
+                    kind: slot.event.kind(),
+                    partition: slot.input.0,
+                    offset: slot.input.1,
+                });
             }
         }
     }

@@ -56,6 +56,12 @@ fn main() {
                 diff.missing, diff.duplicated, diff.wrong, diff.unexpected
             );
         }
+        for m in &report.missing_events {
+            println!(
+                "missing: {} seq {} {} (input partition {} offset {})",
+                m.sensor_id, m.seq, m.kind, m.partition, m.offset
+            );
+        }
         if report.sensors.len() > 20 {
             println!(
                 "... and {} more sensors with differences",
