@@ -90,7 +90,10 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         "log gateway starting"
     );
     let topics = [settings.topic.as_str(), settings.dlq_topic.as_str()];
-    if !wait_for_topics(sink.client(), &topics, &shutdown).await? {
+    if wait_for_topics(sink.client(), &topics, &shutdown)
+        .await?
+        .is_none()
+    {
         return Ok(Summary {
             lines: 0,
             dead_letters: 0,

@@ -210,7 +210,10 @@ async fn consume(
     let topics = config.topics();
     let mut wanted = topics.clone();
     wanted.push(&s.dlq_topic);
-    if !kafka::wait_for_topics(consumer.client(), &wanted, shutdown).await? {
+    if kafka::wait_for_topics(consumer.client(), &wanted, shutdown)
+        .await?
+        .is_none()
+    {
         return Ok(summary);
     }
     consumer.subscribe(&topics)?;

@@ -172,9 +172,14 @@ where
     }
 }
 
-/// Waits until the cluster answers and every topic in `topics` exists, logging what it is
-/// waiting for. `Ok(false)` if `shutdown` fires first; an error if the cluster refuses this
-/// client (wrong credentials, a TLS handshake that fails): waiting would not help.
+/// Waits until the cluster answers and every topic in `topics` exists with its partitions,
+/// logging what it is waiting for; returns the topics' layout as that answer had it. `Ok(None)`
+/// if `shutdown` fires first; an error if the cluster refuses this client (wrong credentials, a
+/// TLS handshake that fails): waiting would not help.
+///
+/// Use the layout returned rather than asking again: on a cluster of several brokers each
+/// answers from its own metadata cache, and the next request may reach one that has the topic
+/// without its partitions yet (a processor then asked for a changelog of 0 partitions).
 ///
 /// Services start before the broker in compose and after crashes; waiting here turns "broker
 /// not reachable" into a clear log line instead of an exit.
@@ -182,7 +187,7 @@ pub async fn wait_for_topics<C: ClientContext>(
     client: &Client<C>,
     topics: &[&str],
     shutdown: &CancellationToken,
-) -> Result<bool, ConnectionRefused> {
+) -> Result<Option<Layout>, ConnectionRefused> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
@@ -193,7 +198,7 @@ pub async fn wait_for_topics<C: ClientContext>(
                 for warning in replication_warnings(&layout) {
                     tracing::warn!("{warning}");
                 }
-                return Ok(true);
+                return Ok(Some(layout));
             }
             Ok((missing, _)) => tracing::warn!(
                 ?missing,
@@ -213,7 +218,7 @@ pub async fn wait_for_topics<C: ClientContext>(
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => return Ok(false),
+            _ = shutdown.cancelled() => return Ok(None),
         }
         delay = (delay * 2).min(Duration::from_secs(3));
     }

@@ -102,7 +102,10 @@ async fn publish(
         profile = ?settings.profile,
         "sensor simulator starting"
     );
-    if !wait_for_topics(producer.client(), &[settings.topic.as_str()], &shutdown).await? {
+    if wait_for_topics(producer.client(), &[settings.topic.as_str()], &shutdown)
+        .await?
+        .is_none()
+    {
         return Ok(Summary {
             delivered: 0,
             failed: 0,

@@ -86,6 +86,11 @@ pub async fn ensure_topic(
         })
         .context("reading the changelog topic's metadata")
     };
+    if partitions < 1 {
+        bail!(
+            "the changelog topic {topic} needs the input's partition count, which was {partitions}"
+        );
+    }
     let mut found = existing()?;
     if found == 0 {
         let settings = kafka.topics;
@@ -315,4 +320,26 @@ fn at_end(
         .find_partition(topic, partition)
         .and_then(|e| e.offset().to_raw());
     Ok(end == 0 || position.is_some_and(|p| p >= end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partition count that cannot be right is refused before anything is asked of Kafka
+    /// (here there is no broker at all), with the reason.
+    #[tokio::test]
+    async fn a_changelog_of_no_partitions_is_refused_with_the_reason() {
+        let kafka = KafkaSettings {
+            brokers: "127.0.0.1:1".to_owned(),
+            ..KafkaSettings::default()
+        };
+        let error = ensure_topic(&kafka, "state", 0)
+            .await
+            .expect_err("0 partitions");
+        assert_eq!(
+            error.to_string(),
+            "the changelog topic state needs the input's partition count, which was 0"
+        );
+    }
 }

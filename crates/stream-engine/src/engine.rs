@@ -89,16 +89,16 @@ async fn run_job<J: Job>(
     );
     let mut topics = vec![settings.input_topic.as_str(), settings.dlq_topic.as_str()];
     topics.extend(settings.output_topics.iter().map(String::as_str));
-    if !wait_for_topics(consumer.client(), &topics, shutdown).await? {
+    let Some(layout) = wait_for_topics(consumer.client(), &topics, shutdown).await? else {
         return Ok(());
-    }
+    };
     if J::STATEFUL {
-        let input_partitions = tokio::task::block_in_place(|| {
-            consumer
-                .fetch_metadata(Some(&settings.input_topic), Duration::from_secs(10))
-                .map(|m| m.topics().first().map_or(0, |t| t.partitions().len()))
-        })
-        .context("reading the input topic's partitions")?;
+        // From the answer that showed the input with its partitions (see `wait_for_topics`).
+        let input_partitions = layout
+            .topics
+            .iter()
+            .find(|(name, _)| *name == settings.input_topic)
+            .map_or(0, |(_, partitions)| partitions.len());
         changelog::ensure_topic(kafka, &settings.state_topic, input_partitions as i32).await?;
     }
     let commit = match settings.guarantee {

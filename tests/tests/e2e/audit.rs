@@ -111,6 +111,12 @@ fn the_audit_reports_missing_duplicated_wrong_and_unexpected_events() {
         let (code, report) = run_audit(&bootstrap, &topics, &extra);
         assert_eq!(code, 1, "differences fail the audit: {report}");
         assert_eq!(report["input_records"], 301);
+        // No group has committed: the whole input is judged, to each partition's end.
+        let judged: i64 = report["judged_until"]
+            .as_object()
+            .map(|ends| ends.values().filter_map(serde_json::Value::as_i64).sum())
+            .unwrap_or_default();
+        assert_eq!(judged, 301, "{report}");
         assert_eq!(report["unusable_input"], 1);
         assert_eq!(report["expected_events"], all.len());
         assert_eq!(report["matched"], all.len() - 2);
@@ -128,9 +134,7 @@ fn the_audit_reports_missing_duplicated_wrong_and_unexpected_events() {
         assert_eq!(listed[0]["kind"], all[0].kind());
         let reading = input
             .iter()
-            .find(|r| {
-                listed[0]["partition"] == r.partition && listed[0]["offset"] == r.offset
-            })
+            .find(|r| listed[0]["partition"] == r.partition && listed[0]["offset"] == r.offset)
             .and_then(|r| serde_json::from_slice::<serde_json::Value>(r.payload.as_deref()?).ok())
             .expect("the listed input record exists");
         assert_eq!(reading["sensor_id"], all[0].sensor_id(), "{reading}");

@@ -68,6 +68,8 @@ pub struct AuditReport {
     pub undecodable_output: u64,
     /// Input records past the group's committed offsets: not processed yet, not judged.
     pub unjudged_input: u64,
+    /// Per input partition, the offset the judged input ends at (the group's committed one).
+    pub judged_until: BTreeMap<i32, i64>,
     /// Output records of readings past the judged input, left for a later audit.
     pub unjudged_output: u64,
     /// Passes over the topics (buckets of sensors).
@@ -171,6 +173,10 @@ pub fn audit(
         })
         .collect();
     let input_total: i64 = input_ends.values().map(|(low, high)| high - low).sum();
+    let judged_until = input_ends
+        .iter()
+        .map(|(p, (_, until))| (*p, *until))
+        .collect();
     // A reading causes at most two events.
     let buckets =
         ((input_total.max(1) as u64 * 2).div_ceil(max_events_in_memory.max(1) as u64)).max(1);
@@ -178,6 +184,7 @@ pub fn audit(
     let mut report = AuditReport {
         passes: buckets,
         unjudged_input: unjudged_input as u64,
+        judged_until,
         ..AuditReport::default()
     };
     for bucket in 0..buckets {
