@@ -110,6 +110,13 @@ pub struct Checkpoint {
     /// Where the keys' values in the changelog stand, when older than `next_offset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Snapshot>,
+    /// The input offset the batch that wrote this checkpoint committed for the partition, in
+    /// the same transaction. The same as `next_offset` except while a restored replica
+    /// replays what was processed before (then behind it). A restore stops at the checkpoint
+    /// whose `input_offset` is the group's committed offset: that is the state the committed
+    /// input stands for. `None` in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_offset: Option<i64>,
 }
 
 /// The input position a partition's keys' values in the changelog stand at.
@@ -195,6 +202,7 @@ mod tests {
             next_offset: 1234,
             stream_time_ms: Some(1_795_000_000_000),
             snapshot: None,
+            input_offset: None,
         };
         assert_eq!(
             Checkpoint::decode(&checkpoint.encode()).unwrap(),
@@ -212,9 +220,10 @@ mod tests {
             stream_time_ms: None,
         };
         checkpoint.snapshot = Some(older);
+        checkpoint.input_offset = Some(1200);
         assert_eq!(
             String::from_utf8(checkpoint.encode()).unwrap(),
-            r#"{"next_offset":1234,"stream_time_ms":1795000000000,"snapshot":{"next_offset":1000}}"#
+            r#"{"next_offset":1234,"stream_time_ms":1795000000000,"snapshot":{"next_offset":1000},"input_offset":1200}"#
         );
         assert_eq!(
             Checkpoint::decode(&checkpoint.encode()).unwrap(),
@@ -226,7 +235,8 @@ mod tests {
             Checkpoint {
                 next_offset: 5,
                 stream_time_ms: None,
-                snapshot: None
+                snapshot: None,
+                input_offset: None
             }
         );
         assert!(String::from_utf8(CHECKPOINT_KEY.to_vec()).is_err());

@@ -188,12 +188,14 @@ impl<J: Job> Task<J> {
                         next_offset,
                         stream_time_ms,
                     })),
+                    input_offset: Some(next_offset),
                     ..reached
                 },
                 None => Checkpoint {
                     next_offset,
                     stream_time_ms,
                     snapshot,
+                    input_offset: Some(next_offset),
                 },
             };
             writes.push(

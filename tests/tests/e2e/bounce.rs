@@ -482,6 +482,12 @@ fn bounce_all(
     }
 }
 
+/// Whether to keep the logs of a run that passed too (`BOUNCE_KEEP_LOGS=1`), to read what the
+/// replicas did.
+fn keep_every_log() -> bool {
+    std::env::var_os("BOUNCE_KEEP_LOGS").is_some_and(|v| v == "1")
+}
+
 /// Keeps every log of a failed or crashed run under `target/bounce-logs/<name>`.
 fn keep_logs(name: &str, cluster: &Cluster, save: impl FnOnce(&std::path::Path)) {
     let dir = e2e_tests::repo_root().join("target/bounce-logs").join(name);
@@ -527,7 +533,7 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipelin
             assert_eq!(replicas.crashes, 0, "a replica exited on its own");
         }
     }));
-    if outcome.is_err() || eo.replicas.crashes + alo.replicas.crashes > 0 {
+    if outcome.is_err() || eo.replicas.crashes + alo.replicas.crashes > 0 || keep_every_log() {
         keep_logs(&eo.topics.group, &cluster, |dir| {
             eo.replicas.save_logs(&dir.join("exactly-once"));
             alo.replicas.save_logs(&dir.join("at-least-once"));
@@ -581,7 +587,7 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_log_pipeline_and_it
         logs.finish(&bootstrap, &database);
         assert_eq!(logs.replicas.crashes, 0, "a replica exited on its own");
     }));
-    if outcome.is_err() || logs.replicas.crashes > 0 {
+    if outcome.is_err() || logs.replicas.crashes > 0 || keep_every_log() {
         keep_logs(&logs.topics.group, &cluster, |dir| logs.save_logs(dir));
     }
     if let Err(panic) = outcome {

@@ -39,13 +39,131 @@ fn state(sensor: u32, updates: u32) -> Vec<u8> {
     value
 }
 
+/// A checkpoint as engines before `input_offset` wrote them.
 fn checkpoint(next_offset: i64) -> Vec<u8> {
     Checkpoint {
         next_offset,
         stream_time_ms: None,
         snapshot: None,
+        input_offset: None,
     }
     .encode()
+}
+
+/// A checkpoint of a batch that committed input offset `next_offset`.
+fn checkpoint_of(next_offset: i64) -> Vec<u8> {
+    Checkpoint {
+        input_offset: Some(next_offset),
+        ..Checkpoint::decode(&checkpoint(next_offset)).expect("a checkpoint")
+    }
+    .encode()
+}
+
+/// A producer writing one record at a time to partition 0 of `topic`, each acknowledged.
+fn writer(brokers: &str, topic: &str) -> impl Fn(&[u8], Vec<u8>) + use<> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    let topic = topic.to_owned();
+    move |key: &[u8], value: Vec<u8>| {
+        producer
+            .send(BaseRecord::to(&topic).partition(0).key(key).payload(&value))
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    }
+}
+
+/// Commits input offset `offset` of partition 0 of `topic` for `group`.
+fn commit(brokers: &str, group: &str, topic: &str, offset: i64) {
+    let committer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    committer
+        .commit(&offsets, CommitMode::Sync)
+        .expect("commit");
+}
+
+/// State the changelog holds past the checkpoint of the committed input offset belongs to input
+/// whose offsets are not committed: the restore stops at that checkpoint and counts the rest as
+/// left out. (Applied, it would mark the uncommitted input as processed, and its outputs would
+/// never be written.) Checkpoints without their batch's input offset are read to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_stops_at_the_checkpoint_of_the_committed_offset() {
+    let kafka = KafkaSettings {
+        brokers: shared_bootstrap(),
+        ..KafkaSettings::default()
+    };
+    let (state_topic, input_topic, group) = (
+        unique("restore-stop-state"),
+        unique("restore-stop-input"),
+        unique("restore-stop-group"),
+    );
+    for topic in [&state_topic, &input_topic] {
+        ensure_topic(&kafka, topic, 1).await.expect("topic");
+    }
+    commit(&kafka.brokers, &group, &input_topic, 500);
+    let write = writer(&kafka.brokers, &state_topic);
+    write(b"s", state(1, 3));
+    write(CHECKPOINT_KEY, checkpoint_of(400));
+    write(b"s", state(1, 7));
+    write(CHECKPOINT_KEY, checkpoint_of(500));
+    write(b"s", state(1, 9));
+    write(b"t", state(2, 1));
+    write(CHECKPOINT_KEY, checkpoint_of(600));
+    let target = RestoreTarget {
+        state_topic: state_topic.clone(),
+        input_topic: input_topic.clone(),
+        group_id: group.clone(),
+        partition: 0,
+        catch_up_timeout: Duration::from_secs(30),
+    };
+    let never = CancellationToken::new();
+    let restored = restore_partition(&kafka, &target, &never).expect("restore");
+    assert_eq!(restored.committed, Some(500));
+    assert_eq!(restored.checkpoint.map(|c| c.next_offset), Some(500));
+    assert_eq!(restored.values["s"], state(1, 7), "the state of offset 500");
+    assert!(
+        !restored.values.contains_key("t"),
+        "{:?}",
+        restored.values.keys()
+    );
+    assert_eq!((restored.records, restored.left_out), (4, 3));
+
+    // Once the group has committed 600, all of it is the committed state.
+    commit(&kafka.brokers, &group, &input_topic, 600);
+    let restored = restore_partition(&kafka, &target, &never).expect("restore");
+    assert_eq!(restored.values["s"], state(1, 9));
+    assert_eq!(restored.values["t"], state(2, 1));
+    assert_eq!((restored.records, restored.left_out), (7, 0));
+
+    // A changelog of an earlier engine (no input offsets) is read to its end, as before.
+    let legacy_topic = unique("restore-stop-legacy");
+    ensure_topic(&kafka, &legacy_topic, 1).await.expect("topic");
+    let write = writer(&kafka.brokers, &legacy_topic);
+    write(b"s", state(1, 7));
+    write(CHECKPOINT_KEY, checkpoint(600));
+    write(b"s", state(1, 9));
+    write(CHECKPOINT_KEY, checkpoint(700));
+    let restored = restore_partition(
+        &kafka,
+        &RestoreTarget {
+            state_topic: legacy_topic,
+            ..target.clone()
+        },
+        &never,
+    )
+    .expect("restore");
+    assert_eq!(restored.values["s"], state(1, 9));
+    assert_eq!(restored.checkpoint.map(|c| c.next_offset), Some(700));
+    assert_eq!(restored.left_out, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
