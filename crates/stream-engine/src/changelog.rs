@@ -48,6 +48,11 @@ pub struct RestoreTarget {
     pub partition: i32,
     /// Longest wait for the changelog to catch up with the committed offset.
     pub catch_up_timeout: Duration,
+    /// The changelog is written in the transactions that commit the input offsets
+    /// (`exactly_once`): the restore stops at the checkpoint of the committed offset. Under
+    /// `at_least_once` the changelog is written before its offsets are committed, so later
+    /// checkpoints are normal (their outputs were acknowledged) and it is read to the end.
+    pub transactional: bool,
 }
 
 /// Why a restore ended without a result.
@@ -153,8 +158,9 @@ pub async fn ensure_topic(
 /// state changes are not yet readable. Restoring without them would resume after that batch
 /// with older state.
 ///
-/// And the restore stops at the checkpoint written with the committed offset (its
-/// `input_offset`): the state is exactly what the committed input stands for. A committed
+/// And under `exactly_once` ([`RestoreTarget::transactional`]) the restore stops at the
+/// checkpoint written with the committed offset (its `input_offset`): the state is exactly what
+/// the committed input stands for. A committed
 /// record after it would be state from input whose offsets are not committed (applied, its
 /// records would be taken as processed, and their outputs never written): such records are
 /// counted, logged and left out, never applied.
@@ -201,7 +207,8 @@ pub fn restore_partition(
     // The state of the committed input is complete (checkpoints that record their batch's
     // input offset only).
     let complete = |restored: &RestoredPartition| {
-        committed.is_some()
+        target.transactional
+            && committed.is_some()
             && restored
                 .checkpoint
                 .is_some_and(|k| k.input_offset == committed)

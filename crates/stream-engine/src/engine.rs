@@ -123,6 +123,7 @@ async fn run_job<J: Job>(
         partition: 0,
         // Long enough for an abandoned transaction to be aborted by the broker.
         catch_up_timeout: settings.transaction_timeout + Duration::from_secs(30),
+        transactional: settings.guarantee == Guarantee::ExactlyOnce,
     };
     let restores = Restores::new(kafka.clone(), target, shutdown);
     let mut worker = Worker::new(

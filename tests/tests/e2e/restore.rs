@@ -124,6 +124,7 @@ async fn a_restore_stops_at_the_checkpoint_of_the_committed_offset() {
         group_id: group.clone(),
         partition: 0,
         catch_up_timeout: Duration::from_secs(30),
+        transactional: true,
     };
     let never = CancellationToken::new();
     let restored = restore_partition(&kafka, &target, &never).expect("restore");
@@ -136,6 +137,21 @@ async fn a_restore_stops_at_the_checkpoint_of_the_committed_offset() {
         restored.values.keys()
     );
     assert_eq!((restored.records, restored.left_out), (4, 3));
+
+    // Under at_least_once the changelog runs ahead of the committed offsets (written before
+    // they are committed, its outputs acknowledged): it is read to the end.
+    let ahead = restore_partition(
+        &kafka,
+        &RestoreTarget {
+            transactional: false,
+            ..target.clone()
+        },
+        &never,
+    )
+    .expect("restore");
+    assert_eq!(ahead.values["s"], state(1, 9));
+    assert_eq!(ahead.checkpoint.map(|c| c.next_offset), Some(600));
+    assert_eq!((ahead.records, ahead.left_out), (7, 0));
 
     // Once the group has committed 600, all of it is the committed state.
     commit(&kafka.brokers, &group, &input_topic, 600);
@@ -208,6 +224,7 @@ async fn a_partition_of_100_000_sensors_is_restored_exactly() {
         group_id: "restore-test-group-without-commits".into(),
         partition: 0,
         catch_up_timeout: Duration::from_secs(30),
+        transactional: true,
     };
     let never = CancellationToken::new();
     let started = Instant::now();
@@ -306,6 +323,7 @@ async fn a_restore_waits_until_the_changelog_reaches_the_committed_offset() {
         group_id: group.clone(),
         partition: 0,
         catch_up_timeout: Duration::from_secs(30),
+        transactional: true,
     };
     let never = CancellationToken::new();
     let started = Instant::now();
