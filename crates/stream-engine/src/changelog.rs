@@ -272,6 +272,11 @@ pub fn restore_partition(
 
 /// The group's committed offset of the input partition, asked in short attempts so that a
 /// shutdown is seen while the broker is unreachable.
+///
+/// An answer with an error for the partition is no answer: above all "unstable offset commit"
+/// (a transaction with offsets for it is still open), which librdkafka passes on once its own
+/// retries run out, with no offset. Taken as "nothing committed", the restore would end before
+/// that transaction's state, and the replica would process its input again.
 fn committed_offset(
     consumer: &BaseConsumer<TracingContext>,
     target: &RestoreTarget,
@@ -281,13 +286,19 @@ fn committed_offset(
     loop {
         let mut input = TopicPartitionList::new();
         input.add_partition(&target.input_topic, target.partition);
-        match consumer.committed_offsets(input, Duration::from_secs(2)) {
-            Ok(list) => {
-                return Ok(list
-                    .find_partition(&target.input_topic, target.partition)
-                    .and_then(|e| e.offset().to_raw())
-                    .filter(|o| *o >= 0));
-            }
+        let answer = consumer
+            .committed_offsets(input, Duration::from_secs(2))
+            .and_then(|list| {
+                let element = list.find_partition(&target.input_topic, target.partition);
+                match element.as_ref().map(|e| e.error()) {
+                    Some(Err(error)) => Err(error),
+                    _ => Ok(element
+                        .and_then(|e| e.offset().to_raw())
+                        .filter(|o| *o >= 0)),
+                }
+            });
+        match answer {
+            Ok(offset) => return Ok(offset),
             Err(_) if cancel.is_cancelled() => return Err(RestoreError::Cancelled),
             Err(error) if Instant::now() > deadline => {
                 return Err(anyhow::anyhow!(
@@ -297,7 +308,10 @@ fn committed_offset(
                 )
                 .into());
             }
-            Err(error) => tracing::debug!(%error, "reading the committed offset, retrying"),
+            Err(error) => {
+                tracing::debug!(%error, "reading the committed offset, retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }

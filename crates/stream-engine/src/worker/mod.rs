@@ -375,6 +375,14 @@ impl<'a, J: Job> Worker<'a, J> {
                 self.consumer
                     .committed_offsets(list.clone(), Duration::from_secs(10))
             });
+            // A partition answered with an error (above all "unstable offset commit": a
+            // transaction with its offsets is still open) has no offset to go by yet.
+            let result = result.and_then(|committed| {
+                match committed.elements().iter().find_map(|e| e.error().err()) {
+                    Some(error) => Err(error),
+                    None => Ok(committed),
+                }
+            });
             match result {
                 Ok(committed) => break committed,
                 Err(error) if Instant::now() < deadline => {
