@@ -482,6 +482,45 @@ fn bounce_all(
     }
 }
 
+/// Prints what the replicas whose logs are in `dir` did to recover (restores, aborts, rewinds,
+/// rebuilt producers, assignment changes), oldest first, so that a failed run's report says how
+/// the output came to differ even where the kept logs are gone (a CI machine).
+fn print_recoveries(dir: &std::path::Path) {
+    const WHAT: [&str; 8] = [
+        "state restored",
+        "transaction aborted",
+        "rewound",
+        "producer is unusable",
+        "left out",
+        "partitions assigned",
+        "partitions revoked",
+        "blocked",
+    ];
+    let mut lines: Vec<(String, String)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            std::fs::read_to_string(entry.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| WHAT.iter().any(|w| line.contains(w)))
+                .map(|line| (line.chars().take(320).collect::<String>(), name.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // Each line starts with its timestamp: sorting by it interleaves the replicas.
+    lines.sort();
+    eprintln!(
+        "bounce: what the exactly_once replicas did to recover ({} lines):",
+        lines.len()
+    );
+    for (line, file) in lines.iter().rev().take(150).rev() {
+        eprintln!("  {file}: {line}");
+    }
+}
+
 /// Whether to keep the logs of a run that passed too (`BOUNCE_KEEP_LOGS=1`), to read what the
 /// replicas did.
 fn keep_every_log() -> bool {
@@ -540,6 +579,10 @@ fn brokers_bounced_under_load_lose_and_double_nothing_in_the_temperature_pipelin
         });
     }
     if let Err(panic) = outcome {
+        let kept = e2e_tests::repo_root()
+            .join("target/bounce-logs")
+            .join(&eo.topics.group);
+        print_recoveries(&kept.join("exactly-once"));
         std::panic::resume_unwind(panic);
     }
     for replicas in [&mut eo.replicas, &mut alo.replicas] {
