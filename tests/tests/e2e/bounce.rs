@@ -483,7 +483,7 @@ fn bounce_all(
 }
 
 /// Prints what the replicas whose logs are in `dir` did to recover (restores, aborts, rewinds,
-/// rebuilt producers, assignment changes), oldest first, so that a failed run's report says how
+/// rebuilt producers, assignment changes, records found already applied), oldest first, so that a failed run's report says how
 /// the output came to differ even where the kept logs are gone (a CI machine).
 fn print_recoveries(dir: &std::path::Path) {
     const WHAT: [&str; 8] = [
@@ -505,7 +505,13 @@ fn print_recoveries(dir: &std::path::Path) {
             std::fs::read_to_string(entry.path())
                 .unwrap_or_default()
                 .lines()
-                .filter(|line| WHAT.iter().any(|w| line.contains(w)))
+                .filter(|line| {
+                    WHAT.iter().any(|w| line.contains(w))
+                        // Progress lines only once records were found already applied (never,
+                        // under exactly_once, unless state ran ahead of the committed input).
+                        || (line.contains("\"already_applied\":")
+                            && !line.contains("\"already_applied\":0,"))
+                })
                 .map(|line| (line.chars().take(320).collect::<String>(), name.clone()))
                 .collect::<Vec<_>>()
         })
