@@ -6,10 +6,11 @@
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use crate::kafka_io::{lag, read_topic, wait_for_group};
+use crate::kafka_io::{committed_offsets, lag, read_topic, wait_for_group};
 use crate::service::{Service, binary, simulator_args};
 use crate::supervisor::Replicas;
 use crate::topics::PipelineTopics;
+use stream_engine::codec::CHECKPOINT_KEY;
 
 /// Replicas of each pipeline.
 pub const REPLICAS: usize = 3;
@@ -103,6 +104,74 @@ impl TemperaturePipeline {
                 timeout.as_secs()
             );
             std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Prints the evidence of an audit that found events missing: for each input partition
+    /// of the missing events (`report["missing_events"]`), the group's committed offset and
+    /// the committed checkpoints of the changelog whose input ranges come near them, with the
+    /// replica and producer that wrote each. Whoever claimed the missing readings' offsets
+    /// without producing their events is named there.
+    pub fn print_checkpoints_near_missing(&self, bootstrap: &str, report: &serde_json::Value) {
+        const AROUND: i64 = 40;
+        let mut near: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+        for event in report["missing_events"].as_array().into_iter().flatten() {
+            let (Some(partition), Some(offset)) =
+                (event["partition"].as_i64(), event["offset"].as_i64())
+            else {
+                continue;
+            };
+            let range = near.entry(partition).or_insert((offset, offset));
+            *range = (range.0.min(offset), range.1.max(offset));
+        }
+        if near.is_empty() {
+            return;
+        }
+        let committed = committed_offsets(bootstrap, &self.topics.group, &self.topics.input);
+        let state_topic = format!("{}-window-state", self.topics.group);
+        let changelog = read_topic(bootstrap, &state_topic);
+        for (&partition, &(low, high)) in &near {
+            eprintln!(
+                "{}: input partition {partition}: missing readings at offsets {low}..={high}, \
+                 committed offset {:?}; its changelog's checkpoints near them (changelog \
+                 offset, writer, checkpoint):",
+                self.guarantee,
+                committed.get(&(partition as i32))
+            );
+            let window = (low - AROUND)..=(high + AROUND);
+            let mut shown = 0;
+            for record in changelog
+                .iter()
+                .filter(|r| i64::from(r.partition) == partition)
+            {
+                let Some(value) = record
+                    .payload
+                    .as_deref()
+                    .filter(|_| record.key.as_deref() == Some(CHECKPOINT_KEY))
+                else {
+                    continue;
+                };
+                let checkpoint: serde_json::Value =
+                    serde_json::from_slice(value).unwrap_or_default();
+                let touches = ["from_offset", "input_offset", "next_offset"]
+                    .iter()
+                    .filter_map(|k| checkpoint[k].as_i64())
+                    .any(|o| window.contains(&o))
+                    || checkpoint["snapshot"]["next_offset"]
+                        .as_i64()
+                        .is_some_and(|o| window.contains(&o));
+                if !touches || shown >= 150 {
+                    continue;
+                }
+                shown += 1;
+                let writer = record
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "writer")
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                eprintln!("  @{} {writer}: {checkpoint}", record.offset);
+            }
         }
     }
 

@@ -130,9 +130,10 @@ impl HotPath {
                 produced.events += 1;
                 produced.bytes += output.value.len() as u64;
             }
+            let first = self.offset_base + batch.first().map_or(0, |r| r.offset);
             let next = self.offset_base + batch.last().map_or(0, |r| r.offset + 1);
             self.writes.clear();
-            self.task.changelog([(0, next)], &mut self.writes);
+            self.task.changelog([(0, first..next)], &mut self.writes);
             produced.state_records += self.writes.iter().len() as u64;
             self.task.commit();
         }

@@ -28,9 +28,11 @@ pub struct RestoredPartition {
     pub committed: Option<i64>,
     /// Changelog records read.
     pub records: u64,
-    /// Committed changelog records found after the checkpoint of the committed input offset,
-    /// left out (see [`restore_partition`]); 0 unless something is wrong.
-    pub left_out: u64,
+    /// Under `exactly_once`: committed changelog records after the last checkpoint of the
+    /// committed input offset, applied. State of a transaction whose committed offsets the
+    /// read did not show yet (a transaction's commit markers reach the offsets topic and the
+    /// changelog independently, and a coordinator that moves delays one of them); usually 0.
+    pub ahead: u64,
     /// Seconds it took.
     pub seconds: f64,
 }
@@ -49,9 +51,9 @@ pub struct RestoreTarget {
     /// Longest wait for the changelog to catch up with the committed offset.
     pub catch_up_timeout: Duration,
     /// The changelog is written in the transactions that commit the input offsets
-    /// (`exactly_once`): the restore stops at the checkpoint of the committed offset. Under
-    /// `at_least_once` the changelog is written before its offsets are committed, so later
-    /// checkpoints are normal (their outputs were acknowledged) and it is read to the end.
+    /// (`exactly_once`): state past the checkpoint of the committed offset is counted
+    /// ([`RestoredPartition::ahead`]). Under `at_least_once` the changelog is written before
+    /// its offsets are committed, so later checkpoints are normal. Both read it to the end.
     pub transactional: bool,
 }
 
@@ -158,12 +160,13 @@ pub async fn ensure_topic(
 /// state changes are not yet readable. Restoring without them would resume after that batch
 /// with older state.
 ///
-/// And under `exactly_once` ([`RestoreTarget::transactional`]) the restore stops at the
-/// checkpoint written with the committed offset (its `input_offset`): the state is exactly what
-/// the committed input stands for. A committed
-/// record after it would be state from input whose offsets are not committed (applied, its
-/// records would be taken as processed, and their outputs never written): such records are
-/// counted, logged and left out, never applied.
+/// Every committed record is applied, to the changelog's end: a committed transaction's
+/// state always comes with its outputs and its input offsets, whatever the committed offsets
+/// read a moment earlier said. Stopping at the checkpoint of the offset read instead processed
+/// that transaction's input again and doubled its outputs (seen: a broker bounce test, the
+/// transaction coordinator killed while a commit was under way). Under `exactly_once` the
+/// records past the last checkpoint of the committed offset are counted
+/// ([`RestoredPartition::ahead`]) and logged.
 pub fn restore_partition(
     kafka: &KafkaSettings,
     target: &RestoreTarget,
@@ -193,25 +196,13 @@ pub fn restore_partition(
     .context("creating the restore consumer")?;
     let committed = committed_offset(&consumer, target, cancel)?;
 
-    let mut restored = RestoredPartition {
-        committed,
-        ..RestoredPartition::default()
-    };
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, partition, Offset::Beginning)
         .context("building the partition list")?;
     consumer.assign(&list).context("assigning the changelog")?;
+    let mut read = Accumulator::new(partition, committed, target.transactional);
     let caught_up = |checkpoint: Option<Checkpoint>| {
         committed.is_none_or(|c| checkpoint.is_some_and(|k| k.next_offset >= c))
-    };
-    // The state of the committed input is complete (checkpoints that record their batch's
-    // input offset only).
-    let complete = |restored: &RestoredPartition| {
-        target.transactional
-            && committed.is_some()
-            && restored
-                .checkpoint
-                .is_some_and(|k| k.input_offset == committed)
     };
     let deadline = Instant::now() + target.catch_up_timeout;
     loop {
@@ -221,7 +212,7 @@ pub fn restore_partition(
         if Instant::now() > deadline {
             tracing::warn!(
                 partition,
-                checkpoint = ?restored.checkpoint,
+                checkpoint = ?read.latest_checkpoint(),
                 ?committed,
                 "the changelog did not reach the committed offset in time; \
                  resuming from the checkpoint, state as restored"
@@ -229,29 +220,10 @@ pub fn restore_partition(
             break;
         }
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) if complete(&restored) => {
-                restored.left_out += 1;
-                tracing::warn!(
-                    partition,
-                    offset = message.offset(),
-                    committed = ?committed,
-                    "a committed changelog record after the checkpoint of the committed input \
-                     offset: left out"
-                );
-            }
-            Some(Ok(message)) => {
-                restored.records += 1;
-                apply_record(
-                    &mut restored,
-                    partition,
-                    message.key(),
-                    message.payload(),
-                    message.offset(),
-                );
-            }
+            Some(Ok(message)) => read.apply(message.key(), message.payload(), message.offset()),
             // The end of what is readable now (more may become readable).
             Some(Err(KafkaError::PartitionEOF(_))) => {
-                if caught_up(restored.checkpoint) {
+                if caught_up(read.latest_checkpoint()) {
                     break;
                 }
             }
@@ -260,12 +232,13 @@ pub fn restore_partition(
             }
             // Idle: done if caught up and nothing readable is left.
             None => {
-                if caught_up(restored.checkpoint) && at_end(&consumer, topic, partition)? {
+                if caught_up(read.latest_checkpoint()) && at_end(&consumer, topic, partition)? {
                     break;
                 }
             }
         }
     }
+    let mut restored = read.finish();
     restored.seconds = started.elapsed().as_secs_f64();
     Ok(restored)
 }
@@ -316,43 +289,114 @@ fn committed_offset(
     }
 }
 
-/// Applies one changelog record: a checkpoint, a key's value, or a key's tombstone.
-fn apply_record(
-    restored: &mut RestoredPartition,
+/// A partition's changelog as a restore reads it, record by record in offset order: each
+/// key's latest value and the latest checkpoint. Under `exactly_once` it also counts the
+/// committed records after the last checkpoint of the committed input offset (see
+/// [`RestoredPartition::ahead`]).
+pub(crate) struct Accumulator {
     partition: i32,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    offset: i64,
-) {
-    let key = key.unwrap_or_default();
-    if key == CHECKPOINT_KEY {
-        match value.map(Checkpoint::decode) {
-            Some(Ok(checkpoint)) => restored.checkpoint = Some(checkpoint),
-            _ => tracing::warn!(partition, offset, "unreadable checkpoint skipped"),
-        }
-        return;
-    }
-    let Ok(key) = std::str::from_utf8(key) else {
-        tracing::warn!(
+    restored: RestoredPartition,
+    /// Checkpoints of this input offset are the committed offset's (`exactly_once`).
+    committed_input: Option<i64>,
+    /// A checkpoint of the committed input offset was read.
+    seen_committed: bool,
+    /// The changelog offset of the first record after the last such checkpoint.
+    first_ahead: Option<i64>,
+}
+
+impl Accumulator {
+    /// Reads partition `partition` of a changelog whose group committed `committed` (see
+    /// [`RestoreTarget::transactional`]).
+    pub(crate) fn new(partition: i32, committed: Option<i64>, transactional: bool) -> Self {
+        Self {
             partition,
-            offset,
-            "changelog record with a key that is not UTF-8 skipped"
-        );
-        return;
-    };
-    match value {
-        None => {
-            restored.values.remove(key);
+            restored: RestoredPartition {
+                committed,
+                ..RestoredPartition::default()
+            },
+            committed_input: committed.filter(|_| transactional),
+            seen_committed: false,
+            first_ahead: None,
         }
-        Some(value) => match restored.values.get_mut(key) {
-            Some(current) => {
-                current.clear();
-                current.extend_from_slice(value);
+    }
+
+    /// The latest checkpoint read.
+    pub(crate) fn latest_checkpoint(&self) -> Option<Checkpoint> {
+        self.restored.checkpoint
+    }
+
+    /// Applies one changelog record (at changelog offset `offset`): a checkpoint, a key's
+    /// value, or a key's tombstone.
+    pub(crate) fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, offset: i64) {
+        let partition = self.partition;
+        self.restored.records += 1;
+        let key = key.unwrap_or_default();
+        if key == CHECKPOINT_KEY {
+            match value.map(Checkpoint::decode) {
+                Some(Ok(checkpoint)) => {
+                    self.restored.checkpoint = Some(checkpoint);
+                    if self.committed_input.is_some()
+                        && checkpoint.input_offset == self.committed_input
+                    {
+                        self.seen_committed = true;
+                        self.restored.ahead = 0;
+                        self.first_ahead = None;
+                    } else {
+                        self.note_ahead(offset);
+                    }
+                }
+                _ => tracing::warn!(partition, offset, "unreadable checkpoint skipped"),
             }
+            return;
+        }
+        self.note_ahead(offset);
+        let Ok(key) = std::str::from_utf8(key) else {
+            tracing::warn!(
+                partition,
+                offset,
+                "changelog record with a key that is not UTF-8 skipped"
+            );
+            return;
+        };
+        let values = &mut self.restored.values;
+        match value {
             None => {
-                restored.values.insert(SmolStr::new(key), value.to_vec());
+                values.remove(key);
             }
-        },
+            Some(value) => match values.get_mut(key) {
+                Some(current) => {
+                    current.clear();
+                    current.extend_from_slice(value);
+                }
+                None => {
+                    values.insert(SmolStr::new(key), value.to_vec());
+                }
+            },
+        }
+    }
+
+    fn note_ahead(&mut self, offset: i64) {
+        if self.seen_committed {
+            self.restored.ahead += 1;
+            self.first_ahead.get_or_insert(offset);
+        }
+    }
+
+    /// The partition as read, every committed record applied.
+    pub(crate) fn finish(self) -> RestoredPartition {
+        if self.restored.ahead > 0 {
+            tracing::warn!(
+                partition = self.partition,
+                records = self.restored.ahead,
+                from_changelog_offset = ?self.first_ahead,
+                committed = ?self.restored.committed,
+                checkpoint = ?self.restored.checkpoint,
+                "the changelog holds committed state past the checkpoint of the committed input \
+                 offset: the offsets read lag the transaction's commit markers; applied, as the \
+                 committed state it is"
+            );
+        }
+        self.restored
     }
 }
 
@@ -373,6 +417,113 @@ fn at_end(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn checkpoint(input_offset: i64, next_offset: i64) -> Vec<u8> {
+        Checkpoint {
+            next_offset,
+            stream_time_ms: None,
+            snapshot: None,
+            input_offset: Some(input_offset),
+            from_offset: None,
+        }
+        .encode()
+    }
+
+    /// Each key's value as text, the checkpoint's (input, next) offsets, records applied and
+    /// records past the last checkpoint of the committed offset.
+    type Read = (
+        std::collections::BTreeMap<String, String>,
+        Option<(Option<i64>, i64)>,
+        u64,
+        u64,
+    );
+
+    /// Reads `records` (key, value) at changelog offsets 0, 1, ...
+    fn read(
+        committed: Option<i64>,
+        transactional: bool,
+        records: &[(&[u8], Option<Vec<u8>>)],
+    ) -> Read {
+        let mut read = Accumulator::new(3, committed, transactional);
+        for (offset, (key, value)) in records.iter().enumerate() {
+            read.apply(Some(key), value.as_deref(), offset as i64);
+        }
+        let restored = read.finish();
+        let values = restored
+            .values
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        let checkpoint = restored.checkpoint.map(|c| (c.input_offset, c.next_offset));
+        (values, checkpoint, restored.records, restored.ahead)
+    }
+
+    fn value(text: &str) -> Option<Vec<u8>> {
+        Some(text.as_bytes().to_vec())
+    }
+
+    fn values(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A replica that restored from an older snapshot replays, committing input offsets it
+    /// had committed before: the committed offset's checkpoint comes twice, and the state is
+    /// the one at the second (the transaction that committed it), nothing past it.
+    #[test]
+    fn a_replay_commits_an_offset_again_and_its_state_is_the_one_restored() {
+        let records: &[(&[u8], Option<Vec<u8>>)] = &[
+            (b"a", value("1")),
+            (CHECKPOINT_KEY, Some(checkpoint(96, 96))),
+            (b"a", value("2")),
+            (b"b", value("7")),
+            (CHECKPOINT_KEY, Some(checkpoint(118, 118))),
+            // The replay after a restore: the committed offset goes back to 96.
+            (b"a", value("3")),
+            (CHECKPOINT_KEY, Some(checkpoint(96, 118))),
+        ];
+        assert_eq!(
+            read(Some(96), true, records),
+            (
+                values(&[("a", "3"), ("b", "7")]),
+                Some((Some(96), 118)),
+                7,
+                0
+            )
+        );
+    }
+
+    /// Committed state past the checkpoint of the committed offset read is a transaction whose
+    /// offsets the read did not show yet: applied (its outputs are committed with it; left
+    /// out, its input was processed again and its outputs doubled), and counted.
+    #[test]
+    fn committed_state_past_the_committed_offset_read_is_applied_and_counted() {
+        let records: &[(&[u8], Option<Vec<u8>>)] = &[
+            (b"a", value("1")),
+            (b"c", value("4")),
+            (CHECKPOINT_KEY, Some(checkpoint(100, 100))),
+            (b"a", value("2")),
+            (b"a", value("5")),
+            (b"b", value("9")),
+            (b"c", None),
+            (CHECKPOINT_KEY, Some(checkpoint(109, 109))),
+        ];
+        let applied = (values(&[("a", "5"), ("b", "9")]), Some((Some(109), 109)), 8);
+        let (v, c, r, ahead) = read(Some(100), true, records);
+        assert_eq!(((v, c, r), ahead), (applied.clone(), 5));
+        // Under at_least_once the changelog runs ahead of the committed offsets by design:
+        // nothing is counted.
+        let (v, c, r, ahead) = read(Some(100), false, records);
+        assert_eq!(((v, c, r), ahead), (applied.clone(), 0));
+        // The checkpoint of the committed offset last: nothing past it.
+        assert_eq!(read(Some(109), true, records).3, 0);
+        // No checkpoint of the committed offset (written before checkpoints recorded it, or
+        // nothing committed): nothing is counted.
+        assert_eq!(read(Some(105), true, records).3, 0);
+        assert_eq!(read(None, true, records).3, 0);
+    }
 
     /// A partition count that cannot be right is refused before anything is asked of Kafka
     /// (here there is no broker at all), with the reason.

@@ -112,11 +112,17 @@ pub struct Checkpoint {
     pub snapshot: Option<Snapshot>,
     /// The input offset the batch that wrote this checkpoint committed for the partition, in
     /// the same transaction. The same as `next_offset` except while a restored replica
-    /// replays what was processed before (then behind it). A restore stops at the checkpoint
-    /// whose `input_offset` is the group's committed offset: that is the state the committed
-    /// input stands for. `None` in checkpoints written before it was recorded.
+    /// replays what was processed before (then behind it). A restore counts the committed
+    /// state past the checkpoint of the group's committed offset (a transaction whose offsets
+    /// the read did not show yet). `None` in checkpoints written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_offset: Option<i64>,
+    /// The first input offset of the batch that wrote this checkpoint: it processed the
+    /// partition's records from here to `input_offset`. The checkpoints in order are the
+    /// history of who processed what, for an operator reading the changelog after an
+    /// incident. `None` in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_offset: Option<i64>,
 }
 
 /// The input position a partition's keys' values in the changelog stand at.
@@ -203,6 +209,7 @@ mod tests {
             stream_time_ms: Some(1_795_000_000_000),
             snapshot: None,
             input_offset: None,
+            from_offset: None,
         };
         assert_eq!(
             Checkpoint::decode(&checkpoint.encode()).unwrap(),
@@ -221,9 +228,10 @@ mod tests {
         };
         checkpoint.snapshot = Some(older);
         checkpoint.input_offset = Some(1200);
+        checkpoint.from_offset = Some(1190);
         assert_eq!(
             String::from_utf8(checkpoint.encode()).unwrap(),
-            r#"{"next_offset":1234,"stream_time_ms":1795000000000,"snapshot":{"next_offset":1000},"input_offset":1200}"#
+            r#"{"next_offset":1234,"stream_time_ms":1795000000000,"snapshot":{"next_offset":1000},"input_offset":1200,"from_offset":1190}"#
         );
         assert_eq!(
             Checkpoint::decode(&checkpoint.encode()).unwrap(),
@@ -236,7 +244,8 @@ mod tests {
                 next_offset: 5,
                 stream_time_ms: None,
                 snapshot: None,
-                input_offset: None
+                input_offset: None,
+                from_offset: None
             }
         );
         assert!(String::from_utf8(CHECKPOINT_KEY.to_vec()).is_err());

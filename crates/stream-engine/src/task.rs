@@ -143,19 +143,20 @@ impl<J: Job> Task<J> {
     }
 
     /// Appends the current batch's changelog records to `writes`, for each partition of
-    /// `next_offsets` (partition, next input offset) still loaded: when its snapshot is due,
-    /// each key changed since the last (no value: removed), then its checkpoint. Nothing for a
-    /// stateless job.
+    /// `batch` (partition, the input offsets the batch processed: its first record's to the
+    /// next input offset) still loaded: when its snapshot is due, each key changed since the
+    /// last (no value: removed), then its checkpoint. Nothing for a stateless job.
     pub fn changelog(
         &mut self,
-        next_offsets: impl IntoIterator<Item = (i32, i64)>,
+        batch: impl IntoIterator<Item = (i32, Range<i64>)>,
         writes: &mut StateWrites,
     ) {
         if !J::STATEFUL {
             return;
         }
         let every_records = self.policy.every_records;
-        for (partition, next_offset) in next_offsets {
+        for (partition, offsets) in batch {
+            let (from_offset, next_offset) = (offsets.start, offsets.end);
             if !self.store.has_partition(partition) {
                 continue;
             }
@@ -189,6 +190,7 @@ impl<J: Job> Task<J> {
                         stream_time_ms,
                     })),
                     input_offset: Some(next_offset),
+                    from_offset: Some(from_offset),
                     ..reached
                 },
                 None => Checkpoint {
@@ -196,6 +198,7 @@ impl<J: Job> Task<J> {
                     stream_time_ms,
                     snapshot,
                     input_offset: Some(next_offset),
+                    from_offset: Some(from_offset),
                 },
             };
             writes.push(

@@ -91,6 +91,9 @@ fn finish(pipeline: &mut Pipeline, bootstrap: &str) {
         report["wrong"],
         report["unexpected"],
     );
+    if report["missing"] != 0 {
+        pipeline.print_checkpoints_near_missing(bootstrap, report);
+    }
     for key in ["missing", "wrong", "unexpected", "unusable_input"] {
         assert_eq!(report[key], 0, "{guarantee}: {key}: {report}");
     }
@@ -491,7 +494,7 @@ fn print_recoveries(dir: &std::path::Path) {
         "transaction aborted",
         "rewound",
         "producer is unusable",
-        "left out",
+        "past the checkpoint",
         "partitions assigned",
         "partitions revoked",
         "blocked",

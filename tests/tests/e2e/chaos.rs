@@ -51,6 +51,7 @@ fn finish(pipeline: &mut Pipeline, bootstrap: &str, started: Instant) {
             "chaos: logs kept in {}; first sensors with differences: {sensors:?}",
             dir.display()
         );
+        pipeline.print_checkpoints_near_missing(bootstrap, report);
     }
     assert!(
         readings > 5_000,

@@ -105,9 +105,8 @@ fn simulate(
         for p in 0..PARTITIONS {
             committed.late[p] += std::mem::take(&mut pending_late[p]);
         }
-        let next: Vec<(i32, i64)> = (0..PARTITIONS)
-            .filter(|p| batch_start[*p].is_some())
-            .map(|p| (p as i32, position[p] as i64))
+        let next: Vec<(i32, std::ops::Range<i64>)> = (0..PARTITIONS)
+            .filter_map(|p| Some((p as i32, batch_start[p]? as i64..position[p] as i64)))
             .collect();
         writes.clear();
         task.changelog(next, &mut writes);

@@ -45,6 +45,7 @@ fn rollback_restores_keys_removals_and_stream_time() {
             stream_time_ms: Some(100),
             snapshot: None,
             input_offset: Some(2),
+            from_offset: None,
         }),
     );
     push(&mut store, 0, "b", 2);
@@ -178,6 +179,7 @@ fn records_before_the_checkpoint_are_replayed_after_a_restore_from_an_older_snap
             stream_time_ms: Some(7),
         }),
         input_offset: Some(14),
+        from_offset: None,
     };
     store.load_partition(0, [], Some(checkpoint));
     assert_eq!(store.stream_time(0), Some(7), "the snapshot's stream time");

@@ -17,6 +17,7 @@
 //! its transactional id.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,10 @@ pub(crate) struct Worker<'a, J: Job> {
     last_snapshot_request: Instant,
     /// Records enqueued by this replica; delivery reports are counted against it.
     sent: u64,
+    /// Producers built so far (1 for the first), for the checkpoints' writer header.
+    producers: u32,
+    /// `<instance_id>/<producers>`: the checkpoints' writer header.
+    writer: String,
     /// Partitions rewound after an abort, with the offset their next record must have (the
     /// aborted batch's first: a record that exists and that this consumer read).
     rewound: HashMap<i32, i64>,
@@ -125,6 +130,8 @@ impl<'a, J: Job> Worker<'a, J> {
             ),
             last_snapshot_request: Instant::now(),
             sent: 0,
+            producers: 1,
+            writer: format!("{}/1", settings.instance_id),
             rewound: HashMap::new(),
             restores,
             health,
@@ -168,14 +175,14 @@ impl<'a, J: Job> Worker<'a, J> {
         batch: &[BorrowedMessage<'a>],
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut first_offsets: HashMap<i32, i64> = HashMap::new();
+        // Per partition: the offsets of the batch's records, first to next.
+        let mut spans: HashMap<i32, Range<i64>> = HashMap::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         let mut oldest_ms = i64::MAX;
         for message in batch {
-            first_offsets
-                .entry(message.partition())
-                .or_insert(message.offset());
-            next_offsets.insert(message.partition(), message.offset() + 1);
+            let (partition, offset) = (message.partition(), message.offset());
+            spans.entry(partition).or_insert(offset..offset).end = offset + 1;
+            next_offsets.insert(partition, offset + 1);
             if let Some(ms) = message.timestamp().to_millis() {
                 oldest_ms = oldest_ms.min(ms);
             }
@@ -199,13 +206,14 @@ impl<'a, J: Job> Worker<'a, J> {
             .record(processing.elapsed().as_secs_f64());
         let committing = Instant::now();
         let (task, writes, sent) = (&mut self.task, &mut self.writes, &mut self.sent);
+        let writer = self.writer.as_str();
         let (producer, settings, consumer) = (&*self.producer, self.settings, self.consumer);
         let committed = match &self.commit {
             Commit::AtLeastOnce => {
                 // Any failure stops the replica: its uncommitted input is processed again.
                 outcome?;
                 deliver_now(producer, *sent).await?;
-                produce_state(task, writes, producer, settings, &next_offsets, sent).await?;
+                produce_state(task, writes, producer, settings, &spans, writer, sent).await?;
                 deliver_now(producer, *sent).await?;
                 self.store_offsets(&next_offsets)?;
                 Ok(())
@@ -213,7 +221,7 @@ impl<'a, J: Job> Worker<'a, J> {
             Commit::ExactlyOnce(transactions) => {
                 let committed = async {
                     outcome?;
-                    produce_state(task, writes, producer, settings, &next_offsets, sent).await?;
+                    produce_state(task, writes, producer, settings, &spans, writer, sent).await?;
                     // Every record of the transaction is acknowledged before the commit is
                     // asked for, so that a failed one aborts the batch with its topic named.
                     deliver_now(producer, *sent).await?;
@@ -256,7 +264,7 @@ impl<'a, J: Job> Worker<'a, J> {
                 counter!(self.settings.metrics.batches, "outcome" => "aborted").increment(1);
                 self.task.rollback();
                 match failed {
-                    Failed::Aborted => self.rewind(&first_offsets)?,
+                    Failed::Aborted => self.rewind(&spans)?,
                     Failed::ProducerLost(error) => {
                         return self.replace_producer(error, shutdown).await;
                     }
@@ -325,6 +333,8 @@ impl<'a, J: Job> Worker<'a, J> {
         let old = std::mem::replace(&mut self.producer, producer);
         self.commit = Commit::ExactlyOnce(transactions);
         self.sent = 0;
+        self.producers += 1;
+        self.writer = format!("{}/{}", self.settings.instance_id, self.producers);
         tokio::task::block_in_place(|| drop(old));
 
         let partitions: Vec<i32> = self.assigned.iter().copied().collect();
@@ -502,14 +512,14 @@ impl<'a, J: Job> Worker<'a, J> {
 
     /// After an abort: every partition of the batch goes back to the batch's first record,
     /// which is the next record each must deliver (checked in [`Self::check_rewound`]).
-    fn rewind(&mut self, first_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
-        for (&partition, &offset) in first_offsets {
+    fn rewind(&mut self, spans: &HashMap<i32, Range<i64>>) -> anyhow::Result<()> {
+        for (&partition, span) in spans {
             if self.assigned.contains(&partition) && !self.restores.is_pending(partition) {
-                self.seek(partition, offset)?;
-                self.rewound.insert(partition, offset);
+                self.seek(partition, span.start)?;
+                self.rewound.insert(partition, span.start);
             }
         }
-        tracing::info!(partitions = ?first_offsets, "partitions rewound to the aborted batch's first records");
+        tracing::info!(partitions = ?spans, "partitions rewound to the aborted batch's first records");
         Ok(())
     }
 

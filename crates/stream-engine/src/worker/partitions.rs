@@ -151,7 +151,7 @@ impl<'a, J: Job> Worker<'a, J> {
             keys,
             unreadable,
             records = restored.records,
-            left_out = restored.left_out,
+            ahead = restored.ahead,
             seconds = restored.seconds,
             checkpoint = ?restored.checkpoint,
             committed = ?restored.committed,
