@@ -36,6 +36,20 @@ pub enum BatchError {
     /// The consumer has no group metadata to commit offsets with (it left the group).
     #[error("the consumer has no group metadata")]
     NoGroupMetadata,
+    /// The consumer's group membership is lost (its member id or generation was reset after
+    /// the coordinator answered "unknown member" or "illegal generation"): its partitions may
+    /// already be another replica's, and the coordinator takes transactional offsets with both
+    /// reset without checking them. The batch is aborted; the revocation follows.
+    #[error(
+        "the consumer's group membership is lost (member id {member_id:?}, generation \
+         {generation}): its partitions may be another replica's"
+    )]
+    MembershipLost {
+        /// The member id the offsets would carry.
+        member_id: String,
+        /// The generation the offsets would carry.
+        generation: i32,
+    },
     /// A transactional call was still blocked inside librdkafka long after its own timeout
     /// (see `watchdog`): the producer is treated as lost and replaced.
     #[error("{what} was still blocked after {seconds} s, past its own timeout")]

@@ -55,6 +55,60 @@ fn classify(error: &KafkaError) -> Class {
     }
 }
 
+/// Refuses to commit offsets while the consumer's group membership is lost.
+///
+/// librdkafka resets the member id to "" when the coordinator answers "unknown member" and the
+/// generation to -1 on "illegal generation", and keeps the partitions until the application
+/// has handled their loss (in a poll, after this batch). Kafka's group coordinator takes a
+/// transactional offset commit whose member id is empty and generation negative without
+/// checking either (the form of producers that predate group metadata): sent then, this
+/// batch's offsets would commit for partitions another replica may own by now, and its
+/// outputs would double that replica's. The metadata librdkafka sends cannot change between
+/// `group_metadata` and this check: a rejoin waits for the loss to be handled, on this task.
+fn check_membership<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+) -> Result<(), BatchError> {
+    use rdkafka::bindings as rd;
+    let native = consumer.client().native_ptr();
+    // SAFETY: `native` is the live handle of `consumer`, borrowed for the whole block;
+    // `rd_kafka_consumer_group_metadata` returns a new object owned here (or null), whose
+    // member id string lives until it is destroyed, after the string is copied.
+    #[allow(unsafe_code)]
+    let membership = unsafe {
+        let metadata = rd::rd_kafka_consumer_group_metadata(native);
+        if metadata.is_null() {
+            None
+        } else {
+            let member = rd::rd_kafka_consumer_group_metadata_member_id(metadata);
+            let member_id = if member.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(member)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let generation = rd::rd_kafka_consumer_group_metadata_generation_id(metadata);
+            rd::rd_kafka_consumer_group_metadata_destroy(metadata);
+            Some((member_id, generation))
+        }
+    };
+    match membership {
+        None => Err(BatchError::NoGroupMetadata),
+        Some((member_id, generation)) if membership_lost(&member_id, generation) => {
+            Err(BatchError::MembershipLost {
+                member_id,
+                generation,
+            })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether offsets carrying `member_id` and `generation` would be a lost member's.
+fn membership_lost(member_id: &str, generation: i32) -> bool {
+    member_id.is_empty() || generation < 0
+}
+
 impl Transactions {
     /// Wraps a producer created with `transactional_id`. Fails only if the watchdog's thread
     /// cannot be started.
@@ -130,6 +184,7 @@ impl Transactions {
         let metadata = consumer
             .group_metadata()
             .ok_or(BatchError::NoGroupMetadata)?;
+        check_membership(consumer)?;
         let mut offsets = TopicPartitionList::new();
         for (&partition, &offset) in next_offsets {
             offsets
@@ -194,5 +249,21 @@ impl Transactions {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a member with an id and a generation commits: either reset means the membership
+    /// was lost, and both reset would pass the coordinator's checks unchecked.
+    #[test]
+    fn offsets_of_a_lost_membership_are_refused() {
+        assert!(!membership_lost("rdkafka-3f2c", 7));
+        assert!(!membership_lost("rdkafka-3f2c", 0));
+        assert!(membership_lost("", 7));
+        assert!(membership_lost("rdkafka-3f2c", -1));
+        assert!(membership_lost("", -1));
     }
 }
