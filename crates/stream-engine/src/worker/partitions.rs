@@ -7,7 +7,7 @@ use ::metrics::{counter, histogram};
 use anyhow::Context as _;
 use futures::FutureExt as _;
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -177,14 +177,57 @@ impl<'a, J: Job> Worker<'a, J> {
             .context("resuming a restored partition")
     }
 
+    /// Moves a partition's fetch position. A partition librdkafka no longer fetches (its
+    /// fetcher stopped: unassigned by a rebalance whose revocation this loop has not handled
+    /// yet) is left as it is: it delivers nothing more, and if it comes back, its assignment
+    /// starts a restore that moves it again. (Taken as an error, this stopped a replica in a
+    /// clean-clone run: a seek after a restore raced a rebalance while replicas were frozen.)
     pub(super) fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
-        self.consumer
-            .seek(
-                &self.settings.input_topic,
-                partition,
-                Offset::Offset(offset),
-                Duration::from_secs(10),
-            )
-            .with_context(|| format!("moving partition {partition} to offset {offset}"))
+        let result = self.consumer.seek(
+            &self.settings.input_topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        );
+        match result {
+            Err(KafkaError::Seek(error)) if fetcher_stopped(&error) => {
+                tracing::warn!(
+                    partition,
+                    offset,
+                    %error,
+                    "the partition is no longer fetched (a revocation is on its way): not moved"
+                );
+                Ok(())
+            }
+            result => {
+                result.with_context(|| format!("moving partition {partition} to offset {offset}"))
+            }
+        }
+    }
+}
+
+/// Whether a seek failed because the partition's fetcher has stopped (librdkafka's "erroneous
+/// state", or "previous operation in progress" while it stops). rust-rdkafka passes a seek's
+/// error code on as librdkafka's description of it only, which the code's `Display` shows
+/// after its name.
+fn fetcher_stopped(error: &str) -> bool {
+    [
+        RDKafkaErrorCode::State,
+        RDKafkaErrorCode::PreviousInProgress,
+    ]
+    .iter()
+    .any(|code| code.to_string() == format!("{code:?} ({error})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seek_of_a_stopped_fetcher_is_told_from_other_seek_errors() {
+        assert!(fetcher_stopped("Local: Erroneous state"));
+        assert!(fetcher_stopped("Local: Previous operation in progress"));
+        assert!(!fetcher_stopped("Local: Unrepresentable offset"));
+        assert!(!fetcher_stopped("Local: Unknown partition"));
     }
 }
