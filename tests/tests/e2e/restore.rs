@@ -11,7 +11,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sensor_contract::Window;
-use sensor_contract::model::SensorModel;
 use sensor_contract::{DecodeOptions, ProcessingRules};
 use stream_engine::Job;
 use stream_engine::changelog::{RestoreTarget, ensure_topic, restore_partition};
@@ -33,7 +32,7 @@ fn state(sensor: u32, updates: u32) -> Vec<u8> {
     );
     let state = SensorState {
         window,
-        model: SensorModel::default(),
+        model: None,
     };
     job.encode_state(&state, &mut value);
     value

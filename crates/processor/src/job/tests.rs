@@ -286,7 +286,7 @@ fn sensor_state_round_trips_in_version_3_and_reads_versions_2_1_and_0() {
     }
     let state = SensorState {
         window: window.clone(),
-        model,
+        model: Some(Box::new(model)),
     };
     let mut bytes = Vec::new();
     job.encode_state(&state, &mut bytes);
@@ -305,7 +305,7 @@ fn sensor_state_round_trips_in_version_3_and_reads_versions_2_1_and_0() {
     }
     let seasonal_state = SensorState {
         window: window.clone(),
-        model: seasonal,
+        model: Some(Box::new(seasonal)),
     };
     let mut seasonal_bytes = Vec::new();
     job.encode_state(&seasonal_state, &mut seasonal_bytes);
@@ -328,8 +328,20 @@ fn sensor_state_round_trips_in_version_3_and_reads_versions_2_1_and_0() {
     // Version 1 (the window alone), from before the model: a new model.
     let fresh = SensorState {
         window: window.clone(),
-        model: SensorModel::default(),
+        model: None,
     };
+    // Anomalies off: a model written before is checked, not kept (it is not written again).
+    assert_eq!(off.decode_state(3, &bytes).unwrap(), fresh);
+    assert_eq!(off.decode_state(2, &bytes).unwrap(), fresh);
+    assert!(off.decode_state(3, &bytes[..bytes.len() - 1]).is_err());
+    // A new model writes the bytes of a new model.
+    let mut new_model = Vec::new();
+    job.encode_state(&fresh, &mut new_model);
+    assert_eq!(new_model.len(), 4 + 4 * 8 + SensorModel::ENCODED_LEN);
+    assert_eq!(
+        job.decode_state(3, &new_model).unwrap().model,
+        Some(Box::default())
+    );
     let v1 = &bytes[..4 + 4 * 8];
     assert_eq!(job.decode_state(1, v1).unwrap(), fresh);
     assert_eq!(job.decode_state(3, &window_only).unwrap(), fresh);
