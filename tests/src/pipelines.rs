@@ -10,7 +10,7 @@ use crate::kafka_io::{committed_offsets, lag, read_topic, wait_for_group};
 use crate::service::{Service, binary, simulator_args};
 use crate::supervisor::Replicas;
 use crate::topics::PipelineTopics;
-use stream_engine::codec::CHECKPOINT_KEY;
+use stream_engine::codec::{CHECKPOINT_KEY, WRITER_HEADER};
 
 /// Replicas of each pipeline.
 pub const REPLICAS: usize = 3;
@@ -167,7 +167,7 @@ impl TemperaturePipeline {
                 let writer = record
                     .headers
                     .iter()
-                    .find(|(k, _)| k == "writer")
+                    .find(|(k, _)| k == WRITER_HEADER)
                     .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
                     .unwrap_or_default();
                 eprintln!("  @{} {writer}: {checkpoint}", record.offset);

@@ -29,6 +29,11 @@ use serde::{Deserialize, Serialize};
 /// Key of a partition's checkpoint record. Not UTF-8, so it can never be a job's key.
 pub const CHECKPOINT_KEY: &[u8] = b"\xff\xfecheckpoint";
 
+/// The header of a checkpoint record naming the replica and producer that wrote it:
+/// `<instance_id>/<producer number>` (1 for a replica's first producer, growing each time it
+/// is rebuilt).
+pub const WRITER_HEADER: &str = "writer";
+
 /// The envelope's version.
 const ENVELOPE_V1: u8 = 1;
 /// Envelope length in bytes.

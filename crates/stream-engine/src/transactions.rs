@@ -6,6 +6,7 @@
 //! producer is replaced as for a fatal error.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,14 +172,14 @@ impl Transactions {
             .map_err(|error| self.error("beginning a transaction", error))
     }
 
-    /// Adds the batch's input offsets (`next_offsets`: where each partition resumes) with the
+    /// Adds the batch's input offsets (the end of each partition's span: where it resumes) with the
     /// consumer's group metadata, and commits. An error that is not fatal leaves a transaction
     /// that must be aborted.
     pub(crate) async fn commit<C: ConsumerContext + 'static>(
         &self,
         consumer: &StreamConsumer<C>,
         topic: &str,
-        next_offsets: &HashMap<i32, i64>,
+        spans: &HashMap<i32, Range<i64>>,
         shutdown: &CancellationToken,
     ) -> Result<(), BatchError> {
         let metadata = consumer
@@ -186,7 +187,8 @@ impl Transactions {
             .ok_or(BatchError::NoGroupMetadata)?;
         check_membership(consumer)?;
         let mut offsets = TopicPartitionList::new();
-        for (&partition, &offset) in next_offsets {
+        for (&partition, span) in spans {
+            let offset = span.end;
             offsets
                 .add_partition_offset(topic, partition, Offset::Offset(offset))
                 .map_err(|source| BatchError::Kafka {

@@ -177,12 +177,10 @@ impl<'a, J: Job> Worker<'a, J> {
     ) -> anyhow::Result<()> {
         // Per partition: the offsets of the batch's records, first to next.
         let mut spans: HashMap<i32, Range<i64>> = HashMap::new();
-        let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         let mut oldest_ms = i64::MAX;
         for message in batch {
             let (partition, offset) = (message.partition(), message.offset());
             spans.entry(partition).or_insert(offset..offset).end = offset + 1;
-            next_offsets.insert(partition, offset + 1);
             if let Some(ms) = message.timestamp().to_millis() {
                 oldest_ms = oldest_ms.min(ms);
             }
@@ -215,7 +213,7 @@ impl<'a, J: Job> Worker<'a, J> {
                 deliver_now(producer, *sent).await?;
                 produce_state(task, writes, producer, settings, &spans, writer, sent).await?;
                 deliver_now(producer, *sent).await?;
-                self.store_offsets(&next_offsets)?;
+                self.store_offsets(&spans)?;
                 Ok(())
             }
             Commit::ExactlyOnce(transactions) => {
@@ -226,7 +224,7 @@ impl<'a, J: Job> Worker<'a, J> {
                     // asked for, so that a failed one aborts the batch with its topic named.
                     deliver_now(producer, *sent).await?;
                     transactions
-                        .commit(consumer, &settings.input_topic, &next_offsets, shutdown)
+                        .commit(consumer, &settings.input_topic, &spans, shutdown)
                         .await
                 }
                 .await;
@@ -496,9 +494,10 @@ impl<'a, J: Job> Worker<'a, J> {
     /// `store_offsets` takes the offsets to resume from as they are. (The single-partition
     /// `store_offset` is librdkafka's legacy call that stores offset + 1, which would skip a
     /// record per partition on restart.)
-    fn store_offsets(&self, next_offsets: &HashMap<i32, i64>) -> anyhow::Result<()> {
+    fn store_offsets(&self, spans: &HashMap<i32, Range<i64>>) -> anyhow::Result<()> {
         let topic = self.settings.input_topic.as_str();
-        for (&partition, &offset) in next_offsets {
+        for (&partition, span) in spans {
+            let offset = span.end;
             let mut list = TopicPartitionList::new();
             list.add_partition_offset(topic, partition, Offset::Offset(offset))
                 .context("building the offset list")?;

@@ -6,13 +6,10 @@ use std::ops::Range;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use crate::codec::CHECKPOINT_KEY;
+use crate::codec::{CHECKPOINT_KEY, WRITER_HEADER};
 use crate::deliveries::{EngineProducer, enqueue};
 use crate::task::{StateWrites, Task};
 use crate::{BatchError, EngineSettings, Job};
-
-/// The header naming the replica and producer that wrote a checkpoint.
-pub(crate) const WRITER_HEADER: &str = "writer";
 
 /// Produces the batch's changelog records: for each partition whose snapshot is due, each key
 /// changed since the last, then each partition's checkpoint (with a [`WRITER_HEADER`] of
