@@ -37,8 +37,24 @@ create() {
   [[ -z "$REPLICATION" ]] || settings+=(--replication-factor "$REPLICATION")
   [[ -z "$MIN_INSYNC_REPLICAS" ]] || settings+=(--config "min.insync.replicas=$MIN_INSYNC_REPLICAS")
   echo "create-topics: $topic ($partitions partitions${REPLICATION:+, replication $REPLICATION})" >&2
-  "${TOPICS_CMD[@]}" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
-    --topic "$topic" --partitions "$partitions" "${settings[@]}" "$@" >&2
+  local attempt output
+  for attempt in 1 2 3 4 5 6; do
+    if output="$("${TOPICS_CMD[@]}" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
+      --topic "$topic" --partitions "$partitions" "${settings[@]}" "$@" 2>&1)"; then
+      echo "$output" >&2
+      return 0
+    fi
+    echo "$output" >&2
+    # Passing states of a cluster: every broker fenced (a node just started, or one too
+    # starved of CPU to heartbeat its controller: seen on a loaded 2-core machine), the
+    # controller moving, a timeout. --if-not-exists makes another try safe. Anything else (a
+    # bad setting, a replication factor larger than the cluster) fails at once.
+    grep -qE 'fenced|NotController|TimeoutException|Timed out' <<<"$output" || return 1
+    [[ $attempt -lt 6 ]] || break
+    echo "create-topics: $topic: the cluster is not ready; trying again in 5 s" >&2
+    sleep 5
+  done
+  return 1
 }
 
 # Each kafka-topics call starts a JVM: run them side by side.

@@ -43,7 +43,14 @@ source "$ROOT/scripts/steps.sh"
 KAFKA_DIR="$RUN_DIR/kafka"
 # Not under RUN_DIR (private to us): as root, the server runs as the `postgres` user.
 POSTGRES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sensor-pipeline-test-postgres.XXXXXX")"
+# boost_compile NICE: sets this session's autogroup nice value (as root, where the kernel has
+# autogroups; otherwise nothing).
+boost_compile() {
+  [[ $(id -u) -eq 0 && -w /proc/self/autogroup ]] || return 0
+  echo "$1" 2>/dev/null >/proc/self/autogroup || true
+}
 cleanup() {
+  boost_compile 0
   scripts/kafka.sh stop --dir "$KAFKA_DIR" >/dev/null 2>&1 || true
   scripts/postgres.sh stop --dir "$POSTGRES_DIR" >/dev/null 2>&1 || true
   rm -rf "$POSTGRES_DIR"
@@ -118,14 +125,16 @@ step "formatting"
 cargo fmt --all -- --check
 
 step "compiling and linting every target (clippy -D warnings)"
-# First call on the two cores: on a fresh machine the image's release build (725 CPU-s cold,
-# in the Docker engine) and two Go builds run beside this compile, and side by side with them
-# it took 1 020 s where it takes about 400 alone; everything after it waits for it, while the
-# image is needed only by the Docker tests. As root the compile runs at a higher priority, and
-# the others take what it leaves (a compile has long stretches on one core).
-priority=()
-[[ $(id -u) -ne 0 ]] || priority=(nice -n -10)
-"${priority[@]}" cargo build --workspace --all-targets --locked
+# First call on the two cores. On a fresh machine the image's release build (725 CPU-s cold,
+# in the Docker engine) and two Go builds run beside this compile; side by side with them it
+# took 1 020 s where it takes about 400 alone, and everything after it waits for it, while the
+# image is needed only by the Docker tests. So as root this run's session gets a higher share
+# of the CPU while it compiles. Debian's kernels schedule by autogroup (one per session):
+# `nice` orders processes only within their session, and the engine and the background
+# steps have sessions of their own, so the session's own nice value is what counts.
+boost_compile -10
+cargo build --workspace --all-targets --locked
+boost_compile 0
 
 # --- the real services the tests run against -------------------------------------------------
 await "validators and nextest"
