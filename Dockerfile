@@ -4,9 +4,10 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# librdkafka and OpenSSL are built from the sources bundled in rdkafka-sys and openssl-src: they
-# need a C toolchain, perl and make, which this image has, and nothing else. The runtime image
-# needs no libssl; its ca-certificates are the trusted CAs when kafka.tls.ca_file is unset.
+# librdkafka and SQLite are built from the sources bundled in rdkafka-sys and libsqlite3-sys (a C
+# toolchain, perl and make); OpenSSL is Debian's (libssl-dev here, libssl3 in the
+# runtime image, patched with Debian's updates); ca-certificates are the trusted CAs when
+# kafka.tls.ca_file is unset.
 # Only what the build reads, so a change to the README or the scripts does not rebuild. tests/ is
 # a workspace member: cargo reads its manifest and targets even when it does not build them.
 COPY Cargo.toml Cargo.lock clippy.toml ./
@@ -38,7 +39,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim
 # curl: for the compose healthchecks on /healthz.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home pipeline
 COPY --from=build /out/ /usr/local/bin/

@@ -84,6 +84,9 @@ for entry in "${packages[@]}"; do
   command -v "${entry%%:*}" >/dev/null || missing+=("${entry#*:}")
 done
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# The build links the system's OpenSSL (Cargo.toml).
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 if [[ -n "$DOCKER" ]]; then
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v debootstrap >/dev/null || missing+=(debootstrap)

@@ -1,8 +1,8 @@
 //! TLS on the line listener (`[gateway.tls]`): the server's certificate and key, and, with a CA
 //! file, client certificates required and checked against it (mutual TLS).
 //!
-//! Built on OpenSSL, the library the Kafka clients already link (librdkafka's TLS, built from
-//! the same vendored sources): one TLS implementation in the binary, and PEM files that work
+//! Built on OpenSSL, the library the Kafka clients already link (librdkafka's TLS, the same
+//! system OpenSSL): one TLS implementation in the binary, and PEM files that work
 //! for `[kafka.tls]` work here. The server takes Mozilla's "intermediate" settings (TLS 1.2
 //! and 1.3, forward-secret AEAD ciphers). The handshake runs in the connection's own task with
 //! a deadline, so a silent or plaintext client never holds up the others.

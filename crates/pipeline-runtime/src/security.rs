@@ -191,8 +191,8 @@ impl Security<'_> {
             ));
         }
         if protocol.tls() {
-            // Without a CA file, the system's CAs (the vendored OpenSSL does not know where a
-            // distribution keeps them: librdkafka probes the usual places).
+            // Without a CA file, the system's CAs: librdkafka probes the places distributions
+            // keep them (OpenSSL's own default is where it was built to look).
             let ca = match &tls.ca_file {
                 Some(file) => readable("kafka.tls.ca_file", file)?,
                 None => "probe".to_owned(),
