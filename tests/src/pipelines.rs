@@ -49,7 +49,8 @@ impl TemperaturePipeline {
         rate: &str,
     ) -> Self {
         let topics = PipelineTopics::unique(&format!("{test}-{}", guarantee.replace('_', "-")));
-        topics.create(bootstrap, 6);
+        // The script compose runs, with the cluster's defaults in the bounce tests.
+        topics.create_with_script(bootstrap, 6);
         let (replica_topics, replica_bootstrap) = (topics.clone(), bootstrap.to_owned());
         let mut replicas = Replicas::new(REPLICAS, move |i| {
             let mut args = replica_topics.processor_args(&replica_bootstrap);

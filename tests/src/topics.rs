@@ -1,6 +1,11 @@
 //! The pipeline's topics, named uniquely per test and created by the same script compose runs.
 
 use std::process::Command;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 
 use crate::{repo_root, unique};
 
@@ -29,8 +34,22 @@ impl PipelineTopics {
         }
     }
 
-    /// Creates the topics on `bootstrap` with `scripts/create-topics.sh`.
+    /// Creates the readings and events topics with `partitions` each and the dead-letter topic
+    /// with 3, as `scripts/create-topics.sh` lays them out, through the admin API
+    /// ([`create_topics`]).
     pub fn create(&self, bootstrap: &str, partitions: u32) {
+        create_topics(
+            bootstrap,
+            &[
+                (&self.input, partitions),
+                (&self.output, partitions),
+                (&self.dlq, 3),
+            ],
+        );
+    }
+
+    /// Creates the topics on `bootstrap` with `scripts/create-topics.sh`, as compose does.
+    pub fn create_with_script(&self, bootstrap: &str, partitions: u32) {
         let root = repo_root();
         let output = Command::new(root.join("scripts/create-topics.sh"))
             .arg(bootstrap)
@@ -67,26 +86,32 @@ impl PipelineTopics {
     }
 }
 
-/// Creates `topics` (name, partitions) on `bootstrap` with Kafka's `kafka-topics.sh`, side by
-/// side (each call starts a JVM), with the cluster's default replication (1 on a single
-/// broker, 3 on `scripts/kafka.sh cluster`).
+/// Creates `topics` (name, partitions) on `bootstrap` in one `CreateTopics` request, with the
+/// cluster's default replication (1 on a single broker, 3 on `scripts/kafka.sh cluster`).
+///
+/// Through the admin API rather than `kafka-topics.sh`: each of that tool's calls starts a JVM
+/// (about a CPU-second and two seconds of wall time), and the suite creates some 150 topics.
+/// [`PipelineTopics::create_with_script`] keeps `scripts/create-topics.sh` itself under test.
 pub fn create_topics(bootstrap: &str, topics: &[(&str, u32)]) {
-    std::thread::scope(|scope| {
-        for (name, partitions) in topics {
-            scope.spawn(move || {
-                let output = Command::new(repo_root().join("scripts/kafka.sh"))
-                    .args(["topics", "--bootstrap-server", bootstrap, "--create"])
-                    .args(["--topic", name, "--partitions", &partitions.to_string()])
-                    .output()
-                    .expect("running scripts/kafka.sh topics");
-                assert!(
-                    output.status.success(),
-                    "creating {name}: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            });
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("test admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(name, partitions)| {
+            let partitions = i32::try_from(*partitions).expect("a partition count");
+            NewTopic::new(name, partitions, TopicReplication::Fixed(-1))
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics(&new, &options))
+        .expect("the CreateTopics request");
+    for result in results {
+        if let Err((name, code)) = result {
+            panic!("creating {name}: {code}");
         }
-    });
+    }
 }
 
 /// The topic and group names of one network-log pipeline under test.
