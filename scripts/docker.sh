@@ -93,21 +93,8 @@ build_images() { # ROOT IMAGE TAG
   "$root/tests/fixtures/images/build.sh" services &
   services=$!
   if [[ -n "$image" && -n "$tag" && -x /usr/bin/docker ]]; then
-    # The build runs in the engine's cgroup (cpu:/docker/buildkit/...), which the kernel weighs
-    # as one against each session's autogroup: beside the native tests (a dozen sessions of
-    # brokers and services) it got so little that it ended 100 to 200 s after them on a fresh
-    # machine. As root the engine's weight is raised fourfold while the image builds.
-    local weight="" old=""
-    for weight in /sys/fs/cgroup/cpu/docker/cpu.shares /sys/fs/cgroup/docker/cpu.weight ""; do
-      [[ -z "$weight" || ! -w "$weight" ]] || break
-    done
-    if [[ $(id -u) -eq 0 && -n "$weight" ]]; then
-      old="$(cat "$weight")"
-      echo $((old * 4)) >"$weight" || old=""
-    fi
     echo "==> building $tag with BuildKit (Debian's docker CLI)"
     DOCKER_BUILDKIT=1 /usr/bin/docker build --progress=plain -t "$tag" "$root" || rc=$?
-    [[ -z "$old" ]] || echo "$old" >"$weight"
   fi
   wait "$services" || rc=$?
   return "$rc"
