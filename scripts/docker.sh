@@ -74,37 +74,21 @@ go_plugin() {
 }
 
 # --- base images, beside the Go builds (they wait on the network, Go on the CPU) ---------------
-# With --image, the project's image follows its two builder images at once (the images compose
-# runs beside it build meanwhile): Compose's Go build takes minutes, and Debian's docker CLI
-# (docker.io's /usr/bin/docker, BuildKit built in) can build the Dockerfile without it.
-# Compose's own build later finds every step in the engine's BuildKit cache (seen: 0.6 s), so
-# what the compose test then runs is the user's `docker compose build` for real.
-#
-# The builder images are the start of the longest chain of scripts/test.sh (then the image's
-# release build, then the compose test), and they are built while test.sh compiles with a
-# raised share of the CPU: on a fresh machine they waited for it, starved, and the image
-# started 480 s into the run. So as root they run in a session of their own with the same
-# share (autogroups, see test.sh); the image's build itself runs in the engine.
-build_images() { # ROOT IMAGE TAG
-  local root="$1" image="$2" tag="$3" services rc=0
-  [[ $(id -u) -ne 0 ]] || echo -10 2>/dev/null >/proc/self/autogroup || true
-  "$root/tests/fixtures/images/build.sh" builder
-  [[ $(id -u) -ne 0 ]] || echo 0 2>/dev/null >/proc/self/autogroup || true
-  "$root/tests/fixtures/images/build.sh" services &
-  services=$!
-  if [[ -n "$image" && -n "$tag" && -x /usr/bin/docker ]]; then
-    echo "==> building $tag with BuildKit (Debian's docker CLI)"
-    DOCKER_BUILDKIT=1 /usr/bin/docker build --progress=plain -t "$tag" "$root" || rc=$?
-  fi
-  wait "$services" || rc=$?
-  return "$rc"
-}
+# With --image, the project's image follows them at once: Compose's Go build takes minutes, and
+# Debian's docker CLI (docker.io's /usr/bin/docker, BuildKit built in) can build the Dockerfile
+# without it. Compose's own build later finds every step in the engine's BuildKit cache (seen:
+# 0.6 s), so what the compose test then runs is the user's `docker compose build` for real.
 command -v debootstrap >/dev/null || docker image inspect debian:bookworm-slim >/dev/null 2>&1 \
   || apt_install debootstrap
 step "building the base images${IMAGE:+ and then the image} in the background (log: $STATE/base-images.log)"
 tag="$(sed -n 's/^ *image: \(sensor-pipeline:[^ ]*\)/\1/p' "$ROOT/docker-compose.yml" | head -1)"
-setsid -w bash -c "set -euo pipefail; $(declare -f build_images); build_images \"\$@\"" _ \
-  "$ROOT" "$IMAGE" "$tag" >"$STATE/base-images.log" 2>&1 &
+(
+  "$ROOT/tests/fixtures/images/build.sh"
+  if [[ -n "$IMAGE" && -n "$tag" && -x /usr/bin/docker ]]; then
+    echo "==> building $tag with BuildKit (Debian's docker CLI)"
+    DOCKER_BUILDKIT=1 /usr/bin/docker build --progress=plain -t "$tag" "$ROOT"
+  fi
+) >"$STATE/base-images.log" 2>&1 &
 base_images=$!
 
 compose=(docker compose)
