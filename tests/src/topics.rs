@@ -1,4 +1,5 @@
-//! The pipeline's topics, named uniquely per test and created by the same script compose runs.
+//! The pipeline's topics, named uniquely per test: created through the admin API, or by the
+//! script compose runs (`PipelineTopics::create_with_script`).
 
 use std::process::Command;
 use std::time::Duration;
