@@ -52,11 +52,16 @@ impl Service {
     /// Starts the log gateway with the docker profile and `args`, listening on a port the
     /// kernel picks unless `args` name one: see [`Service::listen_address`].
     pub fn gateway(args: &[String]) -> Self {
+        Self::gateway_with_env(args, &[])
+    }
+
+    /// As [`Service::gateway`], with extra environment variables.
+    pub fn gateway_with_env(args: &[String], env: &[(&str, &str)]) -> Self {
         let mut args = args.to_vec();
         if !args.iter().any(|a| a == "--listen-address") {
             args.extend(["--listen-address".to_owned(), "127.0.0.1:0".to_owned()]);
         }
-        Self::start("log-gateway", &args, &[])
+        Self::start("log-gateway", &args, env)
     }
 
     /// Starts binary `name` with the docker profile and `args`.
