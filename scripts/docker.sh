@@ -61,9 +61,12 @@ go_plugin() {
   local name="$1" package="$2" version="$3" variable="$4" bin
   bin="$(mktemp -d "${TMPDIR:-/tmp}/docker-plugin.XXXXXX")"
   step "building docker $name $version from the Go module proxy (a few minutes the first time)"
-  # -s -w: no symbol table or DWARF, which only make the link longer for a test tool.
-  if GOBIN="$bin" GOFLAGS=-mod=mod go install -ldflags="-s -w -X $variable=$version" "$package@$version" \
-    >"$STATE/$name-build.log" 2>&1; then
+  # A test tool, built once per machine, so built for a short build: -s -w (no symbol table or
+  # DWARF: a shorter link), -N -l (no optimisation or inlining: Compose waits on the engine,
+  # not on its own code) and no cgo (as Compose's own release builds). Compose v2.29.7 on two
+  # cores, a cold Go cache: 180 CPU-seconds as before, 130 so (2026-12-07).
+  if CGO_ENABLED=0 GOBIN="$bin" GOFLAGS=-mod=mod go install -gcflags=all="-N -l" \
+    -ldflags="-s -w -X $variable=$version" "$package@$version" >"$STATE/$name-build.log" 2>&1; then
     install -m 0755 "$bin/$(basename "$package")" "$PLUGINS/docker-$name"
     rm -rf "$bin"
     return 0

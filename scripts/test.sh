@@ -112,6 +112,12 @@ export RUSTC_WORKSPACE_WRAPPER
 RUSTC_WORKSPACE_WRAPPER="$(command -v clippy-driver)" \
   || { echo "test.sh: clippy-driver is missing (rustup component add clippy)" >&2; exit 1; }
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+# In CI every run starts from a clean clone, so the incremental caches of the workspace's own
+# crates are written and never read: extra work in every compile. Set for the whole run (the
+# Docker tests' cargo too), or the next cargo call would see another profile and compile again.
+if [[ "${CI:-}" == true ]]; then
+  export CARGO_INCREMENTAL=0
+fi
 
 # Downloads and builds that wait on the network or on Go run beside the Rust build.
 background "Kafka jars (Maven Central)" scripts/kafka.sh fetch

