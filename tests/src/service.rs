@@ -18,6 +18,12 @@ pub struct Service {
     _log_dir: tempfile::TempDir,
 }
 
+/// The last `n` lines of `text` (all of them if it has fewer).
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Where cargo put the binaries: next to this test executable's `deps` directory.
 pub fn binary(name: &str) -> PathBuf {
     let path = std::env::current_exe()
@@ -279,13 +285,10 @@ impl Service {
 
     /// The last lines of the log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let start = lines.len().saturating_sub(40);
         format!(
             "--- last lines of {} log ---\n{}",
             self.name,
-            lines[start..].join("\n")
+            last_lines(&self.log(), 40)
         )
     }
 }

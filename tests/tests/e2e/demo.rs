@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::free_port;
 use e2e_tests::browser::Page;
-use e2e_tests::service::{binary, http_get, try_http_get};
+use e2e_tests::service::{binary, http_get, last_lines, try_http_get};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -44,14 +44,9 @@ impl Drop for Demo {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            let stderr = self.stderr();
-            let lines: Vec<&str> = stderr.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(300)..];
             eprintln!(
-                "the demo's log (RUST_LOG=info), last {} of {} lines:\n{}",
-                tail.len(),
-                lines.len(),
-                tail.join("\n")
+                "the demo's log (RUST_LOG=info), its last 300 lines:\n{}",
+                last_lines(&self.stderr(), 300)
             );
         }
     }
