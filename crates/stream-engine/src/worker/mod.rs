@@ -29,7 +29,7 @@ use ::metrics::{counter, histogram};
 use anyhow::Context as _;
 use pipeline_runtime::endpoints::Health;
 use pipeline_runtime::settings::KafkaSettings;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, MessageStream, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -117,6 +117,9 @@ pub(crate) struct Worker<'a, J: Job> {
     settings: &'a EngineSettings,
     kafka: &'a KafkaSettings,
     consumer: &'a StreamConsumer<EngineContext>,
+    /// The consumer's records, one stream for the worker's life: `StreamConsumer::recv` makes
+    /// a stream per call, whose waker slot costs two mutex locks per record.
+    messages: MessageStream<'a, EngineContext>,
     context: &'a EngineContext,
     producer: Arc<EngineProducer>,
     commit: Commit,
@@ -160,6 +163,7 @@ impl<'a, J: Job> Worker<'a, J> {
             settings,
             kafka,
             consumer,
+            messages: consumer.stream(),
             context,
             producer,
             commit,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ::metrics::{counter, histogram};
 use anyhow::Context as _;
-use futures::FutureExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
@@ -24,7 +24,6 @@ impl<'a, J: Job> Worker<'a, J> {
         &mut self,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<BorrowedMessage<'a>>> {
-        let consumer = self.consumer;
         loop {
             tokio::select! {
                 biased;
@@ -37,7 +36,7 @@ impl<'a, J: Job> Worker<'a, J> {
                 _ = self.context.changed() => {
                     self.apply_assignment_changes();
                 }
-                message = consumer.recv() => {
+                Some(message) = self.messages.next() => {
                     self.apply_assignment_changes();
                     if let Some(message) = self.accept(message).await {
                         return Ok(Some(message));
@@ -55,7 +54,7 @@ impl<'a, J: Job> Worker<'a, J> {
         revoked: &mut Vec<i32>,
     ) -> Option<BorrowedMessage<'a>> {
         loop {
-            let message = self.consumer.recv().now_or_never()?;
+            let message = self.messages.next().now_or_never()??;
             // A rebalance reported during this poll applies to the batch before this record.
             revoked.extend(self.apply_assignment_changes());
             if let Some(message) = self.accept(message).await {
