@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use e2e_tests::broker::{PrivateBroker, free_port, shared_bootstrap};
 use e2e_tests::expect::{actual_events, assert_same_events, expected_events};
-use e2e_tests::kafka_io::{committed_offsets, read_topic, wait_for_group, wait_until_consumed};
+use e2e_tests::kafka_io::{
+    committed_offsets, read_topic, try_committed_total, wait_for_group, wait_until_consumed,
+};
 use e2e_tests::service::{Service, simulator_args};
 use e2e_tests::topics::PipelineTopics;
 use sensor_contract::{Event, ProcessingRules};
@@ -372,4 +374,95 @@ fn on_a_broker_with_stock_topic_settings_no_topic_is_created_by_accident() {
         "every sensor's windows filled"
     );
     processor.stop(Duration::from_secs(15));
+}
+
+/// A replica joining while the first works through a backlog: the rebalance revokes partitions
+/// from the first in the middle of a batch (a backlog keeps it in batches all the time), whose
+/// records' events must then not commit: the batch is aborted and the kept partitions rewound.
+/// Every event is still there exactly once, and the first replica's log shows the abort.
+/// Its batch of 50 000 readings spans every partition it holds; readings of 600 sensors over
+/// six partitions give each a share.
+#[test]
+fn a_partition_revoked_in_the_middle_of_a_batch_aborts_it_and_no_event_doubles() {
+    let bootstrap = shared_bootstrap();
+    let topics = PipelineTopics::unique("revoked-mid-batch");
+    topics.create(&bootstrap, 6);
+    let readings = 480_000;
+    let mut simulator = Service::simulator(&simulator_args(
+        &bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            &readings.to_string(),
+            "--sensors",
+            "600",
+            "--seed",
+            "23",
+            "--rate",
+            "0",
+        ],
+    ));
+    simulator.wait_success(Duration::from_secs(120));
+
+    let args = topics.processor_args(&bootstrap);
+    let mut first = Service::processor(&args);
+    // The first replica is under way: it has committed some of the backlog, not all of it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let done = try_committed_total(&bootstrap, &topics.group, &topics.input, 6).unwrap_or(0);
+        if done > 0 {
+            break done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first replica committed nothing in 60 s\n{}",
+            first.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut second = Service::processor(&args);
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(180),
+    );
+
+    // The batch the rebalance cut is aborted: by the engine when the revocation reaches it
+    // first, or by the group coordinator's generation check on its offsets (KIP-447) when the
+    // rebalance completed first.
+    let log = first.log();
+    let aborted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("transaction aborted, the batch will be processed again"))
+        .collect();
+    assert!(
+        !aborted.is_empty(),
+        "the second replica joined after {started} of {readings} readings, yet no batch of the \
+         first was aborted\n{}",
+        first.log_tail()
+    );
+    let by_revocation = aborted
+        .iter()
+        .filter(|l| l.contains("of the batch were revoked while it ran"))
+        .count();
+    let input = read_topic(&bootstrap, &topics.input);
+    assert_eq!(input.len(), readings);
+    let expected = expected_events(&input, ProcessingRules::default(), &HashMap::new());
+    let actual = actual_events(&read_topic(&bootstrap, &topics.output));
+    let comparison = assert_same_events(&expected, &actual);
+    assert!(
+        !final_assignment(&second).is_empty(),
+        "the second replica took partitions"
+    );
+    println!(
+        "revoked mid-batch: the second replica joined after {started} of {readings} readings; \
+         {} batch(es) aborted ({by_revocation} by the revocation, the rest by the generation \
+         check); {} events, none missing or repeated",
+        aborted.len(),
+        comparison.actual
+    );
+    for replica in [&mut first, &mut second] {
+        replica.stop(Duration::from_secs(15));
+    }
 }

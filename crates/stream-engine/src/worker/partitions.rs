@@ -54,9 +54,11 @@ impl<'a, J: Job> Worker<'a, J> {
         revoked: &mut Vec<i32>,
     ) -> Option<BorrowedMessage<'a>> {
         loop {
-            let message = self.messages.next().now_or_never()??;
-            // A rebalance reported during this poll applies to the batch before this record.
+            let polled = self.messages.next().now_or_never();
+            // A rebalance served by this poll applies to the batch before this record (a poll
+            // that serves one returns no record: the batch ends, and must know of it).
             revoked.extend(self.apply_assignment_changes());
+            let message = polled??;
             if let Some(message) = self.accept(message).await {
                 return Some(message);
             }
