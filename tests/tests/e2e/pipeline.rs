@@ -377,13 +377,16 @@ fn on_a_broker_with_stock_topic_settings_no_topic_is_created_by_accident() {
 }
 
 /// A replica joining while the first works through a backlog: the rebalance revokes partitions
-/// from the first in the middle of a batch (a backlog keeps it in batches all the time), whose
-/// records' events must then not commit: the batch is aborted and the kept partitions rewound.
-/// Every event is still there exactly once, and the first replica's log shows the abort.
+/// from the first, most often in the middle of a batch (a backlog keeps it in batches nearly all
+/// the time), whose records' events must then not commit: the engine aborts the batch when the
+/// revocation reaches it, and the group coordinator's generation check (KIP-447) refuses its
+/// offsets when the rebalance completed first. Every event is still there exactly once. Whether
+/// a batch is cut depends on when the revocation comes (during a batch, during its commit, or
+/// after the backlog), so the aborts are counted and printed, not required.
 /// Its batch of 50 000 readings spans every partition it holds; readings of 600 sensors over
 /// six partitions give each a share.
 #[test]
-fn a_partition_revoked_in_the_middle_of_a_batch_aborts_it_and_no_event_doubles() {
+fn a_replica_joining_during_a_backlog_doubles_no_event() {
     let bootstrap = shared_bootstrap();
     let topics = PipelineTopics::unique("revoked-mid-batch");
     topics.create(&bootstrap, 6);
@@ -428,20 +431,11 @@ fn a_partition_revoked_in_the_middle_of_a_batch_aborts_it_and_no_event_doubles()
         Duration::from_secs(180),
     );
 
-    // The batch the rebalance cut is aborted: by the engine when the revocation reaches it
-    // first, or by the group coordinator's generation check on its offsets (KIP-447) when the
-    // rebalance completed first.
     let log = first.log();
     let aborted: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("transaction aborted, the batch will be processed again"))
         .collect();
-    assert!(
-        !aborted.is_empty(),
-        "the second replica joined after {started} of {readings} readings, yet no batch of the \
-         first was aborted\n{}",
-        first.log_tail()
-    );
     let by_revocation = aborted
         .iter()
         .filter(|l| l.contains("of the batch were revoked while it ran"))
@@ -456,7 +450,7 @@ fn a_partition_revoked_in_the_middle_of_a_batch_aborts_it_and_no_event_doubles()
         "the second replica took partitions"
     );
     println!(
-        "revoked mid-batch: the second replica joined after {started} of {readings} readings; \
+        "joined during a backlog: the second replica joined after {started} of {readings} readings; \
          {} batch(es) aborted ({by_revocation} by the revocation, the rest by the generation \
          check); {} events, none missing or repeated",
         aborted.len(),
