@@ -1,11 +1,11 @@
-//! The worker's side of the consumer: taking a batch's records, assignment changes, finished
+//! The worker's side of the consumer: collecting a batch, assignment changes, finished
 //! restores, and moving partitions.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::metrics::{counter, histogram};
 use anyhow::Context as _;
-use futures::{FutureExt as _, StreamExt as _};
+use futures::FutureExt as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
@@ -18,72 +18,63 @@ use crate::context::AssignmentChange;
 use crate::restore::Finished;
 
 impl<'a, J: Job> Worker<'a, J> {
-    /// Waits for the first record of the next batch (`None` at shutdown). Finished restores
-    /// and assignment changes are applied meanwhile.
-    pub(super) async fn first_record(
+    /// Waits for a first record, then takes the records already waiting until none is ready,
+    /// the batch is full or the commit interval has passed. Finished restores and assignment
+    /// changes are applied meanwhile.
+    pub(super) async fn collect_batch(
         &mut self,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<Option<BorrowedMessage<'a>>> {
+    ) -> anyhow::Result<Vec<BorrowedMessage<'a>>> {
+        let consumer = self.consumer;
+        let settings = self.settings;
+        let mut batch = Vec::new();
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return Ok(None),
+                _ = shutdown.cancelled() => break,
                 Some(done) = self.restores.next_done() => {
                     if let Some(finished) = self.restores.finish(done) {
                         self.finish_restore(finished)?;
                     }
                 }
-                _ = self.context.changed() => {
-                    self.apply_assignment_changes();
-                }
-                Some(message) = self.messages.next() => {
-                    self.apply_assignment_changes();
-                    if let Some(message) = self.accept(message).await {
-                        return Ok(Some(message));
+                _ = self.context.changed() => self.apply_assignment_changes(&mut batch),
+                message = consumer.recv() => {
+                    let started = Instant::now();
+                    self.accept(&mut batch, message).await;
+                    while batch.len() < settings.batch_max_records
+                        && started.elapsed() < settings.commit_interval
+                    {
+                        match consumer.recv().now_or_never() {
+                            Some(message) => self.accept(&mut batch, message).await,
+                            None => break,
+                        }
+                    }
+                    if !batch.is_empty() {
+                        break;
                     }
                 }
             }
         }
+        Ok(batch)
     }
 
-    /// The next record the consumer has ready for the batch under way, without waiting;
-    /// `None` when none is ready. Partitions revoked by the poll are added to `revoked` (the
-    /// batch must not commit if it holds any of their records).
-    pub(super) async fn next_ready(
-        &mut self,
-        revoked: &mut Vec<i32>,
-    ) -> Option<BorrowedMessage<'a>> {
-        loop {
-            let polled = self.messages.next().now_or_never();
-            // A rebalance served by this poll applies to the batch before this record (a poll
-            // that serves one returns no record: the batch ends, and must know of it).
-            revoked.extend(self.apply_assignment_changes());
-            let message = polled??;
-            if let Some(message) = self.accept(message).await {
-                return Some(message);
-            }
-        }
-    }
-
-    /// A polled record, unless it must not be processed now.
     async fn accept(
         &mut self,
+        batch: &mut Vec<BorrowedMessage<'a>>,
         message: Result<BorrowedMessage<'a>, KafkaError>,
-    ) -> Option<BorrowedMessage<'a>> {
+    ) {
+        // A rebalance reported during this poll applies to what was collected before it.
+        self.apply_assignment_changes(batch);
         match message {
             Ok(message) if self.restores.is_pending(message.partition()) => {
                 // Fetched before the partition was paused: processed after the restore.
                 self.restores
                     .fetched_meanwhile(message.partition(), message.offset());
-                None
             }
             Ok(message) => match self.check_rewound(message.partition(), message.offset()) {
-                Ok(true) => Some(message),
-                Ok(false) => None,
-                Err(error) => {
-                    tracing::error!("{error:#}");
-                    None
-                }
+                Ok(true) => batch.push(message),
+                Ok(false) => {}
+                Err(error) => tracing::error!("{error:#}"),
             },
             Err(error) => {
                 // While a broker is down this comes every poll: once a minute is news enough.
@@ -96,18 +87,16 @@ impl<'a, J: Job> Worker<'a, J> {
                     tracing::debug!(%error, "consumer error");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                None
             }
         }
     }
 
-    /// Revoked partitions: their state is dropped (returned, for the batch under way).
-    /// Assigned ones: their restore starts (a stateless job's resume at once).
-    pub(super) fn apply_assignment_changes(&mut self) -> Vec<i32> {
+    /// Revoked partitions: their state and collected records are dropped. Assigned ones:
+    /// their restore starts (a stateless job's resume at once).
+    pub(super) fn apply_assignment_changes(&mut self, batch: &mut Vec<BorrowedMessage<'a>>) {
         let changes = self.context.take_changes();
-        let mut revoked = Vec::new();
         if changes.is_empty() {
-            return revoked;
+            return;
         }
         for change in changes {
             counter!(self.settings.metrics.rebalances).increment(1);
@@ -119,7 +108,7 @@ impl<'a, J: Job> Worker<'a, J> {
                         self.restores.forget(*partition);
                         self.assigned.remove(partition);
                     }
-                    revoked.extend(partitions);
+                    batch.retain(|m| !partitions.contains(&m.partition()));
                 }
                 AssignmentChange::Assigned(partitions) => {
                     self.assigned_once = true;
@@ -136,7 +125,6 @@ impl<'a, J: Job> Worker<'a, J> {
             }
         }
         self.update_health();
-        revoked
     }
 
     /// Ready once the replica has been assigned partitions and restored every one of them.
