@@ -7,7 +7,7 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use crate::kafka_io::{committed_offsets, lag, read_topic, wait_for_group};
-use crate::service::{Service, binary, simulator_args};
+use crate::service::{Service, TRACE_COMMITS, binary, simulator_args};
 use crate::supervisor::Replicas;
 use crate::topics::PipelineTopics;
 use stream_engine::codec::{CHECKPOINT_KEY, WRITER_HEADER};
@@ -56,7 +56,7 @@ impl TemperaturePipeline {
             let mut args = replica_topics.processor_args(&replica_bootstrap);
             args.extend(["--instance-id".into(), format!("replica-{i}")]);
             args.extend(["--processing-guarantee".into(), guarantee.into()]);
-            Service::processor(&args)
+            Service::processor_with_env(&args, &[("RUST_LOG", TRACE_COMMITS)])
         });
         for i in 0..REPLICAS {
             replicas.start(i);

@@ -24,6 +24,10 @@ pub fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A log filter for replicas under chaos: INFO, and each committed transaction (its input
+/// spans and membership) at DEBUG, to trace an audit's duplicate or gap back to a commit.
+pub const TRACE_COMMITS: &str = "info,stream_engine::transactions=debug";
+
 /// Where cargo put the binaries: next to this test executable's `deps` directory.
 pub fn binary(name: &str) -> PathBuf {
     let path = std::env::current_exe()
@@ -73,6 +77,11 @@ impl Service {
     /// Starts binary `name` with the docker profile and `args`.
     pub fn start_binary(name: &str, args: &[String]) -> Self {
         Self::start(name, args, &[])
+    }
+
+    /// As [`Service::start_binary`], with extra environment variables.
+    pub fn start_binary_with_env(name: &str, args: &[String], env: &[(&str, &str)]) -> Self {
+        Self::start(name, args, env)
     }
 
     /// Starts binary `name` with the docker profile and `args` inside network namespace

@@ -68,6 +68,13 @@ pub struct IpAuditReport {
     /// Where the first missing requests came from, `partition:offset` of their lines (at most
     /// [`EXAMPLES`]), in order: where to look when stage 1 lost something.
     pub missing_lines: Vec<String>,
+    /// Where the duplicated requests are: runs of `partition:first-last (records)` of the
+    /// repartition records holding every copy of them (at most [`EXAMPLES`] runs), to be laid
+    /// against the transactions that wrote them.
+    pub duplicated_records: Vec<String>,
+    /// The lines those duplicated requests came from, as runs of `partition:first-last (lines)`:
+    /// to be laid against the input spans of the lines stage's transactions.
+    pub duplicated_lines: Vec<String>,
 }
 
 /// How many missing requests the report locates.
@@ -113,8 +120,35 @@ impl IpAuditReport {
                 self.missing_lines.join(", ")
             ));
         }
+        if !self.duplicated_records.is_empty() {
+            summary.push_str(&format!(
+                "; duplicated requests in repartition records (partition:offsets) {}, from lines {}",
+                self.duplicated_records.join(", "),
+                self.duplicated_lines.join(", ")
+            ));
+        }
         summary
     }
+}
+
+/// `positions` (sorted here) as runs of `partition:first-last (count)`, a run ending where
+/// the next position is in another partition or more than `gap` offsets on; at most `limit`.
+fn runs(mut positions: Vec<(i32, i64)>, gap: i64, limit: usize) -> Vec<String> {
+    positions.sort_unstable();
+    let mut runs: Vec<(i32, i64, i64, usize)> = Vec::new();
+    for (partition, offset) in positions {
+        match runs.last_mut() {
+            Some(run) if run.0 == partition && offset - run.2 <= gap => {
+                run.2 = offset;
+                run.3 += 1;
+            }
+            _ => runs.push((partition, offset, offset, 1)),
+        }
+    }
+    runs.into_iter()
+        .take(limit)
+        .map(|(partition, first, last, count)| format!("{partition}:{first}-{last} ({count})"))
+        .collect()
 }
 
 /// A request as the repartition topic holds it.
@@ -154,6 +188,8 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
     // 3. The repartition topic, by partition in offset order.
     let mut partitions: BTreeMap<i32, Vec<(i64, Option<Request>)>> = BTreeMap::new();
     let mut requests_found: HashMap<Request, u64> = HashMap::new();
+    // Where each request's copies are, to locate duplicates.
+    let mut copies_at: HashMap<Request, Vec<(i32, i64)>> = HashMap::new();
     let ends = end_offsets(kafka, CLIENT, &s.repartition_topic)?;
     scan(
         kafka,
@@ -173,6 +209,10 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
                 .map(|(ip, time)| (ip.to_owned(), time));
             if let Some(request) = &request {
                 *requests_found.entry(request.clone()).or_default() += 1;
+                copies_at
+                    .entry(request.clone())
+                    .or_default()
+                    .push((m.partition(), m.offset()));
             }
             partitions
                 .entry(m.partition())
@@ -227,15 +267,21 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
         .take(EXAMPLES)
         .map(|(partition, offset)| format!("{partition}:{offset}"))
         .collect();
+    let (mut duplicated_at, mut duplicated_from) = (Vec::new(), Vec::new());
     for (request, &have) in &requests_found {
         let allowed =
             judged.get(request).copied().unwrap_or(0) + newer.get(request).copied().unwrap_or(0);
         if allowed == 0 {
             report.requests_unexpected += have;
-        } else {
-            report.requests_duplicated += have.saturating_sub(allowed);
+        } else if have > allowed {
+            report.requests_duplicated += have - allowed;
+            duplicated_at.extend(copies_at.get(request).into_iter().flatten().copied());
+            duplicated_from.extend(located.get(request).copied());
         }
     }
+    // Transaction markers and other requests sit between a batch's records: runs tolerate gaps.
+    report.duplicated_records = runs(duplicated_at, 50, EXAMPLES);
+    report.duplicated_lines = runs(duplicated_from, 50, EXAMPLES);
 
     // Stage 2.
     let rules = config.rules();
@@ -281,4 +327,20 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_told_as_runs_per_partition_within_the_gap() {
+        let positions = vec![(1, 10), (0, 5), (1, 12), (1, 100), (0, 6), (1, 11)];
+        assert_eq!(
+            runs(positions, 50, 10),
+            ["0:5-6 (2)", "1:10-12 (3)", "1:100-100 (1)"]
+        );
+        assert_eq!(runs(vec![(0, 1), (2, 2)], 50, 1), ["0:1-1 (1)"]);
+        assert!(runs(Vec::new(), 50, 10).is_empty());
+    }
 }

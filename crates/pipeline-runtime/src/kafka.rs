@@ -121,6 +121,11 @@ pub fn client_config(
     for (key, value) in &settings.properties {
         config.set(key, value);
     }
+    // librdkafka logs its `debug` contexts at debug level, which the level set above drops:
+    // whoever asks for them (`kafka.properties.debug`) gets them.
+    if settings.properties.iter().any(|(key, _)| key == "debug") {
+        config.set_log_level(RDKafkaLogLevel::Debug);
+    }
     Ok(config)
 }
 
@@ -564,6 +569,20 @@ mod tests {
         assert_eq!(config.get("fetch.min.bytes"), Some("10"));
         assert_eq!(config.get("isolation.level"), Some("read_committed"));
         assert_eq!(config.get("allow.auto.create.topics"), Some("false"));
+    }
+
+    #[test]
+    fn asking_for_librdkafka_debug_contexts_lets_their_lines_through() {
+        let level = |properties: &[(&str, &str)]| {
+            client_config(&kafka(properties), "c", CONSUMER)
+                .unwrap()
+                .log_level
+        };
+        assert!(matches!(level(&[]), RDKafkaLogLevel::Info));
+        assert!(matches!(
+            level(&[("debug", "broker,eos")]),
+            RDKafkaLogLevel::Debug
+        ));
     }
 
     #[test]

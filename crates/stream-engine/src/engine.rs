@@ -14,6 +14,7 @@ use rdkafka::producer::Producer;
 use rdkafka::util::Timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::changelog::{self, RestoreTarget};
 use crate::clients::{consumer_config, producer_config};
@@ -38,7 +39,11 @@ pub async fn run<J: Job>(
     let tasks = TaskTracker::new();
     // Stops the endpoints when the job ends for any reason, shutdown or error.
     let stop = shutdown.child_token();
-    let result = run_job(job, kafka, settings, &shutdown, &health, &tasks, &stop).await;
+    // Every event of the job's own task names its client: a process running two stages (the
+    // IP counter's) logs both, and its log must say which one an event is from.
+    let result = run_job(job, kafka, settings, &shutdown, &health, &tasks, &stop)
+        .instrument(tracing::info_span!("job", client = %settings.client_id()))
+        .await;
     health.set_ready(false);
     stop.cancel();
     tasks.close();

@@ -68,7 +68,7 @@ fn classify(error: &KafkaError) -> Class {
 /// `group_metadata` and this check: a rejoin waits for the loss to be handled, on this task.
 fn check_membership<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
-) -> Result<(), BatchError> {
+) -> Result<(String, i32), BatchError> {
     use rdkafka::bindings as rd;
     let native = consumer.client().native_ptr();
     // SAFETY: `native` is the live handle of `consumer`, borrowed for the whole block;
@@ -101,7 +101,7 @@ fn check_membership<C: ConsumerContext + 'static>(
                 generation,
             })
         }
-        Some(_) => Ok(()),
+        Some(membership) => Ok(membership),
     }
 }
 
@@ -185,7 +185,7 @@ impl Transactions {
         let metadata = consumer
             .group_metadata()
             .ok_or(BatchError::NoGroupMetadata)?;
-        check_membership(consumer)?;
+        let (member_id, generation) = check_membership(consumer)?;
         let mut offsets = TopicPartitionList::new();
         for (&partition, span) in spans {
             let offset = span.end;
@@ -208,7 +208,17 @@ impl Transactions {
         self.call("committing the transaction", shutdown, |producer| {
             producer.commit_transaction(Timeout::After(CALL_TIMEOUT))
         })
-        .await
+        .await?;
+        // Each commit's input spans and the membership they were committed under: what an
+        // exactly-once audit's duplicate or gap is traced back to.
+        tracing::debug!(
+            transactional_id = %self.transactional_id,
+            %member_id,
+            generation,
+            ?spans,
+            "transaction committed"
+        );
+        Ok(())
     }
 
     /// Aborts the open transaction: none of its records become visible to `read_committed`

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::broker::{PrivateBroker, free_port};
 use e2e_tests::kafka_io::{lag, wait_until_records_consumed};
-use e2e_tests::service::{Service, binary, wait_ready};
+use e2e_tests::service::{Service, TRACE_COMMITS, binary, wait_ready};
 use e2e_tests::supervisor::Replicas;
 use e2e_tests::topics::LogTopics;
 
@@ -51,7 +51,8 @@ fn ip_counts_stay_exact_through_kills_scaling_and_a_broker_restart() {
     let mut replicas = Replicas::new(REPLICAS, move |i| {
         let mut args = replica_args.clone();
         args.extend(["--instance-id".to_owned(), format!("replica-{i}")]);
-        Service::start_binary("ip-counter", &args)
+        // Every committed transaction's input spans, to trace a duplicate or a gap back to it.
+        Service::start_binary_with_env("ip-counter", &args, &[("RUST_LOG", TRACE_COMMITS)])
     });
     for i in 0..REPLICAS {
         replicas.start(i);
