@@ -99,6 +99,11 @@ pub(crate) struct Worker<'a, J: Job> {
     /// Partitions rewound after an abort, with the offset their next record must have (the
     /// aborted batch's first: a record that exists and that this consumer read).
     rewound: HashMap<i32, i64>,
+    /// Restored partitions waiting, paused, to be moved to where their restored state stands:
+    /// librdkafka refuses a seek until it has started fetching the partition, which waits for
+    /// the group's committed offset (seconds, while a transaction is open or the coordinator
+    /// loads). Moved and resumed as soon as it takes the seek.
+    deferred_seeks: HashMap<i32, i64>,
 }
 
 impl<'a, J: Job> Worker<'a, J> {
@@ -133,6 +138,7 @@ impl<'a, J: Job> Worker<'a, J> {
             producers: 1,
             writer: format!("{}/1", settings.instance_id),
             rewound: HashMap::new(),
+            deferred_seeks: HashMap::new(),
             restores,
             health,
             assigned: BTreeSet::new(),
@@ -349,6 +355,7 @@ impl<'a, J: Job> Worker<'a, J> {
         }
         for (&partition, &position) in partitions.iter().zip(&positions) {
             self.rewound.remove(&partition);
+            self.deferred_seeks.remove(&partition);
             self.task.drop_partition(partition);
             if J::STATEFUL {
                 self.restores.start_at(partition, position);

@@ -17,6 +17,9 @@ use crate::Job;
 use crate::context::AssignmentChange;
 use crate::restore::Finished;
 
+/// How often a restored partition waiting for librdkafka to fetch it is tried again.
+const DEFERRED_SEEK_RETRY: Duration = Duration::from_millis(100);
+
 impl<'a, J: Job> Worker<'a, J> {
     /// Waits for a first record, then takes the records already waiting until none is ready,
     /// the batch is full or the commit interval has passed. Finished restores and assignment
@@ -38,6 +41,9 @@ impl<'a, J: Job> Worker<'a, J> {
                     }
                 }
                 _ = self.context.changed() => self.apply_assignment_changes(&mut batch),
+                _ = tokio::time::sleep(DEFERRED_SEEK_RETRY), if !self.deferred_seeks.is_empty() => {
+                    self.retry_deferred_seeks()?;
+                }
                 message = consumer.recv() => {
                     let started = Instant::now();
                     self.accept(&mut batch, message).await;
@@ -104,6 +110,7 @@ impl<'a, J: Job> Worker<'a, J> {
                 AssignmentChange::Revoked(partitions) => {
                     for partition in &partitions {
                         self.rewound.remove(partition);
+                        self.deferred_seeks.remove(partition);
                         self.task.drop_partition(*partition);
                         self.restores.forget(*partition);
                         self.assigned.remove(partition);
@@ -114,6 +121,7 @@ impl<'a, J: Job> Worker<'a, J> {
                     self.assigned_once = true;
                     for partition in partitions {
                         self.rewound.remove(&partition);
+                        self.deferred_seeks.remove(&partition);
                         self.assigned.insert(partition);
                         if J::STATEFUL {
                             self.restores.start(partition);
@@ -166,10 +174,28 @@ impl<'a, J: Job> Worker<'a, J> {
         self.resume(partition, resume_at)
     }
 
-    fn resume(&self, partition: i32, at: Option<i64>) -> anyhow::Result<()> {
-        if let Some(offset) = at {
-            self.seek(partition, offset)?;
+    /// Resumes a restored partition, first moving it to `at`. A partition librdkafka has not
+    /// started fetching yet refuses the move: it stays paused and the move is retried (see
+    /// [`Self::retry_deferred_seeks`]). Resumed unmoved, it would start at the group's
+    /// committed offset, past the records its state must replay from its snapshot: its
+    /// windows would miss them (seen in a chaos run after a broker restart, when the
+    /// committed offsets came late: counts missing and wrong).
+    fn resume(&mut self, partition: i32, at: Option<i64>) -> anyhow::Result<()> {
+        if let Some(offset) = at
+            && self.try_seek(partition, offset)? == Seek::NotFetching
+        {
+            tracing::debug!(
+                partition,
+                offset,
+                "the restored partition is not fetched yet: it is moved once it is"
+            );
+            self.deferred_seeks.insert(partition, offset);
+            return Ok(());
         }
+        self.resume_fetching(partition)
+    }
+
+    fn resume_fetching(&self, partition: i32) -> anyhow::Result<()> {
         let mut list = TopicPartitionList::new();
         list.add_partition(&self.settings.input_topic, partition);
         self.consumer
@@ -177,12 +203,27 @@ impl<'a, J: Job> Worker<'a, J> {
             .context("resuming a restored partition")
     }
 
-    /// Moves a partition's fetch position. A partition librdkafka no longer fetches (its
-    /// fetcher stopped: unassigned by a rebalance whose revocation this loop has not handled
-    /// yet) is left as it is: it delivers nothing more, and if it comes back, its assignment
-    /// starts a restore that moves it again. (Taken as an error, this stopped a replica in a
-    /// clean-clone run: a seek after a restore raced a rebalance while replicas were frozen.)
-    pub(super) fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
+    /// Moves and resumes the restored partitions librdkafka now fetches.
+    fn retry_deferred_seeks(&mut self) -> anyhow::Result<()> {
+        let waiting: Vec<(i32, i64)> = self.deferred_seeks.iter().map(|(p, o)| (*p, *o)).collect();
+        for (partition, offset) in waiting {
+            if self.try_seek(partition, offset)? == Seek::Moved {
+                self.deferred_seeks.remove(&partition);
+                tracing::info!(
+                    partition,
+                    offset,
+                    "restored partition moved to its snapshot and resumed"
+                );
+                self.resume_fetching(partition)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a partition's fetch position, or says that librdkafka does not fetch it (yet, or
+    /// any more): not started (its committed offset not read yet), or stopping (unassigned by
+    /// a rebalance whose revocation this loop has not handled yet).
+    fn try_seek(&self, partition: i32, offset: i64) -> anyhow::Result<Seek> {
         let result = self.consumer.seek(
             &self.settings.input_topic,
             partition,
@@ -190,24 +231,42 @@ impl<'a, J: Job> Worker<'a, J> {
             Duration::from_secs(10),
         );
         match result {
-            Err(KafkaError::Seek(error)) if fetcher_stopped(&error) => {
-                tracing::warn!(
-                    partition,
-                    offset,
-                    %error,
-                    "the partition is no longer fetched (a revocation is on its way): not moved"
-                );
-                Ok(())
-            }
-            result => {
-                result.with_context(|| format!("moving partition {partition} to offset {offset}"))
-            }
+            Ok(()) => Ok(Seek::Moved),
+            Err(KafkaError::Seek(error)) if fetcher_stopped(&error) => Ok(Seek::NotFetching),
+            Err(error) => Err(error)
+                .with_context(|| format!("moving partition {partition} to offset {offset}")),
         }
+    }
+
+    /// Moves a partition's fetch position (after an abort, or to its committed offset). A
+    /// partition librdkafka does not fetch is left as it is: one being revoked delivers
+    /// nothing more, and one not started yet starts at its committed offset, which a rewound
+    /// partition's check catches (see `check_rewound`). (Taken as an error, this stopped a
+    /// replica in a clean-clone run: a seek after a restore raced a rebalance while replicas
+    /// were frozen.)
+    pub(super) fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
+        if self.try_seek(partition, offset)? == Seek::NotFetching {
+            tracing::warn!(
+                partition,
+                offset,
+                "the partition is not fetched (not started yet, or being revoked): not moved"
+            );
+        }
+        Ok(())
     }
 }
 
-/// Whether a seek failed because the partition's fetcher has stopped (librdkafka's "erroneous
-/// state", or "previous operation in progress" while it stops). rust-rdkafka passes a seek's
+/// Whether a seek took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seek {
+    Moved,
+    /// librdkafka does not fetch the partition: not started yet, or stopping.
+    NotFetching,
+}
+
+/// Whether a seek failed because librdkafka does not fetch the partition: "erroneous state"
+/// before its fetcher has started or after it stopped, "previous operation in progress" while
+/// it stops. rust-rdkafka passes a seek's
 /// error code on as librdkafka's description of it only, which the code's `Display` shows
 /// after its name.
 fn fetcher_stopped(error: &str) -> bool {
