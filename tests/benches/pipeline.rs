@@ -299,7 +299,7 @@ async fn copy_records(
                 .expect("enqueueing a copy");
             next.insert(m.partition(), m.offset() + 1);
             taken += 1;
-            message = if taken < 10_000 {
+            message = if taken < config.processor.batch_max_records {
                 consumer.recv().now_or_never()
             } else {
                 None

@@ -20,7 +20,7 @@ pub const REBALANCES: &str = "sensor_rebalances_total";
 pub const BATCHES: &str = "sensor_batches_total";
 /// Time to commit a batch (the transaction, or the acknowledgements and offset store).
 pub const COMMIT_SECONDS: &str = "sensor_commit_duration_seconds";
-/// Time to decode, apply and enqueue a batch.
+/// Time to take, decode, apply and enqueue a batch's records.
 pub const PROCESSING_SECONDS: &str = "sensor_batch_processing_duration_seconds";
 /// From a reading's Kafka timestamp to its outputs being committed.
 pub const END_TO_END_SECONDS: &str = "sensor_end_to_end_latency_seconds";

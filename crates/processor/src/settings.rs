@@ -169,7 +169,7 @@ impl Default for ProcessorSettings {
             threshold: 40.0,
             default_sensor_id: "default".to_owned(),
             max_record_bytes: 64 * 1024,
-            batch_max_records: 10_000,
+            batch_max_records: 50_000,
             commit_interval_ms: Duration::from_millis(100),
             processing_guarantee: Guarantee::ExactlyOnce,
             snapshot_every_records: 50_000,
@@ -259,7 +259,7 @@ pub struct Cli {
     /// Largest accepted record value in bytes. [default: 65536]
     #[arg(long, value_name = "BYTES")]
     pub max_record_bytes: Option<u64>,
-    /// Most records per processed and committed batch. [default: 10000]
+    /// Most records per processed and committed batch. [default: 50000]
     #[arg(long, value_name = "N")]
     pub batch_max_records: Option<u64>,
     /// Longest a batch collects records before it is committed, ms. [default: 100]

@@ -7,6 +7,7 @@
 //! sees each change before it handles any record fetched after it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,9 @@ pub(crate) enum AssignmentChange {
 #[derive(Debug, Clone)]
 pub(crate) struct EngineContext {
     changes: Arc<Mutex<Vec<AssignmentChange>>>,
+    /// Set when a change is pushed: the loop asks for changes after every record, and a
+    /// load of this flag costs less than the lock.
+    pending: Arc<AtomicBool>,
     changed: Arc<Notify>,
     health: Arc<Health>,
     metrics: MetricNames,
@@ -73,6 +77,7 @@ impl EngineContext {
     pub fn new(health: Arc<Health>, metrics: MetricNames) -> Self {
         Self {
             changes: Arc::default(),
+            pending: Arc::default(),
             changed: Arc::default(),
             health,
             metrics,
@@ -88,6 +93,10 @@ impl EngineContext {
 
     /// Takes the changes reported since the last call, oldest first.
     pub fn take_changes(&self) -> Vec<AssignmentChange> {
+        // A change pushed after this swap sets the flag again: none is left behind.
+        if !self.pending.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
         match self.changes.lock() {
             Ok(mut changes) => std::mem::take(&mut *changes),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
@@ -99,6 +108,7 @@ impl EngineContext {
             Ok(mut changes) => changes.push(change),
             Err(poisoned) => poisoned.into_inner().push(change),
         }
+        self.pending.store(true, Ordering::Release);
         self.changed.notify_one();
     }
 }

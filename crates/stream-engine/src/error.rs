@@ -50,6 +50,14 @@ pub enum BatchError {
         /// The generation the offsets would carry.
         generation: i32,
     },
+    /// A partition of the batch was revoked while the batch ran: its records' outputs may
+    /// not commit (the partition's new owner processes them again). The batch is aborted and
+    /// the partitions this replica keeps are rewound.
+    #[error("partitions {partitions:?} of the batch were revoked while it ran")]
+    Revoked {
+        /// The revoked partitions the batch had records of.
+        partitions: Vec<i32>,
+    },
     /// A transactional call was still blocked inside librdkafka long after its own timeout
     /// (see `watchdog`): the producer is treated as lost and replaced.
     #[error("{what} was still blocked after {seconds} s, past its own timeout")]

@@ -32,7 +32,7 @@ pub struct MetricNames {
     pub batches: &'static str,
     /// Time to commit a batch.
     pub commit_seconds: &'static str,
-    /// Time to decode, apply and enqueue a batch.
+    /// Time to take, decode, apply and enqueue a batch's records.
     pub processing_seconds: &'static str,
     /// From an input's Kafka timestamp to its outputs being committed.
     pub end_to_end_seconds: &'static str,
@@ -84,7 +84,7 @@ impl MetricNames {
         describe_histogram!(
             self.processing_seconds,
             Unit::Seconds,
-            "Time to decode, apply and enqueue a batch."
+            "Time to take, decode, apply and enqueue a batch's records."
         );
         describe_histogram!(
             self.end_to_end_seconds,

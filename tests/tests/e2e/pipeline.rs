@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use e2e_tests::broker::{PrivateBroker, free_port, shared_bootstrap};
 use e2e_tests::expect::{actual_events, assert_same_events, expected_events};
-use e2e_tests::kafka_io::{committed_offsets, read_topic, wait_for_group, wait_until_consumed};
+use e2e_tests::kafka_io::{
+    committed_offsets, read_topic, try_committed_total, wait_for_group, wait_until_consumed,
+};
 use e2e_tests::service::{Service, simulator_args};
 use e2e_tests::topics::PipelineTopics;
 use sensor_contract::{Event, ProcessingRules};
@@ -372,4 +374,89 @@ fn on_a_broker_with_stock_topic_settings_no_topic_is_created_by_accident() {
         "every sensor's windows filled"
     );
     processor.stop(Duration::from_secs(15));
+}
+
+/// A replica joining while the first works through a backlog: the rebalance revokes partitions
+/// from the first, most often in the middle of a batch (a backlog keeps it in batches nearly all
+/// the time), whose records' events must then not commit: the engine aborts the batch when the
+/// revocation reaches it, and the group coordinator's generation check (KIP-447) refuses its
+/// offsets when the rebalance completed first. Every event is still there exactly once. Whether
+/// a batch is cut depends on when the revocation comes (during a batch, during its commit, or
+/// after the backlog), so the aborts are counted and printed, not required.
+/// Its batch of 50 000 readings spans every partition it holds; readings of 600 sensors over
+/// six partitions give each a share.
+#[test]
+fn a_replica_joining_during_a_backlog_doubles_no_event() {
+    let bootstrap = shared_bootstrap();
+    let topics = PipelineTopics::unique("revoked-mid-batch");
+    topics.create(&bootstrap, 6);
+    let readings = 480_000;
+    let mut simulator = Service::simulator(&simulator_args(
+        &bootstrap,
+        &topics.input,
+        &[
+            "--count",
+            &readings.to_string(),
+            "--sensors",
+            "600",
+            "--seed",
+            "23",
+            "--rate",
+            "0",
+        ],
+    ));
+    simulator.wait_success(Duration::from_secs(120));
+
+    let args = topics.processor_args(&bootstrap);
+    let mut first = Service::processor(&args);
+    // The first replica is under way: it has committed some of the backlog, not all of it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let done = try_committed_total(&bootstrap, &topics.group, &topics.input, 6).unwrap_or(0);
+        if done > 0 {
+            break done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first replica committed nothing in 60 s\n{}",
+            first.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut second = Service::processor(&args);
+    wait_until_consumed(
+        &bootstrap,
+        &topics.group,
+        &topics.input,
+        Duration::from_secs(180),
+    );
+
+    let log = first.log();
+    let aborted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("transaction aborted, the batch will be processed again"))
+        .collect();
+    let by_revocation = aborted
+        .iter()
+        .filter(|l| l.contains("of the batch were revoked while it ran"))
+        .count();
+    let input = read_topic(&bootstrap, &topics.input);
+    assert_eq!(input.len(), readings);
+    let expected = expected_events(&input, ProcessingRules::default(), &HashMap::new());
+    let actual = actual_events(&read_topic(&bootstrap, &topics.output));
+    let comparison = assert_same_events(&expected, &actual);
+    assert!(
+        !final_assignment(&second).is_empty(),
+        "the second replica took partitions"
+    );
+    println!(
+        "joined during a backlog: the second replica joined after {started} of {readings} readings; \
+         {} batch(es) aborted ({by_revocation} by the revocation, the rest by the generation \
+         check); {} events, none missing or repeated",
+        aborted.len(),
+        comparison.actual
+    );
+    for replica in [&mut first, &mut second] {
+        replica.stop(Duration::from_secs(15));
+    }
 }

@@ -1,11 +1,15 @@
-//! The batch loop: collect a batch, process it through the task, produce its outputs and
-//! state, commit it with the guarantee's strategy, or roll it back.
+//! The batch loop: process records as the consumer delivers them, produce their outputs and
+//! state, commit the batch with the guarantee's strategy, or roll it back.
 //!
-//! A batch takes the records the consumer has ready, and closes as soon as it has none ready
-//! (or after the commit interval, or at the batch size): a light load gives small batches
-//! committed at once, so results are not held back; a backlog gives full batches, so the cost
-//! of a commit is spread over many records. Newly assigned partitions stay paused until their
-//! state is restored; revoked ones are dropped with their part of the batch.
+//! A batch starts at the first record ready and goes on with the records the consumer has
+//! ready, each processed as it is taken (the record is released at once, and the outputs go
+//! to the producer every [`OUTPUT_CHUNK`], so that librdkafka compresses and sends them while
+//! the batch goes on). It closes as soon as none is ready (or after the commit interval, or at
+//! the batch size): a light load gives small batches committed at once, so results are not
+//! held back; a backlog gives full batches, so the cost of a commit is spread over many
+//! records. Newly assigned partitions stay paused until their state is restored; revoked ones
+//! are dropped, and a batch holding records of a partition revoked while it ran is rolled back
+//! (its transaction aborted) and the partitions kept are rewound to it.
 //!
 //! When the transactional producer becomes unusable (fenced by the broker's abort of a
 //! transaction that outlived its timeout while this process was frozen or cut off, or left in a
@@ -25,7 +29,7 @@ use ::metrics::{counter, histogram};
 use anyhow::Context as _;
 use pipeline_runtime::endpoints::Health;
 use pipeline_runtime::settings::KafkaSettings;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, MessageStream, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -55,6 +59,44 @@ const RECOVERY_WINDOW: Duration = Duration::from_secs(60);
 /// Longest wait for the group's committed offsets while its coordinator moves.
 const COMMITTED_WAIT: Duration = Duration::from_secs(60);
 
+/// Outputs a batch collects before they are handed to the producer.
+const OUTPUT_CHUNK: usize = 256;
+
+/// The batch under way.
+struct Batch {
+    /// Per partition: the offsets of the batch's records, first to next.
+    spans: HashMap<i32, Range<i64>>,
+    records: usize,
+    /// The oldest Kafka timestamp among its records.
+    oldest_ms: i64,
+    started: Instant,
+    started_ms: i64,
+    /// Partitions of the batch revoked while it ran: it cannot commit.
+    revoked: Vec<i32>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            spans: HashMap::new(),
+            records: 0,
+            oldest_ms: i64::MAX,
+            started: Instant::now(),
+            started_ms: metrics::now_ms(),
+            revoked: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, message: &BorrowedMessage<'_>) {
+        let (partition, offset) = (message.partition(), message.offset());
+        self.spans.entry(partition).or_insert(offset..offset).end = offset + 1;
+        self.records += 1;
+        if let Some(ms) = message.timestamp().to_millis() {
+            self.oldest_ms = self.oldest_ms.min(ms);
+        }
+    }
+}
+
 /// How a batch is committed: the guarantee, as the one place that branches on it.
 pub(crate) enum Commit {
     /// Everything in one Kafka transaction.
@@ -75,6 +117,9 @@ pub(crate) struct Worker<'a, J: Job> {
     settings: &'a EngineSettings,
     kafka: &'a KafkaSettings,
     consumer: &'a StreamConsumer<EngineContext>,
+    /// The consumer's records, one stream for the worker's life: `StreamConsumer::recv` makes
+    /// a stream per call, whose waker slot costs two mutex locks per record.
+    messages: MessageStream<'a, EngineContext>,
     context: &'a EngineContext,
     producer: Arc<EngineProducer>,
     commit: Commit,
@@ -123,6 +168,7 @@ impl<'a, J: Job> Worker<'a, J> {
             settings,
             kafka,
             consumer,
+            messages: consumer.stream(),
             context,
             producer,
             commit,
@@ -152,14 +198,12 @@ impl<'a, J: Job> Worker<'a, J> {
 
     pub async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         while !shutdown.is_cancelled() {
-            let mut batch = self.collect_batch(shutdown).await?;
-            self.apply_assignment_changes(&mut batch);
-            if !batch.is_empty() {
+            if let Some(first) = self.first_record(shutdown).await? {
                 if self.last_snapshot_request.elapsed() >= self.settings.snapshot_interval {
                     self.task.request_snapshots();
                     self.last_snapshot_request = Instant::now();
                 }
-                self.process_batch(&batch, shutdown).await?;
+                self.process_batch(first, shutdown).await?;
             }
             self.progress.maybe_report(self.task.store().keys());
         }
@@ -176,43 +220,49 @@ impl<'a, J: Job> Worker<'a, J> {
         self.restores.shut_down().await;
     }
 
+    /// Runs a batch from its first record: processes it and the records the consumer has
+    /// ready, as they come, then commits (or rolls back) the batch.
     async fn process_batch(
         &mut self,
-        batch: &[BorrowedMessage<'a>],
+        first: BorrowedMessage<'a>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        // Per partition: the offsets of the batch's records, first to next.
-        let mut spans: HashMap<i32, Range<i64>> = HashMap::new();
-        let mut oldest_ms = i64::MAX;
-        for message in batch {
-            let (partition, offset) = (message.partition(), message.offset());
-            spans.entry(partition).or_insert(offset..offset).end = offset + 1;
-            if let Some(ms) = message.timestamp().to_millis() {
-                oldest_ms = oldest_ms.min(ms);
-            }
-        }
-        if oldest_ms != i64::MAX {
-            histogram!(self.settings.metrics.input_wait_seconds)
-                .record((metrics::now_ms() - oldest_ms).max(0) as f64 / 1000.0);
-        }
         // Reports of an earlier aborted batch's records (purged) must not fail this one.
         let deliveries = self.producer.context();
         deliveries.reset(self.sent).await;
         if let Commit::ExactlyOnce(transactions) = &self.commit
             && let Err(error) = transactions.begin()
         {
+            // The record is read again: the new producer's partitions resume where they
+            // committed.
             return self.replace_producer(error, shutdown).await;
         }
         self.tally.clear();
-        let processing = Instant::now();
-        let outcome = self.produce_outputs(batch).await;
+        let mut batch = Batch::new();
+        let outcome = self.process_records(first, &mut batch).await;
         histogram!(self.settings.metrics.processing_seconds)
-            .record(processing.elapsed().as_secs_f64());
+            .record(batch.started.elapsed().as_secs_f64());
+        if batch.oldest_ms != i64::MAX {
+            histogram!(self.settings.metrics.input_wait_seconds)
+                .record((batch.started_ms - batch.oldest_ms).max(0) as f64 / 1000.0);
+        }
+        let outcome = outcome.and_then(|()| match batch.revoked.is_empty() {
+            true => Ok(()),
+            false => Err(BatchError::Revoked {
+                partitions: batch.revoked.clone(),
+            }),
+        });
+        let spans = batch.spans;
         let committing = Instant::now();
         let (task, writes, sent) = (&mut self.task, &mut self.writes, &mut self.sent);
         let writer = self.writer.as_str();
         let (producer, settings, consumer) = (&*self.producer, self.settings, self.consumer);
         let committed = match &self.commit {
+            Commit::AtLeastOnce if matches!(outcome, Err(BatchError::Revoked { .. })) => {
+                // Outputs already enqueued go out (at least once allows the repeat); the
+                // state is rolled back and the kept partitions processed again.
+                Err(Failed::Aborted)
+            }
             Commit::AtLeastOnce => {
                 // Any failure stops the replica: its uncommitted input is processed again.
                 outcome?;
@@ -237,9 +287,16 @@ impl<'a, J: Job> Worker<'a, J> {
                 match committed {
                     Ok(()) => Ok(()),
                     Err(error) if !error.is_fatal() => {
-                        tracing::warn!(
-                            "transaction aborted, the batch will be processed again: {error}"
-                        );
+                        if let BatchError::Revoked { .. } = error {
+                            // A rebalance, not a failure.
+                            tracing::info!(
+                                "transaction aborted, the batch will be processed again: {error}"
+                            );
+                        } else {
+                            tracing::warn!(
+                                "transaction aborted, the batch will be processed again: {error}"
+                            );
+                        }
                         match transactions.abort(shutdown).await {
                             Ok(()) => Err(Failed::Aborted),
                             // A transaction that can be neither committed nor aborted: the
@@ -426,29 +483,73 @@ impl<'a, J: Job> Worker<'a, J> {
             .collect()
     }
 
-    /// Processes the batch's records through the task and produces their outputs and dead
-    /// letters.
-    async fn produce_outputs(&mut self, batch: &[BorrowedMessage<'a>]) -> Result<(), BatchError> {
+    /// Processes `first` and the records the consumer has ready after it through the task,
+    /// producing their outputs (every [`OUTPUT_CHUNK`], so that the producer compresses and
+    /// sends them while the batch goes on) and dead letters, until none is ready, the batch is
+    /// full, its time is up or one of its partitions is revoked.
+    async fn process_records(
+        &mut self,
+        first: BorrowedMessage<'a>,
+        batch: &mut Batch,
+    ) -> Result<(), BatchError> {
         let settings = self.settings;
-        for message in batch {
-            let record = InputRecord {
-                key: message.key(),
-                value: message.payload(),
-                timestamp_ms: message.timestamp().to_millis(),
-                partition: message.partition(),
-                offset: message.offset(),
-            };
-            self.tally.consumed += 1;
-            if let Some(ms) = record.timestamp_ms {
-                self.tally.timestamps_ms.push(ms);
+        let mut revoked = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            batch.add(&message);
+            self.process_record(&message).await?;
+            if self.task.outputs().len() >= OUTPUT_CHUNK {
+                self.send_outputs().await?;
             }
-            match self.task.process(&record) {
-                Ok(Processed::Applied) => {}
-                Ok(Processed::AlreadyApplied) => self.progress.skipped += 1,
-                Ok(Processed::Replayed) => self.progress.replayed += 1,
-                Err(reason) => self.dead_letter(message, &reason).await?,
+            // The clock read every few records: it is not free.
+            if batch.records >= settings.batch_max_records
+                || (batch.records.is_multiple_of(64)
+                    && batch.started.elapsed() >= settings.commit_interval)
+            {
+                break;
+            }
+            next = self.next_ready(&mut revoked).await;
+            if revoked.iter().any(|p| batch.spans.contains_key(p)) {
+                batch.revoked = std::mem::take(&mut revoked);
+                // Not processed: its partition is rewound to it (or to the batch's first
+                // record there) with the rest.
+                if let Some(message) = next.take() {
+                    let offset = message.offset();
+                    batch
+                        .spans
+                        .entry(message.partition())
+                        .or_insert(offset..offset);
+                }
             }
         }
+        self.send_outputs().await
+    }
+
+    /// Processes one record through the task; an unusable one becomes a dead letter.
+    async fn process_record(&mut self, message: &BorrowedMessage<'a>) -> Result<(), BatchError> {
+        let record = InputRecord {
+            key: message.key(),
+            value: message.payload(),
+            timestamp_ms: message.timestamp().to_millis(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        self.tally.consumed += 1;
+        if let Some(ms) = record.timestamp_ms {
+            self.tally.timestamps_ms.push(ms);
+        }
+        match self.task.process(&record) {
+            Ok(Processed::Applied) => {}
+            Ok(Processed::AlreadyApplied) => self.progress.skipped += 1,
+            Ok(Processed::Replayed) => self.progress.replayed += 1,
+            Err(reason) => self.dead_letter(message, &reason).await?,
+        }
+        Ok(())
+    }
+
+    /// Produces the outputs emitted since the last call.
+    async fn send_outputs(&mut self) -> Result<(), BatchError> {
+        let settings = self.settings;
         for output in self.task.outputs().records() {
             metrics::add(&mut self.tally.produced, output.kind, 1);
             let mut record = BaseRecord::to(&settings.output_topics[output.topic])

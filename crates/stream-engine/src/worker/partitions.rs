@@ -1,11 +1,11 @@
-//! The worker's side of the consumer: collecting a batch, assignment changes, finished
+//! The worker's side of the consumer: taking a batch's records, assignment changes, finished
 //! restores, and moving partitions.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::metrics::{counter, histogram};
 use anyhow::Context as _;
-use futures::FutureExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
@@ -21,66 +21,75 @@ use crate::restore::Finished;
 const DEFERRED_SEEK_RETRY: Duration = Duration::from_millis(100);
 
 impl<'a, J: Job> Worker<'a, J> {
-    /// Waits for a first record, then takes the records already waiting until none is ready,
-    /// the batch is full or the commit interval has passed. Finished restores and assignment
-    /// changes are applied meanwhile.
-    pub(super) async fn collect_batch(
+    /// Waits for the first record of the next batch (`None` at shutdown). Finished restores
+    /// and assignment changes are applied meanwhile.
+    pub(super) async fn first_record(
         &mut self,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<Vec<BorrowedMessage<'a>>> {
-        let consumer = self.consumer;
-        let settings = self.settings;
-        let mut batch = Vec::new();
+    ) -> anyhow::Result<Option<BorrowedMessage<'a>>> {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => return Ok(None),
                 Some(done) = self.restores.next_done() => {
                     if let Some(finished) = self.restores.finish(done) {
                         self.finish_restore(finished)?;
                     }
                 }
-                _ = self.context.changed() => self.apply_assignment_changes(&mut batch),
+                _ = self.context.changed() => {
+                    self.apply_assignment_changes();
+                }
                 _ = tokio::time::sleep(DEFERRED_SEEK_RETRY), if !self.deferred_seeks.is_empty() => {
                     self.retry_deferred_seeks()?;
                 }
-                message = consumer.recv() => {
-                    let started = Instant::now();
-                    self.accept(&mut batch, message).await;
-                    while batch.len() < settings.batch_max_records
-                        && started.elapsed() < settings.commit_interval
-                    {
-                        match consumer.recv().now_or_never() {
-                            Some(message) => self.accept(&mut batch, message).await,
-                            None => break,
-                        }
-                    }
-                    if !batch.is_empty() {
-                        break;
+                Some(message) = self.messages.next() => {
+                    self.apply_assignment_changes();
+                    if let Some(message) = self.accept(message).await {
+                        return Ok(Some(message));
                     }
                 }
             }
         }
-        Ok(batch)
     }
 
+    /// The next record the consumer has ready for the batch under way, without waiting;
+    /// `None` when none is ready. Partitions revoked by the poll are added to `revoked` (the
+    /// batch must not commit if it holds any of their records).
+    pub(super) async fn next_ready(
+        &mut self,
+        revoked: &mut Vec<i32>,
+    ) -> Option<BorrowedMessage<'a>> {
+        loop {
+            let polled = self.messages.next().now_or_never();
+            // A rebalance served by this poll applies to the batch before this record (a poll
+            // that serves one returns no record: the batch ends, and must know of it).
+            revoked.extend(self.apply_assignment_changes());
+            let message = polled??;
+            if let Some(message) = self.accept(message).await {
+                return Some(message);
+            }
+        }
+    }
+
+    /// A polled record, unless it must not be processed now.
     async fn accept(
         &mut self,
-        batch: &mut Vec<BorrowedMessage<'a>>,
         message: Result<BorrowedMessage<'a>, KafkaError>,
-    ) {
-        // A rebalance reported during this poll applies to what was collected before it.
-        self.apply_assignment_changes(batch);
+    ) -> Option<BorrowedMessage<'a>> {
         match message {
             Ok(message) if self.restores.is_pending(message.partition()) => {
                 // Fetched before the partition was paused: processed after the restore.
                 self.restores
                     .fetched_meanwhile(message.partition(), message.offset());
+                None
             }
             Ok(message) => match self.check_rewound(message.partition(), message.offset()) {
-                Ok(true) => batch.push(message),
-                Ok(false) => {}
-                Err(error) => tracing::error!("{error:#}"),
+                Ok(true) => Some(message),
+                Ok(false) => None,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    None
+                }
             },
             Err(error) => {
                 // While a broker is down this comes every poll: once a minute is news enough.
@@ -93,16 +102,18 @@ impl<'a, J: Job> Worker<'a, J> {
                     tracing::debug!(%error, "consumer error");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                None
             }
         }
     }
 
-    /// Revoked partitions: their state and collected records are dropped. Assigned ones:
-    /// their restore starts (a stateless job's resume at once).
-    pub(super) fn apply_assignment_changes(&mut self, batch: &mut Vec<BorrowedMessage<'a>>) {
+    /// Revoked partitions: their state is dropped (returned, for the batch under way).
+    /// Assigned ones: their restore starts (a stateless job's resume at once).
+    pub(super) fn apply_assignment_changes(&mut self) -> Vec<i32> {
         let changes = self.context.take_changes();
+        let mut revoked = Vec::new();
         if changes.is_empty() {
-            return;
+            return revoked;
         }
         for change in changes {
             counter!(self.settings.metrics.rebalances).increment(1);
@@ -115,7 +126,7 @@ impl<'a, J: Job> Worker<'a, J> {
                         self.restores.forget(*partition);
                         self.assigned.remove(partition);
                     }
-                    batch.retain(|m| !partitions.contains(&m.partition()));
+                    revoked.extend(partitions);
                 }
                 AssignmentChange::Assigned(partitions) => {
                     self.assigned_once = true;
@@ -133,6 +144,7 @@ impl<'a, J: Job> Worker<'a, J> {
             }
         }
         self.update_health();
+        revoked
     }
 
     /// Ready once the replica has been assigned partitions and restored every one of them.
