@@ -4,16 +4,15 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# librdkafka and SQLite are built from the sources in vendor/rdkafka-sys (librdkafka with a fix
-# of ours: see scripts/vendor-rdkafka.sh) and bundled in libsqlite3-sys (a C toolchain, perl and
-# make); OpenSSL is Debian's (libssl-dev here, libssl3 in the runtime image, patched with
-# Debian's updates); ca-certificates are the trusted CAs when kafka.tls.ca_file is unset.
+# librdkafka and SQLite are built from the sources bundled in rdkafka-sys and libsqlite3-sys (a C
+# toolchain, perl and make); OpenSSL is Debian's (libssl-dev here, libssl3 in the
+# runtime image, patched with Debian's updates); ca-certificates are the trusted CAs when
+# kafka.tls.ca_file is unset.
 # Only what the build reads, so a change to the README or the scripts does not rebuild. tests/ is
 # a workspace member: cargo reads its manifest and targets even when it does not build them.
 COPY Cargo.toml Cargo.lock clippy.toml ./
 COPY crates crates
 COPY tests tests
-COPY vendor vendor
 COPY scripts/source-times.sh /usr/local/bin/
 # target/ lives in a cache mount, and cargo judges the project's own crates fresh by file times,
 # which say nothing reliable here (a fresh clone makes every file new, an older checkout makes
@@ -27,11 +26,11 @@ COPY scripts/source-times.sh /usr/local/bin/
 ARG CARGO_FEATURES=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
-    source-times.sh target Cargo.toml Cargo.lock clippy.toml crates tests vendor \
+    source-times.sh target Cargo.toml Cargo.lock clippy.toml crates tests \
     && cargo build --release --locked -p processor -p sensor-simulator -p log-gateway \
        -p log-simulator -p ip-count -p pg-sink -p dashboard \
        ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
-    && source-times.sh --record target Cargo.toml Cargo.lock clippy.toml crates tests vendor \
+    && source-times.sh --record target Cargo.toml Cargo.lock clippy.toml crates tests \
     && mkdir -p /out \
     && cp target/release/processor target/release/sensor-audit target/release/sensor-simulator \
        target/release/log-gateway target/release/log-simulator target/release/ip-counter \
