@@ -38,11 +38,7 @@ fn finish(pipeline: &mut Pipeline, bootstrap: &str, started: Instant) {
     );
     let clean = report["missing"] == 0 && report["wrong"] == 0 && report["unexpected"] == 0;
     if !clean || (guarantee == "exactly_once" && report["duplicated"] != 0) {
-        let dir = e2e_tests::repo_root()
-            .join("target/chaos-logs")
-            .join(&pipeline.topics.group);
-        chaos.save_logs(&dir);
-        pipeline.simulator.save_log(&dir.join("simulator.log"));
+        let dir = keep_logs(pipeline);
         let sensors: Vec<_> = report["sensors"]
             .as_object()
             .map(|m| m.iter().take(5).collect())
@@ -73,6 +69,17 @@ fn finish(pipeline: &mut Pipeline, bootstrap: &str, started: Instant) {
     for i in 0..REPLICAS {
         pipeline.replicas.stop(i);
     }
+}
+
+/// Keeps every replica's log and the simulator's under `target/chaos-logs/<group>`; returns
+/// the directory.
+fn keep_logs(pipeline: &Pipeline) -> std::path::PathBuf {
+    let dir = e2e_tests::repo_root()
+        .join("target/chaos-logs")
+        .join(&pipeline.topics.group);
+    pipeline.replicas.save_logs(&dir);
+    pipeline.simulator.save_log(&dir.join("simulator.log"));
+    dir
 }
 
 /// Waits `duration`, restarting (and counting) every replica of `pipelines` that exits.
@@ -144,7 +151,16 @@ fn chaos_loses_nothing_under_either_guarantee_and_repeats_nothing_exactly_once()
         pause(&mut pipelines, Duration::from_secs(2));
     }
 
-    for pipeline in pipelines.iter_mut() {
-        finish(pipeline, &bootstrap, started);
+    for i in 0..pipelines.len() {
+        // Whatever fails (an audit, or a wait before it), the logs are kept.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            finish(&mut pipelines[i], &bootstrap, started)
+        }));
+        if let Err(panic) = outcome {
+            for pipeline in &pipelines {
+                eprintln!("chaos: logs kept in {}", keep_logs(pipeline).display());
+            }
+            std::panic::resume_unwind(panic);
+        }
     }
 }
