@@ -187,8 +187,7 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
 
     // 3. The repartition topic, by partition in offset order.
     let mut partitions: BTreeMap<i32, Vec<(i64, Option<Request>)>> = BTreeMap::new();
-    let mut requests_found: HashMap<Request, u64> = HashMap::new();
-    // Where each request's copies are, to locate duplicates.
+    // Where each request's copies are: their count, and where duplicates are.
     let mut copies_at: HashMap<Request, Vec<(i32, i64)>> = HashMap::new();
     let ends = end_offsets(kafka, CLIENT, &s.repartition_topic)?;
     scan(
@@ -208,7 +207,6 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
                 )
                 .map(|(ip, time)| (ip.to_owned(), time));
             if let Some(request) = &request {
-                *requests_found.entry(request.clone()).or_default() += 1;
                 copies_at
                     .entry(request.clone())
                     .or_default()
@@ -255,7 +253,7 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
     report.requests_expected = judged.values().sum();
     let mut missing_at = Vec::new();
     for (request, &want) in &judged {
-        let have = requests_found.get(request).copied().unwrap_or(0);
+        let have = copies_at.get(request).map_or(0, |at| at.len() as u64);
         report.requests_missing += want.saturating_sub(have);
         if want > have {
             missing_at.extend(located.get(request).copied());
@@ -268,14 +266,15 @@ pub fn audit(kafka: &KafkaSettings, config: &Config) -> anyhow::Result<IpAuditRe
         .map(|(partition, offset)| format!("{partition}:{offset}"))
         .collect();
     let (mut duplicated_at, mut duplicated_from) = (Vec::new(), Vec::new());
-    for (request, &have) in &requests_found {
+    for (request, at) in &copies_at {
+        let have = at.len() as u64;
         let allowed =
             judged.get(request).copied().unwrap_or(0) + newer.get(request).copied().unwrap_or(0);
         if allowed == 0 {
             report.requests_unexpected += have;
         } else if have > allowed {
             report.requests_duplicated += have - allowed;
-            duplicated_at.extend(copies_at.get(request).into_iter().flatten().copied());
+            duplicated_at.extend(at.iter().copied());
             duplicated_from.extend(located.get(request).copied());
         }
     }

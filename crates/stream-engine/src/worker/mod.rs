@@ -149,6 +149,10 @@ pub(crate) struct Worker<'a, J: Job> {
     /// the group's committed offset (seconds, while a transaction is open or the coordinator
     /// loads). Moved and resumed as soon as it takes the seek.
     deferred_seeks: HashMap<i32, i64>,
+    /// When the deferred seeks are tried next: a deadline, not a sleep restarted with each
+    /// wait, so that records of other partitions arriving more often than the retry period
+    /// do not put it off for good.
+    next_seek_retry: Instant,
 }
 
 impl<'a, J: Job> Worker<'a, J> {
@@ -185,6 +189,7 @@ impl<'a, J: Job> Worker<'a, J> {
             writer: format!("{}/1", settings.instance_id),
             rewound: HashMap::new(),
             deferred_seeks: HashMap::new(),
+            next_seek_retry: Instant::now(),
             restores,
             health,
             assigned: BTreeSet::new(),

@@ -1,7 +1,7 @@
 //! The worker's side of the consumer: taking a batch's records, assignment changes, finished
 //! restores, and moving partitions.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::metrics::{counter, histogram};
 use anyhow::Context as _;
@@ -39,7 +39,9 @@ impl<'a, J: Job> Worker<'a, J> {
                 _ = self.context.changed() => {
                     self.apply_assignment_changes();
                 }
-                _ = tokio::time::sleep(DEFERRED_SEEK_RETRY), if !self.deferred_seeks.is_empty() => {
+                _ = tokio::time::sleep_until(self.next_seek_retry.into()),
+                    if !self.deferred_seeks.is_empty() =>
+                {
                     self.retry_deferred_seeks()?;
                 }
                 Some(message) = self.messages.next() => {
@@ -201,6 +203,9 @@ impl<'a, J: Job> Worker<'a, J> {
                 offset,
                 "the restored partition is not fetched yet: it is moved once it is"
             );
+            if self.deferred_seeks.is_empty() {
+                self.next_seek_retry = Instant::now() + DEFERRED_SEEK_RETRY;
+            }
             self.deferred_seeks.insert(partition, offset);
             return Ok(());
         }
@@ -217,6 +222,7 @@ impl<'a, J: Job> Worker<'a, J> {
 
     /// Moves and resumes the restored partitions librdkafka now fetches.
     fn retry_deferred_seeks(&mut self) -> anyhow::Result<()> {
+        self.next_seek_retry = Instant::now() + DEFERRED_SEEK_RETRY;
         let waiting: Vec<(i32, i64)> = self.deferred_seeks.iter().map(|(p, o)| (*p, *o)).collect();
         for (partition, offset) in waiting {
             if self.try_seek(partition, offset)? == Seek::Moved {
@@ -244,7 +250,7 @@ impl<'a, J: Job> Worker<'a, J> {
         );
         match result {
             Ok(()) => Ok(Seek::Moved),
-            Err(KafkaError::Seek(error)) if fetcher_stopped(&error) => Ok(Seek::NotFetching),
+            Err(KafkaError::Seek(error)) if not_fetching(&error) => Ok(Seek::NotFetching),
             Err(error) => Err(error)
                 .with_context(|| format!("moving partition {partition} to offset {offset}")),
         }
@@ -278,10 +284,9 @@ enum Seek {
 
 /// Whether a seek failed because librdkafka does not fetch the partition: "erroneous state"
 /// before its fetcher has started or after it stopped, "previous operation in progress" while
-/// it stops. rust-rdkafka passes a seek's
-/// error code on as librdkafka's description of it only, which the code's `Display` shows
-/// after its name.
-fn fetcher_stopped(error: &str) -> bool {
+/// it stops. rust-rdkafka passes a seek's error code on as librdkafka's description of it
+/// only, which the code's `Display` shows after its name.
+fn not_fetching(error: &str) -> bool {
     [
         RDKafkaErrorCode::State,
         RDKafkaErrorCode::PreviousInProgress,
@@ -295,10 +300,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_seek_of_a_stopped_fetcher_is_told_from_other_seek_errors() {
-        assert!(fetcher_stopped("Local: Erroneous state"));
-        assert!(fetcher_stopped("Local: Previous operation in progress"));
-        assert!(!fetcher_stopped("Local: Unrepresentable offset"));
-        assert!(!fetcher_stopped("Local: Unknown partition"));
+    fn a_seek_of_a_partition_not_fetched_is_told_from_other_seek_errors() {
+        assert!(not_fetching("Local: Erroneous state"));
+        assert!(not_fetching("Local: Previous operation in progress"));
+        assert!(!not_fetching("Local: Unrepresentable offset"));
+        assert!(!not_fetching("Local: Unknown partition"));
     }
 }
