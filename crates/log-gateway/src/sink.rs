@@ -24,6 +24,7 @@ use pipeline_runtime::endpoints::Health;
 use pipeline_runtime::kafka::{
     Override, PRODUCER_DEFAULTS, client_config, error_to_tracing, log_to_tracing,
 };
+use pipeline_runtime::rebootstrap::{CreateRebootstrapping, Rebootstrap, Rebootstraps};
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -128,6 +129,13 @@ pub struct SinkContext {
     requests: Arc<Requests>,
     dlq_topic: String,
     health: Arc<Health>,
+    rebootstrap: Rebootstrap,
+}
+
+impl Rebootstraps for SinkContext {
+    fn rebootstrap(&self) -> &Rebootstrap {
+        &self.rebootstrap
+    }
 }
 
 impl ClientContext for SinkContext {
@@ -140,6 +148,7 @@ impl ClientContext for SinkContext {
             self.health.set_fatal();
         }
         error_to_tracing(&error, reason);
+        self.rebootstrap.after(&error);
     }
 }
 
@@ -231,13 +240,14 @@ impl Sink {
             ),
         ]);
         let producer = client_config(kafka, "log-gateway", &properties)?
-            .create_with_context(SinkContext {
+            .create_rebootstrapping(SinkContext {
                 permits: permits.clone(),
                 max_in_flight: settings.max_in_flight,
                 deliveries: deliveries.clone(),
                 requests: requests.clone(),
                 dlq_topic: settings.dlq_topic.clone(),
                 health,
+                rebootstrap: Rebootstrap::default(),
             })
             .context("creating the Kafka producer")?;
         Ok(Self {

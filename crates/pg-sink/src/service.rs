@@ -17,6 +17,7 @@ use pipeline_runtime::endpoints::{self, Health};
 use pipeline_runtime::kafka::{
     self, Override, PRODUCER_DEFAULTS, TracingContext, error_to_tracing, log_to_tracing,
 };
+use pipeline_runtime::rebootstrap::{CreateRebootstrapping, Rebootstrap, Rebootstraps};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -49,6 +50,13 @@ pub struct Summary {
 /// known.
 struct SinkContext {
     assigned: Mutex<Vec<(String, i32)>>,
+    rebootstrap: Rebootstrap,
+}
+
+impl Rebootstraps for SinkContext {
+    fn rebootstrap(&self) -> &Rebootstrap {
+        &self.rebootstrap
+    }
 }
 
 impl ClientContext for SinkContext {
@@ -58,6 +66,7 @@ impl ClientContext for SinkContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         error_to_tracing(&error, reason);
+        self.rebootstrap.after(&error);
     }
 }
 
@@ -196,8 +205,9 @@ async fn consume(
             ("heartbeat.interval.ms", "1000", Override::Allowed),
         ],
     )?
-    .create_with_context(SinkContext {
+    .create_rebootstrapping(SinkContext {
         assigned: Mutex::new(Vec::new()),
+        rebootstrap: Rebootstrap::default(),
     })
     .context("creating the consumer")?;
     let producer: FutureProducer<TracingContext> = kafka::client_config(
@@ -205,7 +215,7 @@ async fn consume(
         &format!("{}-dlq", s.group_id),
         PRODUCER_DEFAULTS,
     )?
-    .create_with_context(TracingContext)
+    .create_rebootstrapping(TracingContext::default())
     .context("creating the dead-letter producer")?;
     let topics = config.topics();
     let mut wanted = topics.clone();

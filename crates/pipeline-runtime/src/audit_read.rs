@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::kafka::Override::{Allowed, Guarded};
 use crate::kafka::{TracingContext, client_config};
+use crate::rebootstrap::CreateRebootstrapping;
 use crate::settings::KafkaSettings;
 use anyhow::{Context as _, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -40,7 +41,7 @@ fn reader_at(
             ("enable.partition.eof", "true", Guarded),
         ],
     )?
-    .create_with_context(TracingContext)
+    .create_rebootstrapping(TracingContext::default())
     .context("creating the audit consumer")
 }
 
@@ -61,7 +62,7 @@ pub fn committed_offsets(
             ("enable.auto.commit", "false", Guarded),
         ],
     )?
-    .create_with_context(TracingContext)
+    .create_rebootstrapping(TracingContext::default())
     .context("creating the audit's offset reader")?;
     let partitions = end_offsets(kafka, client, topic)?;
     let mut list = TopicPartitionList::new();

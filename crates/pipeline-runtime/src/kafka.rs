@@ -14,6 +14,7 @@ use rdkafka::message::ToBytes;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use crate::rebootstrap::{Rebootstrap, Rebootstraps};
 use crate::settings::{KafkaSettings, SettingsError};
 
 /// How a service's own client property may be overridden through `kafka.properties`.
@@ -445,10 +446,13 @@ pub fn error_to_tracing(error: &KafkaError, reason: &str) {
     }
 }
 
-/// A client context that only routes librdkafka's logs and errors into `tracing`; for
-/// producers and for consumers that need no rebalance hooks.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TracingContext;
+/// A client context that only routes librdkafka's logs and errors into `tracing` (and finds
+/// its way back to the bootstrap servers, see [`Rebootstrap`]); for producers and for
+/// consumers that need no rebalance hooks.
+#[derive(Debug, Clone, Default)]
+pub struct TracingContext {
+    rebootstrap: Rebootstrap,
+}
 
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -457,6 +461,13 @@ impl ClientContext for TracingContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         error_to_tracing(&error, reason);
+        self.rebootstrap.after(&error);
+    }
+}
+
+impl Rebootstraps for TracingContext {
+    fn rebootstrap(&self) -> &Rebootstrap {
+        &self.rebootstrap
     }
 }
 

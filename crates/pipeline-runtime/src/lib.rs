@@ -8,7 +8,8 @@
 //! - [`telemetry`]: the `tracing` subscriber (text or JSON), set up once per process.
 //! - [`kafka`]: client configuration (with the properties a guarantee depends on guarded),
 //!   enqueueing with back-off, and the client context that routes librdkafka's logs into
-//!   `tracing`.
+//!   `tracing`; [`rebootstrap`], which gives a client its bootstrap servers back when it has
+//!   lost every broker.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 //! - [`endpoints`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 
@@ -16,6 +17,7 @@ pub mod audit_read;
 pub mod cli;
 pub mod endpoints;
 pub mod kafka;
+pub mod rebootstrap;
 pub mod secret;
 pub mod security;
 pub mod settings;

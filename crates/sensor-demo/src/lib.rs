@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use pipeline_runtime::kafka::{Override, TracingContext, client_config};
+use pipeline_runtime::rebootstrap::CreateRebootstrapping;
 use pipeline_runtime::secret::Secret;
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::Message;
@@ -223,7 +224,7 @@ pub async fn run(
             ("enable.auto.commit", "false", Override::Guarded),
         ],
     )?
-    .create_with_context(TracingContext)
+    .create_rebootstrapping(TracingContext::default())
     .context("creating the viewer")?;
     viewer
         .subscribe(&[EVENTS, ANOMALIES])

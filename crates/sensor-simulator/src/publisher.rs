@@ -11,6 +11,7 @@ use pipeline_runtime::endpoints::{self, Health};
 use pipeline_runtime::kafka::{
     Override, PRODUCER_DEFAULTS, TracingContext, client_config, send, wait_for_topics,
 };
+use pipeline_runtime::rebootstrap::CreateRebootstrapping;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -89,7 +90,7 @@ async fn publish(
     properties.push(("message.timeout.ms", "60000", Override::Allowed));
     let producer: FutureProducer<TracingContext> =
         client_config(&config.kafka, "sensor-simulator", &properties)?
-            .create_with_context(TracingContext)
+            .create_rebootstrapping(TracingContext::default())
             .context("creating the Kafka producer")?;
 
     tracing::info!(

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use pipeline_runtime::kafka::{Override, TracingContext, client_config};
+use pipeline_runtime::rebootstrap::CreateRebootstrapping;
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -77,7 +78,7 @@ pub async fn ensure_topic(
     partitions: i32,
 ) -> anyhow::Result<()> {
     let admin: AdminClient<TracingContext> = client_config(kafka, "changelog-admin", &[])?
-        .create_with_context(TracingContext)
+        .create_with_context(TracingContext::default())
         .context("creating the admin client")?;
     // The admin client never lets the broker create a topic for its metadata request
     // (`allow.auto.create.topics=false` on every client): a stock broker would create the
@@ -192,7 +193,7 @@ pub fn restore_partition(
         ],
     )
     .map_err(anyhow::Error::from)?
-    .create_with_context(TracingContext)
+    .create_rebootstrapping(TracingContext::default())
     .context("creating the restore consumer")?;
     let committed = committed_offset(&consumer, target, cancel)?;
 

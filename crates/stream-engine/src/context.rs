@@ -17,6 +17,7 @@ use pipeline_runtime::endpoints::Health;
 
 use crate::metrics::MetricNames;
 use pipeline_runtime::kafka::{error_to_tracing, log_to_tracing};
+use pipeline_runtime::rebootstrap::{Rebootstrap, Rebootstraps};
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -44,6 +45,8 @@ pub(crate) struct EngineContext {
     health: Arc<Health>,
     metrics: MetricNames,
     stalls: Arc<Mutex<Stalls>>,
+    /// The consumer's own (a clone of this context starts unbound).
+    rebootstrap: Rebootstrap,
 }
 
 /// How long a partition may have records waiting without any delivered before it is reported.
@@ -82,6 +85,7 @@ impl EngineContext {
             health,
             metrics,
             stalls: Arc::default(),
+            rebootstrap: Rebootstrap::default(),
         }
     }
 
@@ -127,6 +131,7 @@ impl ClientContext for EngineContext {
             self.health.set_fatal();
         }
         error_to_tracing(&error, reason);
+        self.rebootstrap.after(&error);
     }
 
     /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each partition
@@ -170,6 +175,12 @@ impl ClientContext for EngineContext {
                 }
             }
         }
+    }
+}
+
+impl Rebootstraps for EngineContext {
+    fn rebootstrap(&self) -> &Rebootstrap {
+        &self.rebootstrap
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use pipeline_runtime::kafka::TracingContext;
+use pipeline_runtime::kafka::{error_to_tracing, log_to_tracing};
+use pipeline_runtime::rebootstrap::{Rebootstrap, Rebootstraps};
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -52,6 +53,7 @@ pub struct Deliveries {
     failed: AtomicBool,
     failure: Mutex<Option<Failure>>,
     changed: Notify,
+    rebootstrap: Rebootstrap,
 }
 
 impl Default for Deliveries {
@@ -62,17 +64,25 @@ impl Default for Deliveries {
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             changed: Notify::new(),
+            rebootstrap: Rebootstrap::default(),
         }
     }
 }
 
 impl ClientContext for Deliveries {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        TracingContext.log(level, fac, log_message);
+        log_to_tracing(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        TracingContext.error(error, reason);
+        error_to_tracing(&error, reason);
+        self.rebootstrap.after(&error);
+    }
+}
+
+impl Rebootstraps for Deliveries {
+    fn rebootstrap(&self) -> &Rebootstrap {
+        &self.rebootstrap
     }
 }
 

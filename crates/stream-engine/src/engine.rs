@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pipeline_runtime::endpoints::{self, Health};
 use pipeline_runtime::kafka::wait_for_topics;
+use pipeline_runtime::rebootstrap::CreateRebootstrapping;
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -73,11 +74,11 @@ async fn run_job<J: Job>(
     settings.metrics.describe();
     let context = EngineContext::new(health.clone(), settings.metrics);
     let consumer: StreamConsumer<EngineContext> = consumer_config(kafka, settings)?
-        .create_with_context(context.clone())
+        .create_rebootstrapping(context.clone())
         .context("creating the Kafka consumer")?;
     let producer: Arc<EngineProducer> = Arc::new(
         producer_config(kafka, settings)?
-            .create_with_context(Deliveries::default())
+            .create_rebootstrapping(Deliveries::default())
             .context("creating the Kafka producer")?,
     );
     tracing::info!(

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use ::metrics::{counter, histogram};
 use anyhow::Context as _;
 use pipeline_runtime::endpoints::Health;
+use pipeline_runtime::rebootstrap::CreateRebootstrapping;
 use pipeline_runtime::settings::KafkaSettings;
 use rdkafka::consumer::{Consumer, MessageStream, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -386,7 +387,7 @@ impl<'a, J: Job> Worker<'a, J> {
             .purge(PurgeConfig::default().queue().inflight());
         let producer: Arc<EngineProducer> = Arc::new(
             producer_config(self.kafka, self.settings)?
-                .create_with_context(Deliveries::default())
+                .create_rebootstrapping(Deliveries::default())
                 .context("creating a new Kafka producer")?,
         );
         let transactions = Transactions::new(producer.clone(), &transactional_id)
