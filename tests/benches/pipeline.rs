@@ -28,7 +28,7 @@
 //! them; BENCH_JSON names the JSON file (target/bench/pipeline.json); BENCH_LATENCY_ONLY=<readings/s>
 //! runs only the latency runs, at half and a tenth of that rate (two builds compared at the same
 //! rates; BENCH_LATENCY_REPLICAS replicas, default 1). BENCH_CURVE=1 (`scripts/bench.sh latency`) runs only the latency–throughput curve
-//! instead ([`curve`]).
+//! instead ([`curve`]). BENCH_STATE_ONLY=1 runs only the scale of state (4.).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1127,6 +1127,14 @@ fn main() {
         .and_then(|v| v.parse::<u64>().ok())
     {
         latency_only(full, latency_secs);
+        return;
+    }
+    if std::env::var("BENCH_STATE_ONLY").is_ok_and(|v| v == "1") {
+        let broker = start_broker();
+        for &n in &state_sensors {
+            println!("{}", state_memory(&broker.bootstrap(), n));
+        }
+        broker.stop();
         return;
     }
 

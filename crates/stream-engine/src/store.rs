@@ -22,8 +22,8 @@ use crate::codec::{Checkpoint, Snapshot};
 type Slots<S> = hashbrown::HashMap<SmolStr, Slot<S>>;
 
 /// A key's state, with the input offset last applied to it, the batch that last saved it in
-/// the undo log, and whether it changed since the partition's snapshot (then it is in the
-/// partition's `dirty` list).
+/// the undo log, and whether it changed since the partition's snapshot (a snapshot writes the
+/// slots so flagged).
 #[derive(Debug, Clone)]
 struct Slot<S> {
     state: S,
@@ -38,8 +38,12 @@ struct Partition<S> {
     stream_time: Option<i64>,
     /// The stream time when the current batch began.
     committed_stream_time: Option<i64>,
-    /// Keys changed or removed since the snapshot (each once, or more after a rollback).
-    dirty: Vec<SmolStr>,
+    /// Keys removed since the snapshot, or created by a batch that was rolled back: a
+    /// snapshot writes a tombstone for each that does not exist again. Changed keys are not
+    /// listed but flagged in their slots: a list of every key changed since the snapshot was
+    /// 24 bytes per key (2.4 MiB with 100 000 sensors), a scan of the flags at a snapshot costs
+    /// microseconds per thousand keys.
+    removed: Vec<SmolStr>,
     /// Where the changelog's values for this partition stand; `None`: nothing written yet.
     snapshot: Option<Snapshot>,
     /// The snapshot the current batch writes, once it commits.
@@ -59,7 +63,7 @@ impl<S> Default for Partition<S> {
             slots: Slots::default(),
             stream_time: None,
             committed_stream_time: None,
-            dirty: Vec::new(),
+            removed: Vec::new(),
             snapshot: None,
             pending_snapshot: None,
             records_since_snapshot: 0,
@@ -73,12 +77,14 @@ impl<S> Default for Partition<S> {
 pub type SnapshotEntry<'a, S> = (&'a str, Option<(&'a S, i64)>);
 
 /// A key the current batch touched, and its state and applied offset before the batch
-/// (`None`: the batch created it).
+/// (`None`: the batch created it). Boxed: a batch of new keys (a processor's first pass over
+/// 100 000 sensors) then logs 40 bytes per key rather than a whole state each, and the log
+/// keeps its capacity between batches.
 #[derive(Debug)]
 struct Undo<S> {
     partition: i32,
     key: SmolStr,
-    before: Option<(S, i64)>,
+    before: Option<Box<(S, i64)>>,
 }
 
 /// A key's state as restored from the changelog.
@@ -207,16 +213,19 @@ impl<S: Clone> StateStore<S> {
             stream_time_ms: p.stream_time,
         };
         p.pending_snapshot = Some(snapshot);
-        p.dirty.sort_unstable();
-        p.dirty.dedup();
+        p.removed.sort_unstable();
+        p.removed.dedup();
         let slots = &p.slots;
-        let entries = p.dirty.iter().map(move |key| {
-            let now = slots
-                .get(key)
-                .map(|slot| (&slot.state, slot.applied_offset));
-            (key.as_str(), now)
-        });
-        Some((snapshot, entries))
+        let tombstones = p
+            .removed
+            .iter()
+            .filter(|key| !slots.contains_key(*key))
+            .map(|key| (key.as_str(), None));
+        let changed = slots
+            .iter()
+            .filter(|(_, slot)| slot.dirty)
+            .map(|(key, slot)| (key.as_str(), Some((&slot.state, slot.applied_offset))));
+        Some((snapshot, tombstones.chain(changed)))
     }
 
     /// The partition's snapshot as of the last committed batch.
@@ -258,14 +267,13 @@ impl<S: Clone> StateStore<S> {
     ) -> Option<&mut S> {
         let batch = self.batch;
         let p = self.partitions.entry(partition).or_default();
-        let (slots, dirty) = (&mut p.slots, &mut p.dirty);
-        let slot = match slots.entry_ref(key) {
+        let slot = match p.slots.entry_ref(key) {
             EntryRef::Occupied(mut entry) => {
                 if offset <= entry.get().applied_offset {
                     return None;
                 }
                 if entry.get().batch != batch {
-                    let before = (entry.get().state.clone(), entry.get().applied_offset);
+                    let before = Box::new((entry.get().state.clone(), entry.get().applied_offset));
                     self.undo.push(Undo {
                         partition,
                         key: entry.key().clone(),
@@ -273,11 +281,9 @@ impl<S: Clone> StateStore<S> {
                     });
                     entry.get_mut().batch = batch;
                 }
-                if !entry.get().dirty {
-                    entry.get_mut().dirty = true;
-                    dirty.push(entry.key().clone());
-                }
-                entry.into_mut()
+                let slot = entry.into_mut();
+                slot.dirty = true;
+                slot
             }
             EntryRef::Vacant(entry) => {
                 let key = SmolStr::new(key);
@@ -286,7 +292,6 @@ impl<S: Clone> StateStore<S> {
                     key: key.clone(),
                     before: None,
                 });
-                dirty.push(key.clone());
                 let slot = Slot {
                     state: new(),
                     applied_offset: -1,
@@ -318,7 +323,7 @@ impl<S: Clone> StateStore<S> {
             partition,
             batch: self.batch,
             slots: &mut p.slots,
-            dirty: &mut p.dirty,
+            removed: &mut p.removed,
             undo: &mut self.undo,
         })
     }
@@ -342,10 +347,9 @@ impl<S: Clone> StateStore<S> {
         for p in self.partitions.values_mut() {
             p.committed_stream_time = p.stream_time;
             if let Some(snapshot) = p.pending_snapshot.take() {
-                for key in p.dirty.drain(..) {
-                    if let Some(slot) = p.slots.get_mut(&key) {
-                        slot.dirty = false;
-                    }
+                p.removed.clear();
+                for slot in p.slots.values_mut() {
+                    slot.dirty = false;
                 }
                 p.snapshot = Some(snapshot);
                 p.records_since_snapshot = 0;
@@ -362,10 +366,9 @@ impl<S: Clone> StateStore<S> {
             let Some(p) = self.partitions.get_mut(&undo.partition) else {
                 continue;
             };
-            match undo.before {
+            match undo.before.map(|before| *before) {
                 Some((state, applied_offset)) => {
                     // Dirty: it may have been since the snapshot; writing it again is harmless.
-                    p.dirty.push(undo.key.clone());
                     let slot = Slot {
                         state,
                         applied_offset,
@@ -375,7 +378,10 @@ impl<S: Clone> StateStore<S> {
                     p.slots.insert(undo.key, slot);
                 }
                 None => {
+                    // A tombstone at the next snapshot, in case the aborted batch's snapshot
+                    // reached the changelog (`at_least_once` writes it outside a transaction).
                     p.slots.remove(&undo.key);
+                    p.removed.push(undo.key);
                 }
             }
         }
@@ -411,7 +417,7 @@ pub struct PartitionView<'a, S> {
     partition: i32,
     batch: u64,
     slots: &'a mut Slots<S>,
-    dirty: &'a mut Vec<SmolStr>,
+    removed: &'a mut Vec<SmolStr>,
     undo: &'a mut Vec<Undo<S>>,
 }
 
@@ -443,27 +449,22 @@ impl<S: Clone> PartitionView<'_, S> {
             self.undo.push(Undo {
                 partition: self.partition,
                 key: key.clone(),
-                before: Some((slot.state.clone(), slot.applied_offset)),
+                before: Some(Box::new((slot.state.clone(), slot.applied_offset))),
             });
         }
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(key.clone());
-        }
+        slot.dirty = true;
         Some(&mut slot.state)
     }
 
     /// Removes a key (a tombstone in the changelog); returns its state.
     pub fn remove(&mut self, key: &str) -> Option<S> {
         let (key, slot) = self.slots.remove_entry(key)?;
-        if !slot.dirty {
-            self.dirty.push(key.clone());
-        }
+        self.removed.push(key.clone());
         if slot.batch != self.batch {
             self.undo.push(Undo {
                 partition: self.partition,
                 key,
-                before: Some((slot.state.clone(), slot.applied_offset)),
+                before: Some(Box::new((slot.state.clone(), slot.applied_offset))),
             });
         }
         Some(slot.state)

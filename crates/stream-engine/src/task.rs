@@ -276,8 +276,23 @@ impl<J: Job> Task<J> {
 #[derive(Debug, Default)]
 pub struct StateWrites {
     bytes: Vec<u8>,
-    records: Vec<(i32, Range<usize>, Option<Range<usize>>)>,
+    records: Vec<WriteSpan>,
 }
+
+/// Where one record lies in [`StateWrites::bytes`]: its key from `start` to `key_end`, then its
+/// value to `value_end`. 16 bytes rather than the 48 of a partition and two ranges: a snapshot
+/// of 100 000 keys holds one per key.
+#[derive(Debug, Clone, Copy)]
+struct WriteSpan {
+    partition: i32,
+    start: u32,
+    key_end: u32,
+    /// [`TOMBSTONE`] for no value.
+    value_end: u32,
+}
+
+/// [`WriteSpan::value_end`] of a record without a value.
+const TOMBSTONE: u32 = u32::MAX;
 
 /// One changelog record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,25 +307,44 @@ pub struct StateWrite<'a> {
 
 impl StateWrites {
     fn push(&mut self, partition: i32, key: &[u8], value: Option<impl FnOnce(&mut Vec<u8>)>) {
-        let start = self.bytes.len();
+        let start = self.offset();
         self.bytes.extend_from_slice(key);
-        let key_end = self.bytes.len();
-        let value = value.map(|write| {
-            write(&mut self.bytes);
-            key_end..self.bytes.len()
+        let key_end = self.offset();
+        let value_end = match value {
+            Some(write) => {
+                write(&mut self.bytes);
+                self.offset()
+            }
+            None => TOMBSTONE,
+        };
+        self.records.push(WriteSpan {
+            partition,
+            start,
+            key_end,
+            value_end,
         });
-        self.records.push((partition, start..key_end, value));
+    }
+
+    /// The end of the bytes so far, as a span's offset. A batch's changelog records are a
+    /// value per key changed since the partition's snapshot: far from 4 GiB.
+    fn offset(&self) -> u32 {
+        u32::try_from(self.bytes.len())
+            .ok()
+            .filter(|&offset| offset != TOMBSTONE)
+            .expect("a batch's changelog records take less than 4 GiB")
     }
 
     /// The records, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = StateWrite<'_>> {
-        self.records
-            .iter()
-            .map(|(partition, key, value)| StateWrite {
-                partition: *partition,
-                key: &self.bytes[key.clone()],
-                value: value.clone().map(|v| &self.bytes[v]),
-            })
+        self.records.iter().map(|span| {
+            let (start, key_end) = (span.start as usize, span.key_end as usize);
+            StateWrite {
+                partition: span.partition,
+                key: &self.bytes[start..key_end],
+                value: (span.value_end != TOMBSTONE)
+                    .then(|| &self.bytes[key_end..span.value_end as usize]),
+            }
+        })
     }
 
     /// Forgets every record, keeping the buffers.
