@@ -1030,6 +1030,7 @@ fn state_memory(bootstrap: &str, sensors: u64) -> Value {
     preload(bootstrap, &topics, sensors, sensors);
     let mut args = topics.processor_args(bootstrap);
     args.extend(["--processing-guarantee".into(), "at_least_once".into()]);
+    args.extend(extra_processor_args());
     let mut processor = Service::processor(&args);
     let address = processor.http_address(Duration::from_secs(30));
     wait_for_zero_lag(bootstrap, &topics.group, &topics.input, || {
