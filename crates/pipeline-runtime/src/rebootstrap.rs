@@ -11,7 +11,7 @@
 //!
 //! [`Rebootstrap`] is the workaround: when a client reports all brokers down, it adds the
 //! bootstrap servers back (`rd_kafka_brokers_add`, which rust-rdkafka does not wrap). Adding a
-//! server the client already has is a no-op; one it dropped comes back, connects, and the
+//! server the client still has as a bootstrap entry is a no-op; one it dropped comes back, connects, and the
 //! client's next metadata refresh goes through it. A client that still knows its brokers loses
 //! nothing: librdkafka prefers learned brokers over bootstrap ones and drops the bootstrap
 //! entries again once a metadata response lists the cluster.
@@ -62,7 +62,8 @@ const ADD_BACK_EVERY: Duration = Duration::from_secs(5);
 // and librdkafka's `rd_kafka_brokers_add` may be called from any thread.
 #[allow(unsafe_code)]
 unsafe impl Send for Bound {}
-// SAFETY: as for `Send`; a `Bound` is never changed once set.
+// SAFETY: as for `Send`; the handle and the servers are never changed once set, and the time of
+// the last addition is behind a mutex.
 #[allow(unsafe_code)]
 unsafe impl Sync for Bound {}
 
