@@ -124,35 +124,25 @@ pub trait NativeHandle {
     fn native_handle(&self) -> *mut RDKafka;
 }
 
-impl<C: ProducerContext + 'static> NativeHandle for BaseProducer<C> {
-    fn native_handle(&self) -> *mut RDKafka {
-        self.client().native_ptr()
-    }
+/// Implements [`NativeHandle`] for client types, each with the context bound rust-rdkafka's
+/// `client()` needs on it.
+macro_rules! native_handle {
+    ($($client:ident: $context:ident),* $(,)?) => {$(
+        impl<C: $context + 'static> NativeHandle for $client<C> {
+            fn native_handle(&self) -> *mut RDKafka {
+                self.client().native_ptr()
+            }
+        }
+    )*};
 }
 
-impl<C: ProducerContext + 'static> NativeHandle for ThreadedProducer<C> {
-    fn native_handle(&self) -> *mut RDKafka {
-        self.client().native_ptr()
-    }
-}
-
-impl<C: ClientContext + 'static> NativeHandle for FutureProducer<C> {
-    fn native_handle(&self) -> *mut RDKafka {
-        self.client().native_ptr()
-    }
-}
-
-impl<C: ConsumerContext + 'static> NativeHandle for BaseConsumer<C> {
-    fn native_handle(&self) -> *mut RDKafka {
-        self.client().native_ptr()
-    }
-}
-
-impl<C: ConsumerContext + 'static> NativeHandle for StreamConsumer<C> {
-    fn native_handle(&self) -> *mut RDKafka {
-        self.client().native_ptr()
-    }
-}
+native_handle!(
+    BaseProducer: ProducerContext,
+    ThreadedProducer: ProducerContext,
+    FutureProducer: ClientContext,
+    BaseConsumer: ConsumerContext,
+    StreamConsumer: ConsumerContext,
+);
 
 /// Creates a client from `config` with `context`, bound to its bootstrap servers (see
 /// [`Rebootstrap`]). Use it instead of `ClientConfig::create_with_context` for every client
