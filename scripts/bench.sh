@@ -10,8 +10,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "==> building release binaries" >&2
 cargo build --release --locked --bins
 scripts/kafka.sh fetch
-# The services run as the image runs them (Dockerfile: MALLOC_ARENA_MAX=2).
-export MALLOC_ARENA_MAX=2
 # The Kafka Streams baselines (bench/kafka-streams): Kafka Streams and its dependencies from
 # Maven Central, compiled once, run from target/classes and target/lib.
 build_streams() {

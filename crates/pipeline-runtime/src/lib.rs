@@ -12,7 +12,9 @@
 //!   lost every broker.
 //! - [`shutdown`]: SIGTERM and Ctrl-C as a cancellation token.
 //! - [`endpoints`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
+//! - [`allocator`]: jemalloc, for every binary that links this crate, librdkafka included.
 
+pub mod allocator;
 pub mod audit_read;
 pub mod cli;
 pub mod endpoints;
