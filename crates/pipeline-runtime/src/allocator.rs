@@ -2,11 +2,12 @@
 //! and `free` it exports, for librdkafka's (linked into the same binary) and the system
 //! libraries'.
 //!
-//! librdkafka allocates and frees per record (a fetch op per record consumed, a message and
-//! its headers per record produced), on one thread and frees on another: glibc's malloc spent
-//! about 13 % of the processor's CPU there. With jemalloc the processor used 25–30 % less CPU
-//! per reading over a 3 M-reading backlog (`exactly_once`, medians of three runs,
-//! docs/performance.md), with the same peak resident memory as glibc limited to two arenas.
+//! librdkafka allocates per record (a fetch op per record consumed, a message and its headers
+//! per record produced) on one thread and frees on another: glibc's malloc spent about 13 % of
+//! the processor's CPU there. With jemalloc the processor used 22–23 % less CPU per reading
+//! over a 3 M-reading backlog, both guarantees (the builds in alternation, medians of four
+//! rounds, docs/performance.md), with about the peak resident memory glibc had with two
+//! arenas.
 //!
 //! One arena ([`MALLOC_CONF`]): jemalloc's default of four per core let the peak resident
 //! memory with 100 000 sensors grow from 71–74 to 78–85 MiB at no gain in throughput we could
