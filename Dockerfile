@@ -4,8 +4,8 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# librdkafka and SQLite are built from the sources bundled in rdkafka-sys and libsqlite3-sys (a C
-# toolchain, perl and make); OpenSSL is Debian's (libssl-dev here, libssl3 in the
+# librdkafka, SQLite and jemalloc are built from the sources bundled in rdkafka-sys,
+# libsqlite3-sys and tikv-jemalloc-sys (a C toolchain, perl and make); OpenSSL is Debian's (libssl-dev here, libssl3 in the
 # runtime image, patched with Debian's updates); ca-certificates are the trusted CAs when
 # kafka.tls.ca_file is unset.
 # Only what the build reads, so a change to the README or the scripts does not rebuild. tests/ is
